@@ -1,0 +1,49 @@
+"""Command line: `perception <command>`; each command lives in its own module.
+
+User mistakes (PerceptionError) print one line and exit 2; bugs keep their traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import sys
+from collections.abc import Sequence
+
+from perception import __version__
+from perception.errors import PerceptionError
+
+# command -> module with `register(subparsers)`; the module sets `func(args) -> int` on its parser
+COMMANDS: dict[str, str] = {
+    "run": "perception.commands.run",
+    "echo": "perception.commands.echo",
+    "stats": "perception.commands.stats",
+}
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
+    parser.add_argument("--version", action="version", version=f"perception {__version__}")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for module_name in COMMANDS.values():
+        importlib.import_module(module_name).register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if not getattr(args, "func", None):
+        parser.print_help()
+        return 2
+    try:
+        return int(args.func(args))
+    except PerceptionError as exc:
+        print(f"perception {args.command}: error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,70 @@
+"""Values that cross threads: a captured frame and its per-stage monotonic stamps."""
+
+from __future__ import annotations
+
+import enum
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+class Stage(str, enum.Enum):
+    """Pipeline stages, in order; each is stamped with CLOCK_MONOTONIC ns when it ends."""
+
+    CAPTURE = "capture"
+    DEQUEUE = "dequeue"
+    PREPROCESS = "preprocess"
+    INFERENCE = "inference"
+    POSTPROCESS = "postprocess"
+    ENCODE = "encode"
+    PUBLISH = "publish"
+
+
+STAGES: tuple[Stage, ...] = tuple(Stage)
+
+
+def monotonic_ns() -> int:
+    """CLOCK_MONOTONIC, the clock of every stage stamp (shared by all processes on a host)."""
+    return time.clock_gettime_ns(time.CLOCK_MONOTONIC)
+
+
+@dataclass(frozen=True)
+class Frame:
+    """One image as the source delivered it.
+
+    stamp_ns is acquisition time in the source's clock (wall clock for live cameras,
+    recorded time in replay); capture_ns is CLOCK_MONOTONIC when the capture thread got it.
+    """
+
+    image: np.ndarray  # HxWx3 uint8 BGR
+    index: int  # 0-based count of frames read from this source
+    stamp_ns: int
+    capture_ns: int
+
+    def __post_init__(self) -> None:
+        if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:
+            raise ValueError(f"frame image must be HxWx3 uint8 BGR, got {self.image.shape} {self.image.dtype}")
+
+    @property
+    def height(self) -> int:
+        return int(self.image.shape[0])
+
+    @property
+    def width(self) -> int:
+        return int(self.image.shape[1])
+
+
+@dataclass
+class StageStamps:
+    """Monotonic ns at the end of each stage of one frame; owned by the worker thread."""
+
+    stamps: dict[str, int] = field(default_factory=dict)
+
+    def mark(self, stage: Stage, at_ns: int | None = None) -> int:
+        now = monotonic_ns() if at_ns is None else at_ns
+        self.stamps[stage.value] = now
+        return now
+
+    def as_dict(self) -> dict[str, int]:
+        return dict(self.stamps)

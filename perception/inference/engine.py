@@ -1,0 +1,98 @@
+"""The Engine protocol and the registry of backends.
+
+Backends are named in a table of "module:factory" strings and imported on first use,
+so the core never imports TensorRT or CUDA unless asked (see rosbags' storage plugins).
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from perception.inference.errors import EngineError
+
+
+@dataclass(frozen=True)
+class TensorSpec:
+    """A named tensor; dims are ints, or str/None where the model leaves them dynamic."""
+
+    name: str
+    shape: tuple[int | str | None, ...]
+    dtype: str
+
+    def accepts(self, array: np.ndarray) -> bool:
+        if array.ndim != len(self.shape) or np.dtype(self.dtype) != array.dtype:
+            return False
+        return all(not isinstance(d, int) or d == s for d, s in zip(self.shape, array.shape, strict=True))
+
+
+@dataclass(frozen=True)
+class EngineOptions:
+    """Backend-neutral options; each backend reads what applies to it.
+
+    threads: CPU intra-op threads (0 = backend default). spin: let idle threads spin-wait
+    (faster alone on a core, slower when capture and publishing share the CPU).
+    precision/device/cache_dir are for GPU backends.
+    """
+
+    threads: int = 0
+    spin: bool = False
+    device: int = 0
+    precision: str = "fp32"
+    cache_dir: Path | None = None
+
+
+@runtime_checkable
+class Engine(Protocol):
+    """What the node needs from any backend."""
+
+    name: str
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]: ...
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]: ...
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        """Run once; returns every output by name. Arrays may be reused by the next call."""
+        ...
+
+    def close(self) -> None: ...
+
+    def __enter__(self) -> Engine: ...
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None: ...
+
+
+EngineFactory = Callable[[Path, EngineOptions], Engine]
+
+# name -> "module:callable(model_path, options) -> Engine"
+ENGINES: dict[str, str] = {
+    "onnxruntime": "perception.inference.onnxruntime:OrtEngine",
+}
+
+
+def register_engine(name: str, target: str) -> None:
+    """Add a backend, e.g. from a plugin: register_engine("mine", "pkg.mod:MyEngine")."""
+    ENGINES[name] = target
+
+
+def available_engines() -> list[str]:
+    return sorted(ENGINES)
+
+
+def open_engine(name: str, model: Path, options: EngineOptions | None = None) -> Engine:
+    if name not in ENGINES:
+        raise EngineError(f"unknown engine {name!r}", f"choose one of {available_engines()}")
+    module_name, _, attr = ENGINES[name].partition(":")
+    factory: EngineFactory = getattr(importlib.import_module(module_name), attr)
+    return factory(model, options or EngineOptions())

@@ -1,0 +1,13 @@
+"""Errors raised when an engine cannot be opened or run."""
+
+from __future__ import annotations
+
+from perception.errors import PerceptionError
+
+
+class EngineError(PerceptionError):
+    """An engine that is unknown, cannot load its model, or fails at run time."""
+
+
+class ModelMismatchError(EngineError):
+    """A model whose inputs or outputs disagree with its card or with what a decoder needs."""

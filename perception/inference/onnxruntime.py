@@ -1,0 +1,94 @@
+"""ONNX Runtime backend, CPU by default, tuned for latency next to a capture thread."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from types import TracebackType
+from typing import Any
+
+import numpy as np
+
+from perception.inference.engine import EngineOptions, TensorSpec
+from perception.inference.errors import EngineError, ModelMismatchError
+
+_ORT_TYPES = {
+    "tensor(float)": "float32",
+    "tensor(float16)": "float16",
+    "tensor(double)": "float64",
+    "tensor(uint8)": "uint8",
+    "tensor(int8)": "int8",
+    "tensor(int32)": "int32",
+    "tensor(int64)": "int64",
+    "tensor(bool)": "bool",
+}
+
+
+def _spec(arg: Any) -> TensorSpec:
+    shape = tuple(d if isinstance(d, int) else (d or None) for d in arg.shape)
+    return TensorSpec(arg.name, shape, _ORT_TYPES.get(arg.type, arg.type))
+
+
+class OrtEngine:
+    """One InferenceSession; sequential execution, one inter-op thread.
+
+    Spin-waiting is off by default: on a 2-core robot the capture and publisher threads
+    need the cores that spinning intra-op threads would burn.
+    """
+
+    name = "onnxruntime"
+
+    def __init__(self, model: Path, options: EngineOptions | None = None,
+                 providers: list[str] | None = None) -> None:
+        import onnxruntime as ort
+
+        options = options or EngineOptions()
+        if not Path(model).is_file():
+            raise EngineError(f"model file {model} does not exist", "check the path in the model card or --model")
+        so = ort.SessionOptions()
+        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        so.inter_op_num_threads = 1
+        if options.threads > 0:
+            so.intra_op_num_threads = options.threads
+        so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
+        so.log_severity_level = 3
+        try:
+            self._session = ort.InferenceSession(
+                str(model), sess_options=so, providers=providers or ["CPUExecutionProvider"])
+        except Exception as exc:  # ORT raises its own untyped errors for bad files
+            raise EngineError(f"ONNX Runtime cannot load {model} ({exc})",
+                              "check that the file is a valid ONNX model (perception inspect MODEL.onnx)") from exc
+        self._inputs = tuple(_spec(a) for a in self._session.get_inputs())
+        self._outputs = tuple(_spec(a) for a in self._session.get_outputs())
+        self._output_names = [o.name for o in self._outputs]
+        self.model = Path(model)
+        self.metadata: dict[str, str] = dict(self._session.get_modelmeta().custom_metadata_map)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._outputs
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        for spec in self._inputs:
+            array = feeds.get(spec.name)
+            if array is None or not spec.accepts(array):
+                got = "nothing" if array is None else f"{array.shape} {array.dtype}"
+                raise ModelMismatchError(f"input {spec.name!r} expects {spec.shape} {spec.dtype}, got {got}",
+                                         "make the model card's [input] match the ONNX graph")
+        results = self._session.run(self._output_names, dict(feeds))
+        return dict(zip(self._output_names, results, strict=True))
+
+    def close(self) -> None:
+        self._session = None  # type: ignore[assignment]
+
+    def __enter__(self) -> OrtEngine:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()

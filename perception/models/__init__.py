@@ -1,0 +1,1 @@
+"""Model cards, pre-processing, decoders and the one segmentation result type."""

@@ -1,0 +1,195 @@
+"""Model cards: the TOML file next to each ONNX saying how to feed it and read it.
+
+A card names the input tensor and its size, layout, color order, normalization and
+resize policy, the class list with thing/stuff flags, and the decoder with its thresholds.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perception.models.errors import ModelCardError
+from perception.tomlcompat import tomllib
+
+LAYOUTS = ("NCHW", "NHWC")
+COLORS = ("RGB", "BGR")
+RESIZES = ("stretch", "letterbox")
+INPUT_DTYPES = ("float32", "float16", "uint8")
+
+
+@dataclass(frozen=True)
+class ClassInfo:
+    id: int
+    name: str
+    thing: bool
+
+
+@dataclass(frozen=True)
+class InputSpec:
+    """How a BGR uint8 frame becomes the network's input tensor: (x * scale - mean) / std."""
+
+    name: str
+    width: int
+    height: int
+    layout: str = "NCHW"
+    color: str = "RGB"
+    dtype: str = "float32"
+    scale: float = 1.0 / 255.0
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    resize: str = "stretch"
+    pad_value: int = 114
+
+
+@dataclass(frozen=True)
+class ModelCard:
+    name: str
+    onnx: Path
+    decoder: str
+    input: InputSpec
+    classes: tuple[ClassInfo, ...]
+    decoder_params: dict[str, Any] = field(default_factory=dict)
+    description: str = ""
+    path: Path | None = None
+
+    @property
+    def class_names(self) -> list[str]:
+        return [c.name for c in self.classes]
+
+    def class_by_id(self, class_id: int) -> ClassInfo:
+        for info in self.classes:
+            if info.id == class_id:
+                return info
+        raise ModelCardError(f"class id {class_id} is not in model card {self.name!r}", "add it to [[classes]]")
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data view for the metadata topic and recordings."""
+        spec = self.input
+        return {
+            "name": self.name,
+            "onnx": self.onnx.name,
+            "decoder": self.decoder,
+            "decoder_params": dict(self.decoder_params),
+            "input": {
+                "name": spec.name,
+                "width": spec.width,
+                "height": spec.height,
+                "layout": spec.layout,
+                "color": spec.color,
+                "dtype": spec.dtype,
+                "scale": spec.scale,
+                "mean": list(spec.mean),
+                "std": list(spec.std),
+                "resize": spec.resize,
+                "pad_value": spec.pad_value,
+            },
+            "classes": [{"id": c.id, "name": c.name, "thing": c.thing} for c in self.classes],
+        }
+
+
+_TOP_KEYS = {"name", "onnx", "decoder", "input", "classes", "decoder_params", "description"}
+_INPUT_KEYS = set(InputSpec.__dataclass_fields__)
+
+
+def load_card(path: str | Path) -> ModelCard:
+    """Read and validate a card; every problem names the file and the fix."""
+    path = Path(path)
+    if not path.is_file():
+        raise ModelCardError(f"model card {path} does not exist", "pass the .toml card that sits next to the ONNX")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ModelCardError(f"model card {path} is not valid TOML ({exc})", "fix the syntax") from exc
+    return card_from_dict(data, path)
+
+
+def card_from_dict(data: dict[str, Any], path: Path) -> ModelCard:
+    where = f"model card {path}"
+    unknown = set(data) - _TOP_KEYS
+    if unknown:
+        raise ModelCardError(f"{where} has unknown keys {sorted(unknown)}", f"valid keys: {sorted(_TOP_KEYS)}")
+    for key in ("name", "onnx", "decoder", "input", "classes"):
+        if key not in data:
+            raise ModelCardError(f"{where} lacks '{key}'", "see engines/*.toml for a complete card")
+    raw_input = _table(data["input"], f"{where} [input]")
+    unknown = set(raw_input) - _INPUT_KEYS
+    if unknown:
+        raise ModelCardError(f"{where} [input] has unknown keys {sorted(unknown)}", f"valid: {sorted(_INPUT_KEYS)}")
+    spec = _input_spec(raw_input, where)
+    classes = _classes(data["classes"], where)
+    onnx = Path(str(data["onnx"]))
+    if not onnx.is_absolute():
+        onnx = path.parent / onnx
+    return ModelCard(
+        name=str(data["name"]),
+        onnx=onnx,
+        decoder=str(data["decoder"]),
+        input=spec,
+        classes=classes,
+        decoder_params=dict(_table(data.get("decoder_params", {}), f"{where} [decoder_params]")),
+        description=str(data.get("description", "")),
+        path=path,
+    )
+
+
+def _table(value: Any, where: str) -> dict[str, Any]:
+    if not isinstance(value, dict):
+        raise ModelCardError(f"{where} must be a table", "write it as [section] with key = value lines")
+    return value
+
+
+def _input_spec(raw: dict[str, Any], where: str) -> InputSpec:
+    try:
+        spec = InputSpec(
+            name=str(raw["name"]),
+            width=int(raw["width"]),
+            height=int(raw["height"]),
+            layout=str(raw.get("layout", "NCHW")),
+            color=str(raw.get("color", "RGB")),
+            dtype=str(raw.get("dtype", "float32")),
+            scale=float(raw.get("scale", 1.0 / 255.0)),
+            mean=_triple(raw.get("mean", (0.0, 0.0, 0.0)), "mean", where),
+            std=_triple(raw.get("std", (1.0, 1.0, 1.0)), "std", where),
+            resize=str(raw.get("resize", "stretch")),
+            pad_value=int(raw.get("pad_value", 114)),
+        )
+    except KeyError as exc:
+        raise ModelCardError(f"{where} [input] lacks {exc}", "name, width and height are required") from exc
+    except (TypeError, ValueError) as exc:
+        raise ModelCardError(f"{where} [input] has a value of the wrong type ({exc})", "use numbers") from exc
+    for value, allowed, key in (
+        (spec.layout, LAYOUTS, "layout"),
+        (spec.color, COLORS, "color"),
+        (spec.resize, RESIZES, "resize"),
+        (spec.dtype, INPUT_DTYPES, "dtype"),
+    ):
+        if value not in allowed:
+            raise ModelCardError(f"{where} [input] {key} = {value!r} is not supported", f"use one of {allowed}")
+    if spec.width <= 0 or spec.height <= 0:
+        raise ModelCardError(f"{where} [input] size {spec.width}x{spec.height} is not positive", "fix it")
+    if any(s == 0 for s in spec.std):
+        raise ModelCardError(f"{where} [input] std has a zero", "std values divide the input; use non-zero")
+    return spec
+
+
+def _triple(value: Any, key: str, where: str) -> tuple[float, float, float]:
+    if not isinstance(value, (list, tuple)) or len(value) != 3:
+        raise ModelCardError(f"{where} [input] {key} must be a list of 3 numbers", f"e.g. {key} = [0.5, 0.5, 0.5]")
+    return (float(value[0]), float(value[1]), float(value[2]))
+
+
+def _classes(raw: Any, where: str) -> tuple[ClassInfo, ...]:
+    if not isinstance(raw, list) or not raw:
+        raise ModelCardError(f"{where} has no [[classes]]", "list each class with id, name and thing")
+    classes = []
+    for entry in raw:
+        try:
+            classes.append(ClassInfo(id=int(entry["id"]), name=str(entry["name"]), thing=bool(entry["thing"])))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelCardError(f"{where} has a class entry {entry!r} that is incomplete", "give id, name, thing") from exc
+    ids = [c.id for c in classes]
+    if len(set(ids)) != len(ids):
+        raise ModelCardError(f"{where} repeats class ids", "each class id must appear once")
+    return tuple(classes)

@@ -1,0 +1,54 @@
+"""Decoder protocol and registry (name -> "module:class", imported on first use)."""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from typing import Protocol
+
+import numpy as np
+
+from perception.inference.engine import TensorSpec
+from perception.models.card import ModelCard
+from perception.models.errors import DecodeError
+from perception.models.preprocess import Geometry
+from perception.models.segmentation import Segmentation
+
+
+class Decoder(Protocol):
+    """Built from a model card; checks the engine's outputs once, then decodes every frame."""
+
+    def check(self, outputs: tuple[TensorSpec, ...]) -> None:
+        """Raise ModelMismatchError if these engine outputs are not what this decoder reads."""
+        ...
+
+    def decode(self, outputs: Mapping[str, np.ndarray], geometry: Geometry) -> Segmentation:
+        """Engine outputs of one frame -> segmentation at source resolution."""
+        ...
+
+
+DECODERS: dict[str, str] = {
+    "panoptic_deeplab": "perception.models.decoders.panoptic_deeplab:PanopticDeepLabDecoder",
+}
+
+
+def available_decoders() -> list[str]:
+    return sorted(DECODERS)
+
+
+def make_decoder(card: ModelCard) -> Decoder:
+    target = DECODERS.get(card.decoder)
+    if target is None:
+        raise DecodeError(f"model card {card.name!r} names unknown decoder {card.decoder!r}",
+                          f"use one of {available_decoders()}")
+    module_name, _, attr = target.partition(":")
+    cls = getattr(importlib.import_module(module_name), attr)
+    decoder: Decoder = cls(card)
+    return decoder
+
+
+def require_finite(name: str, array: np.ndarray) -> None:
+    """Refuse NaN/inf outputs: they mean a broken model or precision overflow, not an empty scene."""
+    if not np.isfinite(array).all():
+        raise DecodeError(f"engine output {name!r} contains NaN or inf",
+                          "the model or its precision conversion is broken; check it with perception eval")

@@ -1,0 +1,104 @@
+"""BGR uint8 frame -> network input tensor, and the geometry to map results back."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+
+from perception.models.card import InputSpec
+
+
+@dataclass(frozen=True)
+class Geometry:
+    """How the source image was placed in the network input: net = src * scale + pad."""
+
+    src_h: int
+    src_w: int
+    net_h: int
+    net_w: int
+    scale_x: float
+    scale_y: float
+    pad_x: int
+    pad_y: int
+
+    def boxes_to_source(self, boxes: np.ndarray) -> np.ndarray:
+        """xyxy boxes in network pixels -> source pixels, clipped to the image."""
+        out = np.asarray(boxes, np.float32).copy()
+        out[..., [0, 2]] = (out[..., [0, 2]] - self.pad_x) / self.scale_x
+        out[..., [1, 3]] = (out[..., [1, 3]] - self.pad_y) / self.scale_y
+        out[..., [0, 2]] = out[..., [0, 2]].clip(0, self.src_w)
+        out[..., [1, 3]] = out[..., [1, 3]].clip(0, self.src_h)
+        return out
+
+    def content_box(self, map_h: int, map_w: int) -> tuple[int, int, int, int]:
+        """Region (x0, y0, x1, y1) of a map_h x map_w network-aligned map that holds the source."""
+        fx, fy = map_w / self.net_w, map_h / self.net_h
+        x0, y0 = round(self.pad_x * fx), round(self.pad_y * fy)
+        x1 = round((self.pad_x + self.src_w * self.scale_x) * fx)
+        y1 = round((self.pad_y + self.src_h * self.scale_y) * fy)
+        return x0, y0, max(x1, x0 + 1), max(y1, y0 + 1)
+
+    def map_to_source(self, label_map: np.ndarray) -> np.ndarray:
+        """A per-pixel label map aligned with the network input (any integer stride) -> source size."""
+        x0, y0, x1, y1 = self.content_box(*label_map.shape[:2])
+        crop = label_map[y0:y1, x0:x1]
+        if crop.shape[:2] == (self.src_h, self.src_w):
+            return np.ascontiguousarray(crop)
+        return cv2.resize(crop, (self.src_w, self.src_h), interpolation=cv2.INTER_NEAREST)
+
+
+class Preprocessor:
+    """Resize (stretch or letterbox), color order, normalize, layout, dtype."""
+
+    def __init__(self, spec: InputSpec) -> None:
+        self.spec = spec
+        scale = np.float32(spec.scale)
+        std = np.asarray(spec.std, np.float32)
+        # (x*scale - mean)/std folded into one multiply-add per channel
+        self._mul = scale / std
+        self._add = -np.asarray(spec.mean, np.float32) / std
+        self._identity = bool(np.all(self._mul == 1.0) and np.all(self._add == 0.0))
+
+    def geometry(self, src_h: int, src_w: int) -> Geometry:
+        spec = self.spec
+        if spec.resize == "letterbox":
+            s = min(spec.width / src_w, spec.height / src_h)
+            new_w, new_h = round(src_w * s), round(src_h * s)
+            return Geometry(src_h, src_w, spec.height, spec.width, s, s,
+                            (spec.width - new_w) // 2, (spec.height - new_h) // 2)
+        return Geometry(src_h, src_w, spec.height, spec.width, spec.width / src_w, spec.height / src_h, 0, 0)
+
+    def resize(self, bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        spec = self.spec
+        geo = self.geometry(bgr.shape[0], bgr.shape[1])
+        if spec.resize == "letterbox":
+            new_w, new_h = round(geo.src_w * geo.scale_x), round(geo.src_h * geo.scale_y)
+            inner = bgr if (new_w, new_h) == (geo.src_w, geo.src_h) else cv2.resize(
+                bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
+            out = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
+            out[geo.pad_y:geo.pad_y + new_h, geo.pad_x:geo.pad_x + new_w] = inner
+        elif bgr.shape[:2] == (spec.height, spec.width):
+            out = bgr
+        else:
+            out = cv2.resize(bgr, (spec.width, spec.height), interpolation=cv2.INTER_LINEAR)
+        return out, geo
+
+    def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        spec = self.spec
+        img, geo = self.resize(bgr)
+        if spec.color == "RGB":
+            img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+        if spec.dtype == "uint8":
+            tensor = img
+        else:
+            tensor = img.astype(np.float32)
+            if not self._identity:
+                tensor *= self._mul
+                tensor += self._add
+            if spec.dtype == "float16":
+                tensor = tensor.astype(np.float16)
+        if spec.layout == "NCHW":
+            tensor = tensor.transpose(2, 0, 1)
+        return np.ascontiguousarray(tensor[None]), geo
