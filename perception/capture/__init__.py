@@ -1,0 +1,1 @@
+"""Frame sources chosen by URI scheme, and the one capture thread that feeds the node."""

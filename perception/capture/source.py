@@ -1,0 +1,131 @@
+"""The Source protocol, URI parsing, and the registry of sources by scheme.
+
+A URI is `scheme:rest`; a bare path or number is resolved by `guess_scheme` (a number or
+/dev/videoN is a camera, a folder or glob is images, anything else a video file).
+Sources are imported on first use from "module:Class" strings, so optional readers
+(rosbags, GStreamer-enabled OpenCV) cost nothing until asked for.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qsl
+
+import numpy as np
+
+from perception.capture.errors import SourceError
+
+
+@dataclass(frozen=True)
+class SourceUri:
+    """scheme, the part after the colon without its query, and the ?key=value options."""
+
+    scheme: str
+    target: str
+    options: dict[str, str] = field(default_factory=dict)
+    raw: str = ""
+
+    def option(self, key: str, default: str) -> str:
+        return self.options.get(key, default)
+
+    def int_option(self, key: str, default: int) -> int:
+        value = self.options.get(key)
+        if value is None:
+            return default
+        try:
+            return int(value)
+        except ValueError as exc:
+            raise SourceError(f"source option {key}={value!r} in {self.raw!r} is not an integer",
+                              f"write {key}=<number>") from exc
+
+    def float_option(self, key: str, default: float) -> float:
+        value = self.options.get(key)
+        if value is None:
+            return default
+        try:
+            return float(value)
+        except ValueError as exc:
+            raise SourceError(f"source option {key}={value!r} in {self.raw!r} is not a number",
+                              f"write {key}=<number>") from exc
+
+
+class Source(Protocol):
+    """A stream of BGR frames.
+
+    live: frames arrive on their own clock and stale ones are dropped (latest-wins);
+    otherwise frames are read on demand and replayed at --rate (0 = lossless).
+    read() returns (bgr, stamp_ns) or None at the end of the stream; a live source that
+    stops delivering raises SourceLost, and open() is called again to reconnect.
+    """
+
+    uri: SourceUri
+    live: bool
+
+    def open(self) -> None: ...
+
+    def read(self) -> tuple[np.ndarray, int] | None: ...
+
+    def close(self) -> None: ...
+
+
+# scheme -> "module:Class"; Class(uri: SourceUri) -> Source
+SOURCES: dict[str, str] = {
+    "camera": "perception.capture.opencv_sources:CameraSource",
+    "v4l2": "perception.capture.opencv_sources:CameraSource",
+    "gst": "perception.capture.opencv_sources:GStreamerSource",
+    "rtsp": "perception.capture.opencv_sources:StreamSource",
+    "http": "perception.capture.opencv_sources:StreamSource",
+    "https": "perception.capture.opencv_sources:StreamSource",
+    "file": "perception.capture.opencv_sources:VideoFileSource",
+    "images": "perception.capture.images:ImageFolderSource",
+}
+
+_SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):(.*)$", re.DOTALL)
+_VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")
+
+
+def parse_uri(text: str) -> SourceUri:
+    text = text.strip()
+    if not text:
+        raise SourceError("the source is empty", "pass --source with a camera index, file, folder or URI")
+    match = _SCHEME.match(text)
+    if match and (match.group(1) in SOURCES or len(match.group(1)) > 1):
+        scheme, rest = match.group(1), match.group(2)
+    else:
+        scheme, rest = guess_scheme(text), text
+    if scheme in ("rtsp", "http", "https"):
+        return SourceUri(scheme, text, {}, text)  # the query belongs to the stream URL
+    target, _, query = rest.partition("?")
+    if target.startswith("//"):
+        target = target[2:]
+    return SourceUri(scheme, target, dict(parse_qsl(query)), text)
+
+
+def guess_scheme(text: str) -> str:
+    if text.isdigit() or _VIDEO_DEVICE.match(text):
+        return "camera"
+    if any(ch in text for ch in "*?[") or Path(text).is_dir():
+        return "images"
+    if "!" in text:
+        return "gst"
+    return "file"
+
+
+def available_schemes() -> list[str]:
+    return sorted(SOURCES)
+
+
+def open_source(text: str) -> Source:
+    """Parse and construct (not yet open) the source a URI names."""
+    uri = parse_uri(text)
+    target = SOURCES.get(uri.scheme)
+    if target is None:
+        raise SourceError(f"unknown source scheme {uri.scheme!r} in {text!r}",
+                          f"use one of {', '.join(s + ':' for s in available_schemes())} or a path")
+    module_name, _, attr = target.partition(":")
+    source: Source = getattr(importlib.import_module(module_name), attr)(uri)
+    return source

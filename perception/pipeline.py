@@ -1,0 +1,84 @@
+"""Preprocess -> engine -> decode for one frame: the path the node, eval and bench share."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from perception.frame import Stage, StageStamps
+from perception.inference.engine import Engine, EngineOptions, open_engine
+from perception.inference.errors import ModelMismatchError
+from perception.models.card import ModelCard, load_card
+from perception.models.decoders import Decoder, make_decoder
+from perception.models.preprocess import Preprocessor
+from perception.models.segmentation import Segmentation
+
+
+@dataclass(frozen=True)
+class PipelineSpec:
+    card: Path
+    engine: str = "onnxruntime"
+    options: EngineOptions = EngineOptions()
+
+
+class Pipeline:
+    """Owns the engine; checks once at start that card, graph and decoder agree."""
+
+    def __init__(self, card: ModelCard, engine: Engine, decoder: Decoder | None = None) -> None:
+        self.card = card
+        self.engine = engine
+        self.preprocessor = Preprocessor(card.input)
+        self.decoder = decoder or make_decoder(card)
+        self._check()
+
+    @classmethod
+    def open(cls, spec: PipelineSpec) -> Pipeline:
+        card = load_card(spec.card)
+        engine = open_engine(spec.engine, card.onnx, spec.options)
+        try:
+            return cls(card, engine)
+        except BaseException:
+            engine.close()
+            raise
+
+    def _check(self) -> None:
+        spec = self.card.input
+        inputs = {i.name: i for i in self.engine.inputs}
+        where = f"model {self.card.onnx.name} and its card {self.card.path or self.card.name}"
+        if spec.name not in inputs:
+            raise ModelMismatchError(f"{where} disagree: the card's input {spec.name!r} is not in the graph "
+                                     f"(inputs: {sorted(inputs)})", "set [input] name in the card")
+        tensor = inputs[spec.name]
+        expected = (1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (1, spec.height, spec.width, 3)
+        if len(tensor.shape) != 4 or any(isinstance(d, int) and d != e for d, e in zip(tensor.shape, expected,
+                                                                                         strict=True)):
+            raise ModelMismatchError(f"{where} disagree: graph input {tensor.shape}, card says {expected} "
+                                     f"({spec.layout} {spec.width}x{spec.height})",
+                                     "set [input] width/height/layout in the card to the graph's")
+        if tensor.dtype != spec.dtype:
+            raise ModelMismatchError(f"{where} disagree: graph input is {tensor.dtype}, card says {spec.dtype}",
+                                     "set [input] dtype in the card")
+        self.decoder.check(self.engine.outputs)
+
+    def process(self, image: np.ndarray, stamps: StageStamps | None = None) -> Segmentation:
+        stamps = stamps or StageStamps()
+        tensor, geometry = self.preprocessor(image)
+        stamps.mark(Stage.PREPROCESS)
+        outputs = self.engine.infer({self.card.input.name: tensor})
+        stamps.mark(Stage.INFERENCE)
+        result = self.decoder.decode(outputs, geometry)
+        stamps.mark(Stage.POSTPROCESS)
+        return result
+
+    def close(self) -> None:
+        self.engine.close()
+
+    def __enter__(self) -> Pipeline:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
