@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
 
@@ -21,7 +21,7 @@ from perception.models.segmentation import Segmentation
 class PipelineSpec:
     card: Path
     engine: str = "onnxruntime"
-    options: EngineOptions = EngineOptions()
+    options: EngineOptions = field(default_factory=EngineOptions)
 
 
 class Pipeline:
@@ -62,6 +62,14 @@ class Pipeline:
             raise ModelMismatchError(f"{where} disagree: graph input is {tensor.dtype}, card says {spec.dtype}",
                                      "set [input] dtype in the card")
         self.decoder.check(self.engine.outputs)
+
+    def warm_up(self, runs: int) -> None:
+        """First inferences allocate and tune; do them before the first real frame."""
+        spec = self.card.input
+        shape = (1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (1, spec.height, spec.width, 3)
+        blank = np.zeros(shape, np.dtype(spec.dtype))
+        for _ in range(runs):
+            self.engine.infer({spec.name: blank})
 
     def process(self, image: np.ndarray, stamps: StageStamps | None = None) -> Segmentation:
         stamps = stamps or StageStamps()

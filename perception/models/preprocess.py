@@ -77,7 +77,7 @@ class Preprocessor:
             new_w, new_h = round(geo.src_w * geo.scale_x), round(geo.src_h * geo.scale_y)
             inner = bgr if (new_w, new_h) == (geo.src_w, geo.src_h) else cv2.resize(
                 bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
-            out = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
+            out: np.ndarray = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)
             out[geo.pad_y:geo.pad_y + new_h, geo.pad_x:geo.pad_x + new_w] = inner
         elif bgr.shape[:2] == (spec.height, spec.width):
             out = bgr

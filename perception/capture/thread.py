@@ -1,0 +1,155 @@
+"""The one capture thread: reads a source, paces replays, reconnects lost cameras.
+
+Live sources (and replays at --rate > 0) feed a latest-wins slot; replays at --rate 0 feed
+a bounded lossless queue. A live source that stops delivering goes through
+connecting -> streaming -> reconnecting (backoff) -> streaming, reporting each change;
+it never injects placeholder frames.
+"""
+
+from __future__ import annotations
+
+import enum
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from perception.capture.counters import DROP_OVERWRITTEN, FrameCounters
+from perception.capture.errors import SourceError, SourceLost
+from perception.capture.slot import FrameSlot
+from perception.capture.source import Source
+from perception.frame import Frame, monotonic_ns
+
+
+class SourceState(str, enum.Enum):
+    CONNECTING = "connecting"
+    STREAMING = "streaming"
+    RECONNECTING = "reconnecting"
+    ENDED = "ended"  # a finite source reached its end, or max_frames was read
+    FAILED = "failed"  # an error that reconnecting cannot fix
+
+
+@dataclass(frozen=True)
+class Backoff:
+    """Reconnect delays: first, doubled each failure, capped."""
+
+    first_s: float = 0.5
+    max_s: float = 10.0
+
+    def delay(self, attempt: int) -> float:
+        return float(min(self.max_s, self.first_s * (2 ** max(0, attempt - 1))))
+
+
+StateListener = Callable[[SourceState, str], None]
+
+
+class CaptureThread(threading.Thread):
+    """Owns the source after open(); the node reads state, counters and errors."""
+
+    def __init__(
+        self,
+        source: Source,
+        slot: FrameSlot,
+        counters: FrameCounters,
+        *,
+        rate: float = 1.0,
+        max_frames: int = 0,
+        backoff: Backoff | None = None,
+        on_state: StateListener | None = None,
+    ) -> None:
+        super().__init__(name="capture", daemon=True)
+        self.source = source
+        self.slot = slot
+        self.counters = counters
+        self.rate = rate
+        self.max_frames = max_frames
+        self.backoff = backoff or Backoff()
+        self._on_state = on_state
+        self._stop_event = threading.Event()
+        self.state = SourceState.CONNECTING
+        self.error: BaseException | None = None
+        self.last_frame_ns = 0  # monotonic time of the last frame read
+        self.reconnects = 0
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.slot.close()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stop_event.is_set()
+
+    def _set_state(self, state: SourceState, detail: str = "") -> None:
+        self.state = state
+        if self._on_state is not None:
+            self._on_state(state, detail)
+
+    def run(self) -> None:
+        try:
+            self._loop()
+        except SourceError as exc:
+            self.error = exc
+            self._set_state(SourceState.FAILED, str(exc))
+        except Exception as exc:  # reported by the node as an error state, then re-raised there
+            self.error = exc
+            self._set_state(SourceState.FAILED, f"{type(exc).__name__}: {exc}")
+        finally:
+            self.source.close()
+            self.slot.close()
+
+    def _loop(self) -> None:
+        """Assumes source.open() already succeeded (the node opens it to report errors up front)."""
+        self._set_state(SourceState.STREAMING)
+        first_stamp: int | None = None
+        start_mono = 0
+        index = 0
+        while not self._stop_event.is_set():
+            if self.max_frames and index >= self.max_frames:
+                self._set_state(SourceState.ENDED, f"read max_frames={self.max_frames}")
+                return
+            try:
+                item = self.source.read()
+            except SourceLost as exc:
+                if not self.source.live:
+                    raise SourceError(f"source {self.source.uri.raw} failed mid-stream ({exc})",
+                                      "check the file; frames before the failure were processed") from exc
+                if not self._reconnect(str(exc)):
+                    return
+                continue
+            if item is None:
+                self._set_state(SourceState.ENDED, "end of stream")
+                return
+            image, stamp_ns = item
+            now = monotonic_ns()
+            if not self.source.live and self.rate > 0:
+                if first_stamp is None:
+                    first_stamp, start_mono = stamp_ns, now
+                due = start_mono + (stamp_ns - first_stamp) / self.rate
+                if due > now and self._stop_event.wait((due - now) / 1e9):
+                    return
+                now = monotonic_ns()
+            frame = Frame(image=image, index=index, stamp_ns=stamp_ns, capture_ns=now)
+            index += 1
+            self.last_frame_ns = now
+            self.counters.add_read()
+            displaced = self.slot.put(frame)
+            if displaced is not None:
+                self.counters.add_dropped(DROP_OVERWRITTEN)
+
+    def _reconnect(self, reason: str) -> bool:
+        """Reopen with backoff until it works or the node stops; False if stopped."""
+        attempt = 0
+        self._set_state(SourceState.RECONNECTING, reason)
+        while not self._stop_event.is_set():
+            attempt += 1
+            if self._stop_event.wait(self.backoff.delay(attempt)):
+                return False
+            try:
+                self.source.close()
+                self.source.open()
+            except (SourceError, SourceLost) as exc:
+                self._set_state(SourceState.RECONNECTING, f"attempt {attempt} failed: {exc}")
+                continue
+            self.reconnects += 1
+            self._set_state(SourceState.STREAMING, f"reconnected after {attempt} attempt(s)")
+            return True
+        return False

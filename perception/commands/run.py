@@ -1,0 +1,77 @@
+"""`perception run [LAUNCH]`: start the node from a launch file, with command-line overrides."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import sys
+from pathlib import Path
+from types import FrameType
+
+from perception.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
+from perception.errors import ConfigError
+from perception.latency import format_table
+
+
+def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    p = sub.add_parser("run", help="run the node (default: launch/default.toml)",
+                       description="Run the perception node. Values given here override the launch file.")
+    p.add_argument("launch", nargs="?", type=Path, default=None,
+                   help=f"launch file (TOML); default {DEFAULT_LAUNCH}")
+    p.add_argument("--source", help="source URI: camera:0, /dev/video0, file.mp4, images:DIR, rtsp://..., "
+                                    "gst:PIPELINE, synthetic:?seed=7, mcap:drive.mcap, rosbag:DIR")
+    p.add_argument("--rate", type=float, help="replay speed: 1 recorded timing, N times, 0 lossless")
+    p.add_argument("--max-age-ms", type=float, help="drop frames older than this before inference (0 = off)")
+    p.add_argument("--max-frames", type=int, help="stop after reading N frames")
+    p.add_argument("--card", type=Path, help="model card (.toml next to the ONNX)")
+    p.add_argument("--engine", help="inference backend (onnxruntime, tensorrt, ...)")
+    p.add_argument("--threads", type=int, help="CPU inference threads")
+    p.add_argument("--endpoint", help="ZeroMQ bind endpoint, e.g. tcp://127.0.0.1:5560 or ipc:///tmp/p.sock")
+    p.add_argument("--camera", help="camera name in topics (perception/<camera>/frame/)")
+    p.add_argument("--compression", choices=("zstd", "raw"), help="id map compression")
+    p.add_argument("--allow-public", action="store_true", default=None,
+                   help="allow binding a non-loopback address (no encryption: trusted networks only)")
+    p.add_argument("--record", type=Path, help="record input and published messages to this MCAP file")
+    p.add_argument("--no-tracking", action="store_true", help="leave instance ids 0 (no tracker)")
+    p.add_argument("--quiet", action="store_true", help="no summary table at exit")
+    p.set_defaults(func=run)
+
+
+def build_config(args: argparse.Namespace) -> NodeConfig:
+    config = load_launch(args.launch or DEFAULT_LAUNCH)
+    for name in ("rate", "max_age_ms", "threads", "max_frames"):
+        value = getattr(args, name)
+        if value is not None and value < 0:
+            raise ConfigError(f"--{name.replace('_', '-')} {value} is negative", "give a value >= 0")
+    config = override(config, "source", uri=args.source, rate=args.rate, max_age_ms=args.max_age_ms)
+    config = override(config, "model", card=args.card.resolve() if args.card else None, engine=args.engine,
+                      threads=args.threads)
+    config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
+                      compression=args.compression, allow_public=args.allow_public)
+    config = override(config, "record", path=args.record)
+    config = override(config, "run", max_frames=args.max_frames, summary=False if args.quiet else None)
+    return override(config, "tracking", enabled=False if args.no_tracking else None)
+
+
+def run(args: argparse.Namespace) -> int:
+    from perception.node import Node
+
+    config = build_config(args)
+    node = Node(config)
+
+    def on_signal(signum: int, frame: FrameType | None) -> None:
+        node.stop()
+
+    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    print(f"perception: {config.source.uri} -> {config.model.card.name} ({config.model.engine}) -> "
+          f"{config.publish.endpoint} topic perception/{config.publish.camera}/", file=sys.stderr)
+    try:
+        report = node.run()
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if config.run.summary:
+        print(format_table(report.latency), file=sys.stderr)
+        print(node.counters.summary_line() + f"; published {report.published}, "
+              f"dropped by publisher {report.publisher_dropped}", file=sys.stderr)
+    return 0

@@ -1,0 +1,161 @@
+"""Launch files (TOML) -> a typed, immutable NodeConfig; command-line overrides on top.
+
+Unknown sections or keys and wrong types are refused with the file, the key and the fix.
+Relative paths in a launch file are relative to the launch file's folder.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from perception.errors import ConfigError
+from perception.tomlcompat import tomllib
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_LAUNCH = REPO_ROOT / "launch" / "default.toml"
+DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
+
+
+@dataclass(frozen=True)
+class SourceConfig:
+    uri: str = "synthetic:?seed=7&frames=300&fps=10"
+    rate: float = 1.0  # replays: 1 = recorded timing, N = N x, 0 = lossless as fast as the node goes
+    max_age_ms: float = 0.0  # drop frames older than this before inference (0 = no limit)
+    stall_timeout_s: float = 2.0  # a live source silent this long is reported source_lost
+
+
+@dataclass(frozen=True)
+class ModelConfig:
+    card: Path = REPO_ROOT / "engines" / "panoptic-tiny.toml"
+    engine: str = "onnxruntime"
+    threads: int = 2
+    spin: bool = False
+    precision: str = "fp32"
+    warmup_runs: int = 3
+
+
+@dataclass(frozen=True)
+class PublishConfig:
+    endpoint: str = DEFAULT_ENDPOINT
+    camera: str = "cam0"
+    compression: str = "zstd"
+    sndhwm: int = 4
+    allow_public: bool = False
+
+
+@dataclass(frozen=True)
+class RecordConfig:
+    path: Path | None = None
+    image_format: str = "jpeg"
+
+
+@dataclass(frozen=True)
+class TrackingConfig:
+    enabled: bool = True
+    iou_threshold: float = 0.3
+    max_missed: int = 5
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    max_frames: int = 0  # 0 = until the source ends or a signal arrives
+    stats_interval_s: float = 1.0
+    heartbeat_interval_s: float = 1.0
+    latency_window: int = 300
+    summary: bool = True
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    source: SourceConfig = field(default_factory=SourceConfig)
+    model: ModelConfig = field(default_factory=ModelConfig)
+    publish: PublishConfig = field(default_factory=PublishConfig)
+    record: RecordConfig = field(default_factory=RecordConfig)
+    tracking: TrackingConfig = field(default_factory=TrackingConfig)
+    run: RunConfig = field(default_factory=RunConfig)
+    launch_file: Path | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain data for recordings' metadata and the metadata topic."""
+        out: dict[str, Any] = {}
+        for section in _SECTIONS:
+            values = dataclasses.asdict(getattr(self, section))
+            out[section] = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+        return out
+
+
+_SECTIONS = ("source", "model", "publish", "record", "tracking", "run")
+
+
+def load_launch(path: str | Path) -> NodeConfig:
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"launch file {path} does not exist", "see launch/*.toml for examples")
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"launch file {path} is not valid TOML ({exc})", "fix the syntax") from exc
+    return config_from_dict(data, where=f"launch file {path}", base=path.parent, launch_file=path)
+
+
+def config_from_dict(data: dict[str, Any], *, where: str, base: Path, launch_file: Path | None = None) -> NodeConfig:
+    unknown = set(data) - set(_SECTIONS)
+    if unknown:
+        raise ConfigError(f"{where} has unknown sections {sorted(unknown)}", f"valid sections: {list(_SECTIONS)}")
+    defaults = NodeConfig()
+    sections: dict[str, Any] = {}
+    for name in _SECTIONS:
+        table = data.get(name, {})
+        if not isinstance(table, dict):
+            raise ConfigError(f"{where}: [{name}] must be a table", f"write [{name}] then key = value lines")
+        sections[name] = _build(type(getattr(defaults, name)), table, f"{where} [{name}]", base)
+    return NodeConfig(**sections, launch_file=launch_file)
+
+
+def override(config: NodeConfig, section: str, **values: Any) -> NodeConfig:
+    """Replace fields of one section (values already typed); None values are ignored."""
+    values = {k: v for k, v in values.items() if v is not None}
+    if not values:
+        return config
+    current = getattr(config, section)
+    return dataclasses.replace(config, **{section: dataclasses.replace(current, **values)})
+
+
+def _build(cls: type, table: dict[str, Any], where: str, base: Path) -> Any:
+    hints = typing.get_type_hints(cls)
+    fields = {f.name for f in dataclasses.fields(cls)}
+    unknown = set(table) - fields
+    if unknown:
+        raise ConfigError(f"{where} has unknown keys {sorted(unknown)}", f"valid keys: {sorted(fields)}")
+    values = {key: _coerce(value, hints[key], f"{where} {key}", base) for key, value in table.items()}
+    return cls(**values)
+
+
+def _coerce(value: Any, hint: Any, where: str, base: Path) -> Any:
+    optional = False
+    if isinstance(hint, types.UnionType) or typing.get_origin(hint) is typing.Union:
+        args = [a for a in typing.get_args(hint) if a is not type(None)]
+        optional = len(args) < len(typing.get_args(hint))
+        hint = args[0]
+    if optional and value in ("", None):
+        return None
+    is_number = isinstance(value, (int, float)) and not isinstance(value, bool)
+    if hint is bool and isinstance(value, bool):
+        return value
+    if hint is int and is_number and isinstance(value, int):
+        return value
+    if hint is float and is_number:
+        return float(value)
+    if hint is str and isinstance(value, str):
+        return value
+    if hint is Path and isinstance(value, str):
+        path = Path(value).expanduser()
+        return path if path.is_absolute() else (base / path).resolve()
+    type_name = "path string" if hint is Path else hint.__name__
+    raise ConfigError(f"{where} = {value!r} is a {type(value).__name__}, expected a {type_name}",
+                      f"write it as a {type_name}")

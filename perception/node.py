@@ -1,0 +1,233 @@
+"""The node: capture thread -> worker (preprocess, engine, decode, track) -> publisher (+ recorder).
+
+The worker is the calling thread; it alone touches the ZeroMQ socket and the recorder,
+and it keeps the status heartbeat and the stats beating while frames are scarce.
+"""
+
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from perception import __version__
+from perception.capture.counters import DROP_ERROR, DROP_SHUTDOWN, DROP_STALE, FrameCounters
+from perception.capture.slot import FrameSlot, SlotClosed
+from perception.capture.source import Source, open_source
+from perception.capture.thread import CaptureThread, SourceState
+from perception.config import NodeConfig
+from perception.errors import PerceptionError
+from perception.frame import Frame, Stage, StageStamps, monotonic_ns
+from perception.inference.engine import EngineOptions
+from perception.latency import LatencyBook
+from perception.pipeline import Pipeline, PipelineSpec
+from perception.result import FrameResult
+from perception.tracking import IouTracker
+
+if TYPE_CHECKING:
+    from perception.record.recorder import Recorder
+    from perception.wire.publisher import Publisher
+
+
+# states the heartbeat keeps repeating; "error" and "stopped" are one-off events
+_HEARTBEAT_STATES = ("starting", "warming_up", "ready", "source_lost")
+
+
+@dataclass(frozen=True)
+class RunReport:
+    counters: dict[str, Any]
+    latency: dict[str, Any]
+    published: int
+    publisher_dropped: int
+    source_state: str
+
+
+class Node:
+    def __init__(self, config: NodeConfig) -> None:
+        self.config = config
+        self.counters = FrameCounters()
+        self.latency = LatencyBook(config.run.latency_window)
+        self.state = "starting"
+        self._detail = ""
+        self._stop = threading.Event()
+        self._published = 0
+        self._last_error = ""
+
+    def stop(self) -> None:
+        """Ask the node to finish: stop capture, finish the frame in hand, close everything."""
+        self._stop.set()
+
+    def run(self) -> RunReport:
+        from perception.wire.publisher import Publisher
+
+        cfg = self.config
+        source = open_source(cfg.source.uri)
+        publisher = Publisher(cfg.publish.endpoint, cfg.publish.camera, compression=cfg.publish.compression,
+                              sndhwm=cfg.publish.sndhwm, allow_public=cfg.publish.allow_public)
+        recorder: Recorder | None = None
+        capture: CaptureThread | None = None
+        pipeline: Pipeline | None = None
+        try:
+            self._status(publisher, "starting")
+            pipeline = self._open_pipeline(publisher)
+            source.open()
+            recorder = self._open_recorder(pipeline, publisher)
+            publisher.publish_metadata(self._metadata(pipeline, source))
+            capture = self._start_capture(source)
+            self._status(publisher, "ready")
+            self._work(capture, pipeline, publisher, recorder)
+        except PerceptionError as exc:
+            self._status(publisher, "error", str(exc))
+            raise
+        finally:
+            if capture is not None:
+                capture.stop()
+                capture.join(timeout=5.0)
+                self.counters.add_dropped(DROP_SHUTDOWN, len(capture.slot.drain()))
+            else:
+                source.close()
+            final_state = capture.state.value if capture is not None else "not_started"
+            self._status(publisher, "stopped", final_state)
+            publisher.publish_stats(self._stats())
+            if recorder is not None:
+                recorder.close()
+            publisher.close()
+            if pipeline is not None:
+                pipeline.close()
+        if capture is not None and capture.error is not None:
+            raise capture.error
+        return RunReport(self.counters.snapshot(), self.latency.snapshot(), self._published,
+                         publisher.dropped, final_state)
+
+    def _open_pipeline(self, publisher: Publisher) -> Pipeline:
+        m = self.config.model
+        spec = PipelineSpec(card=m.card, engine=m.engine,
+                            options=EngineOptions(threads=m.threads, spin=m.spin, precision=m.precision))
+        pipeline = Pipeline.open(spec)
+        self._status(publisher, "warming_up")
+        pipeline.warm_up(m.warmup_runs)
+        return pipeline
+
+    def _open_recorder(self, pipeline: Pipeline, publisher: Publisher) -> Recorder | None:
+        rec = self.config.record
+        if rec.path is None:
+            return None
+        from perception.record.recorder import Recorder
+
+        metadata = {"launch": _flatten(self.config.to_dict()), "versions": {"perception": __version__},
+                    "model_card": _flatten(pipeline.card.to_dict())}
+        recorder = Recorder(rec.path, image_format=rec.image_format, metadata=metadata)
+        publisher.tap = recorder.record_message
+        return recorder
+
+    def _start_capture(self, source: Source) -> CaptureThread:
+        s = self.config.source
+        lossless = not source.live and s.rate == 0
+        capture = CaptureThread(source, FrameSlot(lossless=lossless), self.counters, rate=s.rate,
+                                max_frames=self.config.run.max_frames, on_state=self._on_source_state)
+        capture.start()
+        return capture
+
+    def _on_source_state(self, state: SourceState, detail: str) -> None:
+        # called from the capture thread: only record it; the worker publishes
+        if state is SourceState.RECONNECTING:
+            self.state, self._detail = "source_lost", detail
+        elif state is SourceState.STREAMING and self.state == "source_lost":
+            self.state, self._detail = "ready", detail
+
+    def _work(self, capture: CaptureThread, pipeline: Pipeline, publisher: Publisher,
+              recorder: Recorder | None) -> None:
+        run = self.config.run
+        max_age_ns = int(self.config.source.max_age_ms * 1e6)
+        stall_ns = int(self.config.source.stall_timeout_s * 1e9)
+        tracker = (IouTracker(self.config.tracking.iou_threshold, self.config.tracking.max_missed)
+                   if self.config.tracking.enabled else None)
+        next_beat = next_stats = time.monotonic()
+        while not self._stop.is_set():
+            now = time.monotonic()
+            if now >= next_beat:
+                if (capture.source.live and self.state == "ready" and capture.last_frame_ns
+                        and monotonic_ns() - capture.last_frame_ns > stall_ns):
+                    self.state = "source_lost"
+                    self._detail = f"no frame for {self.config.source.stall_timeout_s:g} s"
+                self._status(publisher, self.state, self._detail)
+                next_beat = now + run.heartbeat_interval_s
+            if now >= next_stats:
+                publisher.publish_stats(self._stats())
+                next_stats = now + run.stats_interval_s
+            publisher.service()
+            try:
+                frame = capture.slot.get(timeout=0.05)
+            except SlotClosed:
+                return
+            if frame is None:
+                continue
+            stamps = StageStamps({Stage.CAPTURE.value: frame.capture_ns})
+            stamps.mark(Stage.DEQUEUE)
+            if max_age_ns and stamps.stamps[Stage.DEQUEUE.value] - frame.capture_ns > max_age_ns:
+                self.counters.add_dropped(DROP_STALE)
+                continue
+            self._process(frame, stamps, pipeline, tracker, publisher, recorder)
+
+    def _process(self, frame: Frame, stamps: StageStamps, pipeline: Pipeline, tracker: IouTracker | None,
+                 publisher: Publisher, recorder: Recorder | None) -> None:
+        try:
+            segmentation = pipeline.process(frame.image, stamps)
+        except PerceptionError as exc:
+            # one bad frame (e.g. NaN outputs) is reported and dropped; the stream goes on
+            self.counters.add_dropped(DROP_ERROR)
+            if str(exc) != self._last_error:
+                print(f"perception: frame {frame.index}: {exc}", file=sys.stderr)
+                self._last_error = str(exc)
+            self._status(publisher, "error", str(exc))
+            return
+        if tracker is not None:
+            segmentation = tracker.update(segmentation)
+        result = FrameResult(camera=self.config.publish.camera, frame_index=frame.index, stamp_ns=frame.stamp_ns,
+                             width=frame.width, height=frame.height, segmentation=segmentation,
+                             stamps=stamps.as_dict())
+        published = publisher.publish_frame(result)
+        self._published += 1
+        self.counters.add_processed()
+        all_stamps = {**result.stamps, Stage.ENCODE.value: published.encode_ns,
+                      Stage.PUBLISH.value: published.publish_ns}
+        self.latency.add(all_stamps)
+        if recorder is not None:
+            recorder.record_frame(frame)
+            recorder.record_result(result, pipeline.card.class_names)
+
+    def _status(self, publisher: Publisher, state: str, detail: str = "") -> None:
+        """Publish a state; operational ones also become the state the heartbeat repeats."""
+        if state in _HEARTBEAT_STATES:
+            self.state, self._detail = state, detail
+        publisher.publish_status(state, self.counters.snapshot(), detail)
+
+    def _stats(self) -> dict[str, Any]:
+        stats = self.latency.snapshot()
+        stats["counters"] = self.counters.snapshot()
+        return stats
+
+    def _metadata(self, pipeline: Pipeline, source: Source) -> dict[str, Any]:
+        card = pipeline.card
+        return {
+            "camera": self.config.publish.camera,
+            "source": source.uri.raw,
+            "engine": pipeline.engine.name,
+            "model": card.to_dict(),
+            "class_names": {c.id: c.name for c in card.classes},
+            "versions": {"perception": __version__},
+        }
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """MCAP metadata records are str -> str maps."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = str(value)
+    return out
