@@ -1,0 +1,165 @@
+"""Typed, immutable messages a subscriber receives, one class per topic kind.
+
+Every message carries the publisher epoch and its topic's sequence number, plus what the
+subscriber learned on arrival: receive time (CLOCK_MONOTONIC ns), frames missed just before
+it on its topic, and whether the publisher restarted (epoch changed) since the previous one.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from functools import cached_property
+from typing import Any, NamedTuple
+
+import numpy as np
+
+from perception.models.segmentation import Segments
+from perception.wire.errors import WireError
+from perception.wire.payload import Buffer, IdMapDecoder, PayloadSpec
+from perception.wire.schema import Kind
+
+
+@dataclass(frozen=True, kw_only=True)
+class WireMessage:
+    camera: str
+    epoch: int
+    seq: int
+    publish_ns: int  # CLOCK_MONOTONIC of the publisher host, just before sending
+    receive_ns: int  # CLOCK_MONOTONIC of this host, when the message was read
+    header: Mapping[str, Any] = field(repr=False)  # the full decoded header (unknown keys included)
+    missed: int = 0  # messages of this topic lost right before this one (sequence gap)
+    restarted: bool = False  # the publisher epoch changed since the previous message of this camera
+
+    kind = Kind.FRAME  # overridden by each subclass
+
+    @property
+    def publish_to_receive_ns(self) -> int:
+        """Transport latency; meaningful on the publisher's host only (same CLOCK_MONOTONIC)."""
+        return self.receive_ns - self.publish_ns
+
+
+class SegmentObject(NamedTuple):
+    """One row of a frame's segments table, with its class name resolved."""
+
+    id: int
+    class_id: int
+    class_name: str
+    instance_id: int
+    is_thing: bool
+    score: float
+    bbox: tuple[int, int, int, int]  # x0, y0, x1, y1; x1/y1 exclusive, id-map pixels
+    area: int
+
+
+@dataclass(frozen=True, kw_only=True)
+class FrameMessage(WireMessage):
+    """One processed frame: panoptic id map (decoded on first use) plus its segments table."""
+
+    frame_index: int
+    stamp_ns: int  # acquisition time in the source's clock
+    width: int
+    height: int
+    stamps: Mapping[str, int]  # stage -> CLOCK_MONOTONIC ns on the publisher's host
+    segments: Segments
+    id_map_spec: PayloadSpec
+    payload: Buffer = field(repr=False)
+    class_names: Mapping[int, str] = field(default_factory=dict, repr=False)
+    decoder: IdMapDecoder = field(default_factory=IdMapDecoder, repr=False, compare=False)
+
+    kind = Kind.FRAME
+
+    @cached_property
+    def id_map(self) -> np.ndarray:
+        """(height, width) uint16/uint32, 0 = void, value = segment id; read-only."""
+        return self.decoder.decode(self.id_map_spec, self.payload)
+
+    def mask(self, segment_id: int) -> np.ndarray:
+        """Boolean (height, width) mask of one segment, cut from the id map on demand."""
+        if segment_id not in set(self.segments.ids.tolist()):
+            raise WireError(
+                f"segment {segment_id} is not in frame {self.frame_index}",
+                f"use one of its segment ids {self.segments.ids.tolist()[:20]}",
+            )
+        return self.id_map == segment_id
+
+    def class_name(self, class_id: int) -> str:
+        return self.class_names.get(int(class_id), f"class{int(class_id)}")
+
+    @property
+    def objects(self) -> list[SegmentObject]:
+        s = self.segments
+        return [
+            SegmentObject(
+                id=int(s.ids[i]),
+                class_id=int(s.class_ids[i]),
+                class_name=self.class_name(int(s.class_ids[i])),
+                instance_id=int(s.instance_ids[i]),
+                is_thing=bool(s.is_thing[i]),
+                score=float(s.scores[i]),
+                bbox=(int(s.bboxes[i, 0]), int(s.bboxes[i, 1]), int(s.bboxes[i, 2]), int(s.bboxes[i, 3])),
+                area=int(s.areas[i]),
+            )
+            for i in range(len(s))
+        ]
+
+    def summary(self) -> str:
+        """Object count by class name, most frequent first: 'car×2 person'."""
+        counts = Counter(self.class_name(c) for c in self.segments.class_ids.tolist())
+        return " ".join(name if n == 1 else f"{name}×{n}" for name, n in counts.most_common())
+
+    @property
+    def capture_to_receive_ns(self) -> int | None:
+        """End-to-end latency from the capture stamp; same host only (CLOCK_MONOTONIC)."""
+        capture = self.stamps.get("capture")
+        return None if capture is None else self.receive_ns - capture
+
+
+@dataclass(frozen=True, kw_only=True)
+class MetadataMessage(WireMessage):
+    """Model card, class names, input size and versions; sent at start and on every new subscription."""
+
+    metadata: Mapping[str, Any]
+
+    kind = Kind.META
+
+    @property
+    def class_names(self) -> dict[int, str]:
+        return class_names_of(self.metadata)
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatusMessage(WireMessage):
+    """Heartbeat (about 1 Hz) with the node state and its counters."""
+
+    state: str
+    counters: Mapping[str, Any]
+    detail: str = ""
+
+    kind = Kind.STATUS
+
+
+@dataclass(frozen=True, kw_only=True)
+class StatsMessage(WireMessage):
+    """Latency percentiles per stage and end to end, fps and counters (see docs/protocol.md)."""
+
+    stats: Mapping[str, Any]
+
+    kind = Kind.STATS
+
+
+Message = FrameMessage | MetadataMessage | StatusMessage | StatsMessage
+
+
+def class_names_of(metadata: Mapping[str, Any]) -> dict[int, str]:
+    """Class id -> name from a metadata map's `classes` list (or its model card's); {} if absent."""
+    classes = metadata.get("classes")
+    if classes is None and isinstance(metadata.get("model"), Mapping):
+        classes = metadata["model"].get("classes")
+    names: dict[int, str] = {}
+    if isinstance(classes, list):
+        for entry in classes:
+            if isinstance(entry, Mapping) and isinstance(entry.get("id"), int) and isinstance(entry.get("name"), str):
+                names[entry["id"]] = entry["name"]
+    return names

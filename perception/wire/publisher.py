@@ -1,0 +1,209 @@
+"""The node's side of the wire: one XPUB socket per camera that never blocks the pipeline.
+
+XPUB rather than PUB so the publisher sees subscriptions: a new subscriber to the metadata
+topic gets the last metadata at once (class names, model) instead of waiting for a restart.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import Callable, Mapping
+from types import TracebackType
+from typing import Any, NamedTuple
+
+import zmq
+
+from perception.frame import monotonic_ns
+from perception.result import FrameResult
+from perception.wire.codec import FrameEncoder, control_message, status_body
+from perception.wire.endpoint import bind
+from perception.wire.errors import WireError
+from perception.wire.payload import Buffer
+from perception.wire.schema import KINDS, Kind, check_camera, topic
+
+Tap = Callable[[bytes, list[bytes]], None]
+
+# Small on purpose: a slow subscriber loses frames (and sees the gap) instead of receiving stale ones.
+DEFAULT_SNDHWM = 4
+# Long enough for the last status/stats to leave on close, short enough never to hang shutdown.
+CLOSE_LINGER_MS = 250
+
+
+class PublishedFrame(NamedTuple):
+    seq: int
+    encode_ns: int  # CLOCK_MONOTONIC after the id map was compressed
+    publish_ns: int  # CLOCK_MONOTONIC just before the send
+
+
+def new_epoch() -> int:
+    """Random nonzero uint64, new on every start, so subscribers can tell a restart from a gap."""
+    epoch = 0
+    while epoch == 0:
+        epoch = secrets.randbits(64)
+    return epoch
+
+
+class Publisher:
+    """Publishes frames, metadata, status and stats of one camera. Not thread-safe: one thread calls it.
+
+    Sequence numbers are per topic (frame, meta, status, stats each count 0, 1, 2, ... within an
+    epoch), so a subscriber to frames alone sees contiguous numbers and every gap is a lost frame.
+
+    Delivery is per subscriber: when one subscriber's queue is full (SNDHWM) ZeroMQ drops the
+    message for that subscriber only and does not tell us; that subscriber sees the gap. With
+    nodrop=True the socket instead refuses a message that would overflow any subscriber, and the
+    publisher counts it in `dropped` (exact, but one stalled subscriber then starves the others).
+    """
+
+    def __init__(
+        self,
+        endpoint: str,
+        camera: str = "cam0",
+        *,
+        compression: str = "zstd",
+        sndhwm: int = DEFAULT_SNDHWM,
+        allow_public: bool = False,
+        tap: Tap | None = None,
+        nodrop: bool = False,
+    ) -> None:
+        self.camera = check_camera(camera)
+        self._encoder = FrameEncoder(camera, compression)
+        if sndhwm < 1:
+            raise WireError(f"sndhwm={sndhwm} is not a usable high-water mark", "use a small positive number like 4")
+        self.compression = compression
+        self.epoch = new_epoch()
+        self.dropped = 0  # messages the socket refused (nodrop mode); per-subscriber drops show as gaps
+        self.sent = 0
+        self.subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)
+        self._tap = tap
+        self._seq: dict[Kind, int] = dict.fromkeys(KINDS, 0)
+        self._metadata: dict[str, Any] | None = None
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.XPUB)
+        self._socket.sndhwm = sndhwm
+        self._socket.linger = CLOSE_LINGER_MS
+        # Pass every subscribe message up, duplicates included, so each new subscriber is seen.
+        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+        if nodrop:
+            self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        self._closed = False
+        try:
+            self.endpoint = bind(self._socket, endpoint, allow_public=allow_public)
+        except WireError:
+            self._socket.close(linger=0)
+            self._context.term()
+            raise
+
+    # -- sending ---------------------------------------------------------------------------------
+
+    def publish_frame(self, result: FrameResult) -> PublishedFrame:
+        """Encode and send one frame without blocking; a message that cannot be queued is dropped."""
+        if result.camera != self.camera:
+            raise WireError(
+                f"frame of camera {result.camera!r} sent to the publisher of {self.camera!r}",
+                "create one Publisher per camera",
+            )
+        seq = self._next_seq(Kind.FRAME)
+        parts, encode_ns, publish_ns = self._encoder.encode(result, epoch=self.epoch, seq=seq, clock=monotonic_ns)
+        self._send(parts)
+        return PublishedFrame(seq, encode_ns, publish_ns)
+
+    def publish_metadata(self, metadata: Mapping[str, Any]) -> None:
+        """Model card, class names (`classes`: [{id, name, thing}]), input size, versions."""
+        if not isinstance(metadata, Mapping):
+            raise WireError(f"metadata must be a map, got {type(metadata).__name__}", "pass a dict")
+        self._metadata = dict(metadata)
+        self._send_control(Kind.META, {"metadata": self._metadata})
+
+    def publish_status(self, state: str, counters: Mapping[str, Any], detail: str = "") -> None:
+        """Heartbeat: the node calls this about once a second, also when nothing is detected."""
+        self._send_control(Kind.STATUS, status_body(state, counters, detail))
+
+    def publish_stats(self, stats: Mapping[str, Any]) -> None:
+        """Latency snapshot (perception.latency); an opaque msgpack-able map, see docs/protocol.md."""
+        if not isinstance(stats, Mapping):
+            raise WireError(f"stats must be a map, got {type(stats).__name__}", "pass a dict")
+        self._send_control(Kind.STATS, {"stats": dict(stats)})
+
+    def _send_control(self, kind: Kind, body: Mapping[str, Any]) -> None:
+        parts = control_message(
+            kind, self.camera, epoch=self.epoch, seq=self._seq[kind], publish_ns=monotonic_ns(), body=body
+        )
+        self._seq[kind] += 1
+        self._send(parts)
+
+    def _next_seq(self, kind: Kind) -> int:
+        # Consumed even when the send is refused: the subscriber must see the hole.
+        seq = self._seq[kind]
+        self._seq[kind] = seq + 1
+        return seq
+
+    def _send(self, parts: list[Buffer]) -> None:
+        self._check_open()
+        try:
+            # copy=False hands big frames (the id map) to libzmq without a copy; pyzmq still copies
+            # frames under zmq.COPY_THRESHOLD, where copying is cheaper than tracking.
+            self._socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            self.sent += 1
+        except zmq.Again:
+            self.dropped += 1
+        # The recorder gets every message, also one the socket refused: a recording is complete
+        # even when a stalled subscriber made the live stream lossy.
+        if self._tap is not None:
+            self._tap(bytes(parts[0]), [bytes(p) for p in parts])
+
+    # -- subscriptions ---------------------------------------------------------------------------
+
+    def service(self) -> None:
+        """Read subscription messages; answer every new metadata subscription with the last metadata."""
+        self._check_open()
+        wants_metadata = False
+        while True:
+            try:
+                event = self._socket.recv(zmq.NOBLOCK)
+            except zmq.Again:
+                break
+            if not event or event[0] != 1:
+                continue  # unsubscribe (0) or a message that is not a subscription
+            prefix = event[1:]
+            for kind in KINDS:
+                if topic(self.camera, kind).startswith(prefix):
+                    self.subscriptions[kind] += 1
+                    wants_metadata = wants_metadata or kind is Kind.META
+        if wants_metadata and self._metadata is not None:
+            self._send_control(Kind.META, {"metadata": self._metadata})
+
+    def wait_for_subscription(self, kind: Kind | str = Kind.FRAME, timeout_s: float = 5.0, count: int = 1) -> bool:
+        """Service until `count` subscriptions that match `kind` were seen (slow joiners); False on timeout."""
+        kind = Kind(getattr(kind, "value", kind))
+        deadline = monotonic_ns() + int(timeout_s * 1e9)
+        while True:
+            self.service()
+            if self.subscriptions[kind] >= count:
+                return True
+            remaining_ms = (deadline - monotonic_ns()) // 1_000_000
+            if remaining_ms <= 0:
+                return False
+            self._socket.poll(min(remaining_ms, 50), zmq.POLLIN)
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise WireError(f"publisher on {self.endpoint} is closed", "create a new Publisher")
+
+    def close(self) -> None:
+        """Close with a short linger so the last messages still leave; safe to call twice."""
+        if self._closed:
+            return
+        self._closed = True
+        self._socket.close(linger=CLOSE_LINGER_MS)
+        self._context.term()
+
+    def __enter__(self) -> Publisher:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()

@@ -1,0 +1,198 @@
+"""Client for planning modules: typed messages, gap and restart detection, latest-only mode.
+
+with Subscriber("tcp://127.0.0.1:5560", "cam0", latest_only=True) as sub:
+    for msg in sub.messages(timeout=2.0):
+        if isinstance(msg, FrameMessage):
+            cars = [o for o in msg.objects if o.class_name == "car"]
+            mask = msg.mask(cars[0].id) if cars else None
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from types import TracebackType
+
+import zmq
+
+from perception.frame import monotonic_ns
+from perception.wire.codec import decode_message
+from perception.wire.endpoint import parse_endpoint
+from perception.wire.errors import WireError
+from perception.wire.messages import FrameMessage, Message, MetadataMessage
+from perception.wire.payload import IdMapDecoder
+from perception.wire.schema import DEFAULT_ENDPOINT, KINDS, Kind, check_camera, kind_of, topic
+from perception.wire.sequence import GapEvent, RestartEvent, SequenceTracker, Totals
+
+DEFAULT_RCVHWM = 16
+
+
+class Subscriber:
+    """Receives one camera's topics. Not thread-safe: use it from one thread.
+
+    Decoding errors (garbage, wrong schema version, truncated payload) are counted in
+    totals.decode_errors and passed to on_error; the loop goes on unless raise_errors=True.
+    Latency properties on messages compare CLOCK_MONOTONIC stamps: same host only.
+    """
+
+    def __init__(
+        self,
+        endpoint: str = DEFAULT_ENDPOINT,
+        camera: str = "cam0",
+        *,
+        latest_only: bool = False,
+        topics: Iterable[str | Kind] = KINDS,
+        rcvhwm: int = DEFAULT_RCVHWM,
+        eager: bool = True,
+        raise_errors: bool = False,
+        on_gap: Callable[[GapEvent], None] | None = None,
+        on_restart: Callable[[RestartEvent], None] | None = None,
+        on_error: Callable[[WireError], None] | None = None,
+    ) -> None:
+        self.camera = check_camera(camera)
+        self.kinds = frozenset(kind_of(str(getattr(t, "value", t))) for t in topics)
+        if not self.kinds:
+            raise WireError("subscriber asks for no topics", f"pass some of {', '.join(k.value for k in KINDS)}")
+        parse_endpoint(endpoint)
+        self.endpoint = endpoint
+        self.latest_only = latest_only
+        self.eager = eager
+        self.raise_errors = raise_errors
+        self.on_gap, self.on_restart, self.on_error = on_gap, on_restart, on_error
+        self.totals = Totals()
+        self.metadata: MetadataMessage | None = None
+        self._class_names: Mapping[int, str] = {}
+        self._tracker = SequenceTracker()
+        self._decoder = IdMapDecoder()
+        self._pending: deque[Message] = deque()
+        self._context = zmq.Context()
+        self._socket = self._context.socket(zmq.SUB)
+        self._socket.rcvhwm = rcvhwm
+        self._socket.linger = 0
+        # Metadata is always subscribed: frames need it to name their classes.
+        for kind in self.kinds | {Kind.META}:
+            self._socket.subscribe(topic(self.camera, kind))
+        try:
+            self._socket.connect(endpoint)
+        except zmq.ZMQError as exc:
+            self.close()
+            raise WireError(f"cannot connect to {endpoint} ({exc.strerror})", "check the endpoint") from exc
+        self._closed = False
+
+    # -- receiving -------------------------------------------------------------------------------
+
+    def recv(self, timeout: float | None = None) -> Message | None:
+        """Next message, or None when `timeout` seconds pass without one (None: wait forever)."""
+        deadline = None if timeout is None else monotonic_ns() + int(timeout * 1e9)
+        while not self._pending:
+            wait_ms = None if deadline is None else max(0, (deadline - monotonic_ns()) // 1_000_000)
+            if not self._socket.poll(wait_ms, zmq.POLLIN):
+                return None
+            self._read_available()
+            if deadline is not None and monotonic_ns() >= deadline and not self._pending:
+                return None
+        return self._pending.popleft()
+
+    def messages(self, timeout: float | None = None, count: int | None = None) -> Iterator[Message]:
+        """Yield messages until `count` were yielded or `timeout` seconds pass with none."""
+        yielded = 0
+        while count is None or yielded < count:
+            msg = self.recv(timeout)
+            if msg is None:
+                return
+            yield msg
+            yielded += 1
+
+    def __iter__(self) -> Iterator[Message]:
+        return self.messages()
+
+    def run(self, callback: Callable[[Message], object], timeout: float | None = None, count: int | None = None) -> int:
+        """Callback mode: call `callback` for each message; returns how many were delivered."""
+        delivered = 0
+        for msg in self.messages(timeout, count):
+            callback(msg)
+            delivered += 1
+        return delivered
+
+    def _read_available(self) -> None:
+        """Read one message, or in latest_only mode everything queued, keeping only the newest frame."""
+        newest_frame: FrameMessage | None = None
+        while True:
+            try:
+                frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
+            except zmq.Again:
+                break
+            msg = self._decode([f.buffer for f in frames], monotonic_ns())
+            if msg is not None and isinstance(msg, FrameMessage) and self.latest_only:
+                if newest_frame is not None:
+                    self.totals.superseded += 1
+                newest_frame = msg
+            elif msg is not None:
+                self._pending.append(msg)
+            if not self.latest_only:
+                break
+        if newest_frame is not None:
+            self._accept_frame(newest_frame)
+
+    def _decode(self, parts: list[memoryview], receive_ns: int) -> Message | None:
+        try:
+            msg = decode_message(parts, receive_ns=receive_ns, class_names=self._class_names, decoder=self._decoder)
+        except WireError as exc:
+            self._failed(exc)
+            return None
+        self.totals.received += 1
+        gap, restart = self._tracker.observe(msg.camera, msg.kind, msg.epoch, msg.seq)
+        if restart is not None:
+            self.totals.restarts += 1
+            if self.on_restart:
+                self.on_restart(restart)
+        if gap is not None:
+            self.totals.gaps += 1
+            self.totals.missed[gap.kind] += gap.missed
+            if self.on_gap:
+                self.on_gap(gap)
+        if gap is not None or restart is not None:
+            msg = dataclasses.replace(msg, missed=gap.missed if gap else 0, restarted=restart is not None)
+        if isinstance(msg, MetadataMessage):
+            self.metadata = msg
+            self._class_names = msg.class_names
+        if msg.kind not in self.kinds:
+            return None
+        if isinstance(msg, FrameMessage) and not self.latest_only:
+            self._accept_frame(msg)
+            return None
+        return msg
+
+    def _accept_frame(self, msg: FrameMessage) -> None:
+        if self.eager:
+            try:
+                _ = msg.id_map  # decode now so a truncated payload is reported here, not in user code
+            except WireError as exc:
+                self._failed(exc)
+                return
+        self._pending.append(msg)
+
+    def _failed(self, exc: WireError) -> None:
+        self.totals.decode_errors += 1
+        if self.on_error:
+            self.on_error(exc)
+        if self.raise_errors:
+            raise exc
+
+    # -- lifetime --------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        if getattr(self, "_closed", False):
+            return
+        self._closed = True
+        self._socket.close(linger=0)
+        self._context.term()
+
+    def __enter__(self) -> Subscriber:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        self.close()
