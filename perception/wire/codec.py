@@ -7,6 +7,7 @@ malformed input into a DecodeError.
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Callable, Mapping, Sequence
 from types import MappingProxyType
 from typing import Any
@@ -43,6 +44,31 @@ def pack(header: Mapping[str, Any]) -> bytes:
         raise WireError(
             f"message cannot be encoded as msgpack ({exc})", "pass plain dicts, lists, str, int, float"
         ) from exc
+
+
+def plain(value: Any, where: str = "message") -> Any:
+    """Plain msgpack data with string map keys (integer keys written in decimal, numpy scalars as
+    Python numbers): every map on the wire then reads the same in JSON, C++ and JavaScript."""
+    if isinstance(value, Mapping):
+        out: dict[str, Any] = {}
+        for raw_key, item in value.items():
+            if isinstance(raw_key, str):
+                key = raw_key
+            elif isinstance(raw_key, (int, np.integer)) and not isinstance(raw_key, bool):
+                key = str(int(raw_key))
+            else:
+                raise WireError(f"{where} has a map key {raw_key!r} ({type(raw_key).__name__})", "use str keys")
+            out[key] = plain(item, f"{where}.{key}")
+        return out
+    if isinstance(value, (list, tuple)):
+        return [plain(item, where) for item in value]
+    if isinstance(value, np.generic):
+        return value.item()
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, enum.Enum):
+        return value.value
+    return value
 
 
 def segments_to_wire(segments: Segments) -> dict[str, Any]:
@@ -126,7 +152,7 @@ def control_message(
 def status_body(state: str, counters: Mapping[str, Any], detail: str) -> dict[str, Any]:
     if state not in STATES:
         raise WireError(f"unknown node state {state!r}", f"use one of {', '.join(STATES)}")
-    return {"state": state, "counters": dict(counters), "detail": str(detail)}
+    return {"state": state, "counters": plain(counters, "counters"), "detail": str(detail)}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -153,7 +153,11 @@ Message = FrameMessage | MetadataMessage | StatusMessage | StatsMessage
 
 
 def class_names_of(metadata: Mapping[str, Any]) -> dict[int, str]:
-    """Class id -> name from a metadata map's `classes` list (or its model card's); {} if absent."""
+    """Class id -> name from a metadata map: `class_names` {"<id>": name}, else a `classes` list
+    [{id, name, ...}] at the top or in `model`; {} if none is there."""
+    by_id = metadata.get("class_names")
+    if isinstance(by_id, Mapping):
+        return {int(k): v for k, v in by_id.items() if str(k).lstrip("-").isdigit() and isinstance(v, str)}
     classes = metadata.get("classes")
     if classes is None and isinstance(metadata.get("model"), Mapping):
         classes = metadata["model"].get("classes")

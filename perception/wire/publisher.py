@@ -15,7 +15,7 @@ import zmq
 
 from perception.frame import monotonic_ns
 from perception.result import FrameResult
-from perception.wire.codec import FrameEncoder, control_message, status_body
+from perception.wire.codec import FrameEncoder, control_message, plain, status_body
 from perception.wire.endpoint import bind
 from perception.wire.errors import WireError
 from perception.wire.payload import Buffer
@@ -75,7 +75,8 @@ class Publisher:
         self.dropped = 0  # messages the socket refused (nodrop mode); per-subscriber drops show as gaps
         self.sent = 0
         self.subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)
-        self._tap = tap
+        # Public so the node can attach the recorder after the publisher exists.
+        self.tap: Tap | None = tap
         self._seq: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         self._metadata: dict[str, Any] | None = None
         self._context = zmq.Context()
@@ -112,7 +113,7 @@ class Publisher:
         """Model card, class names (`classes`: [{id, name, thing}]), input size, versions."""
         if not isinstance(metadata, Mapping):
             raise WireError(f"metadata must be a map, got {type(metadata).__name__}", "pass a dict")
-        self._metadata = dict(metadata)
+        self._metadata = plain(metadata)
         self._send_control(Kind.META, {"metadata": self._metadata})
 
     def publish_status(self, state: str, counters: Mapping[str, Any], detail: str = "") -> None:
@@ -123,7 +124,7 @@ class Publisher:
         """Latency snapshot (perception.latency); an opaque msgpack-able map, see docs/protocol.md."""
         if not isinstance(stats, Mapping):
             raise WireError(f"stats must be a map, got {type(stats).__name__}", "pass a dict")
-        self._send_control(Kind.STATS, {"stats": dict(stats)})
+        self._send_control(Kind.STATS, {"stats": plain(stats)})
 
     def _send_control(self, kind: Kind, body: Mapping[str, Any]) -> None:
         parts = control_message(
@@ -149,8 +150,8 @@ class Publisher:
             self.dropped += 1
         # The recorder gets every message, also one the socket refused: a recording is complete
         # even when a stalled subscriber made the live stream lossy.
-        if self._tap is not None:
-            self._tap(bytes(parts[0]), [bytes(p) for p in parts])
+        if self.tap is not None:
+            self.tap(bytes(parts[0]), [bytes(p) for p in parts])
 
     # -- subscriptions ---------------------------------------------------------------------------
 
