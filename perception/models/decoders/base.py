@@ -29,6 +29,8 @@ class Decoder(Protocol):
 
 DECODERS: dict[str, str] = {
     "panoptic_deeplab": "perception.models.decoders.panoptic_deeplab:PanopticDeepLabDecoder",
+    "yolo_seg": "perception.models.decoders.yolo_seg:YoloSegDecoder",
+    "semantic": "perception.models.decoders.semantic:SemanticDecoder",
 }
 
 

@@ -3,6 +3,12 @@
 Outputs read (names set in the card's decoder_params, defaults shown): semantic_logits
 [1, C, H, W], center_heatmap [1, 1, H, W] (after sigmoid), offsets [1, 2, H, W] as (dy, dx)
 in input pixels. All three at the network input size or a common integer stride of it.
+
+A graph folded by `perception fold --post` does the argmax and the center NMS/top-k itself;
+its card then sets `semantic_argmax = true` (semantic output is an integer class map
+[1, 1, H, W], with `confidence` naming the [1, 1, H, W] winning-class probability) and
+`centers_folded = true` (outputs `center_scores` [1, K] and `center_indices` [1, K], flat
+y * W + x indices of the peaks, highest first, non-peaks scored 0).
 """
 
 from __future__ import annotations
@@ -10,13 +16,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import cv2
 import numpy as np
 
 from perception.inference.engine import TensorSpec
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ModelCard
 from perception.models.decoders.base import require_finite
+from perception.models.decoders.fusion import Canvas, max_softmax
+from perception.models.decoders.nms import center_peaks, centers_from_flat
+from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
 from perception.models.segmentation import Segmentation
 
@@ -29,6 +37,11 @@ DEFAULTS: dict[str, Any] = {
     "top_k": 100,
     "min_stuff_area": 64,
     "min_thing_area": 10,
+    "semantic_argmax": False,
+    "confidence": "",
+    "centers_folded": False,
+    "center_scores": "center_scores",
+    "center_indices": "center_indices",
 }
 
 
@@ -43,92 +56,97 @@ class PanopticDeepLabDecoder:
         self.top_k = int(params["top_k"])
         self.min_stuff_area = int(params["min_stuff_area"])
         self.min_thing_area = int(params["min_thing_area"])
+        self.semantic_argmax = bool(params["semantic_argmax"])
+        self.confidence_name = str(params["confidence"])
+        self.centers_folded = bool(params["centers_folded"])
+        self.center_scores_name = str(params["center_scores"])
+        self.center_indices_name = str(params["center_indices"])
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise DecodeError(f"model card {card.name!r}: nms_kernel = {self.kernel} is not a positive odd number",
+                              "use an odd max-pool size such as 7 or 11")
         self.num_classes = max(c.id for c in card.classes) + 1
         self.thing_lut = np.zeros(self.num_classes, bool)
         for c in card.classes:
             self.thing_lut[c.id] = c.thing
         self.stuff_ids = [c.id for c in card.classes if not c.thing]
-        self._dilate_kernel = cv2.getStructuringElement(cv2.MORPH_RECT, (self.kernel, self.kernel))
 
     def check(self, outputs: tuple[TensorSpec, ...]) -> None:
         by_name = {o.name: o for o in outputs}
         fix = "set decoder_params semantic/center/offsets in the model card to the graph's output names"
-        for name, channels in ((self.semantic_name, self.num_classes), (self.center_name, 1),
-                               (self.offsets_name, 2)):
+        expected: list[tuple[str, int]] = [
+            (self.semantic_name, 1 if self.semantic_argmax else self.num_classes), (self.offsets_name, 2)]
+        if self.centers_folded:
+            expected += [(self.center_scores_name, -1), (self.center_indices_name, -1)]
+        else:
+            expected.append((self.center_name, 1))
+        if self.confidence_name:
+            expected.append((self.confidence_name, 1))
+        for name, channels in expected:
             spec = by_name.get(name)
             if spec is None:
                 raise ModelMismatchError(f"model has no output {name!r} (it has {sorted(by_name)})", fix)
-            if len(spec.shape) != 4:
-                raise ModelMismatchError(f"output {name!r} has shape {spec.shape}, expected [1, C, H, W]", fix)
-            if isinstance(spec.shape[1], int) and spec.shape[1] != channels:
+            rank = 2 if channels < 0 else 4
+            if len(spec.shape) != rank:
+                raise ModelMismatchError(
+                    f"output {name!r} has shape {spec.shape}, expected {'[1, K]' if rank == 2 else '[1, C, H, W]'}",
+                    fix)
+            if channels > 0 and isinstance(spec.shape[1], int) and spec.shape[1] != channels:
                 raise ModelMismatchError(
                     f"output {name!r} has {spec.shape[1]} channels, expected {channels}",
                     "make the card's [[classes]] match the model's semantic classes")
 
     def decode(self, outputs: Mapping[str, np.ndarray], geometry: Geometry) -> Segmentation:
-        logits = outputs[self.semantic_name][0]
-        heat = outputs[self.center_name][0, 0]
+        raw = outputs[self.semantic_name][0]
         offsets = outputs[self.offsets_name][0]
-        for name, array in ((self.semantic_name, logits), (self.center_name, heat), (self.offsets_name, offsets)):
-            require_finite(name, array)
-        semantic = logits.argmax(axis=0).astype(np.int32)
-        confidence = _max_softmax(logits)
+        require_finite(self.offsets_name, offsets)
+        if self.semantic_argmax:
+            semantic = raw[0].astype(np.int32, copy=False)
+            confidence = None
+            if self.confidence_name:
+                confidence = outputs[self.confidence_name][0, 0]
+                require_finite(self.confidence_name, confidence)
+        else:
+            require_finite(self.semantic_name, raw)
+            semantic = raw.argmax(axis=0).astype(np.int32)
+            confidence = max_softmax(raw)
+        if self.centers_folded:
+            scores = outputs[self.center_scores_name].reshape(-1)
+            require_finite(self.center_scores_name, scores)
+            centers = centers_from_flat(outputs[self.center_indices_name].reshape(-1), scores,
+                                        semantic.shape[1], self.threshold)
+            return self.group(semantic, centers, offsets, geometry, confidence)
+        heat = outputs[self.center_name][0, 0]
+        require_finite(self.center_name, heat)
         return self.decode_heads(semantic, heat, offsets, geometry, confidence)
 
     def decode_heads(self, semantic: np.ndarray, heat: np.ndarray, offsets: np.ndarray,
                      geometry: Geometry, confidence: np.ndarray | None = None) -> Segmentation:
         """Decode from argmaxed semantics (also used with oracle heads built from ground truth)."""
+        centers = center_peaks(heat.astype(np.float32, copy=False), self.kernel, self.threshold, self.top_k)
+        return self.group(semantic, centers, offsets, geometry, confidence)
+
+    def group(self, semantic: np.ndarray, centers: tuple[np.ndarray, np.ndarray], offsets: np.ndarray,
+              geometry: Geometry, confidence: np.ndarray | None = None) -> Segmentation:
+        """Assign thing pixels to the nearest center after their offset; stuff from the semantics."""
+        points, center_scores = centers
         h, w = semantic.shape
+        canvas = Canvas(h, w, max_segments=len(points) + len(self.stuff_ids))
         thing_mask = self.thing_lut[np.clip(semantic, 0, self.num_classes - 1)]
-        centers, center_scores = self._find_centers(heat.astype(np.float32, copy=False))
-        id_map = np.zeros((h, w), np.uint32)
-        class_ids: list[int] = []
-        scores: list[float] = []
-        things: list[bool] = []
-        if len(centers) and thing_mask.any():
+        if len(points) and thing_mask.any():
             ys, xs = np.nonzero(thing_mask)
             target_y = ys + offsets[0, ys, xs]
             target_x = xs + offsets[1, ys, xs]
-            d2 = (target_y[None, :] - centers[:, 0:1]) ** 2 + (target_x[None, :] - centers[:, 1:2]) ** 2
+            d2 = (target_y[None, :] - points[:, 0:1]) ** 2 + (target_x[None, :] - points[:, 1:2]) ** 2
             nearest = d2.argmin(axis=0)
             pixel_class = semantic[ys, xs]
             votes = np.bincount(nearest * self.num_classes + pixel_class,
-                                minlength=len(centers) * self.num_classes).reshape(len(centers), -1)
+                                minlength=len(points) * self.num_classes).reshape(len(points), -1)
             areas = votes.sum(axis=1)
             majority = votes.argmax(axis=1)
-            new_id = np.zeros(len(centers), np.uint32)
-            for k in np.nonzero(areas >= self.min_thing_area)[0]:
-                class_ids.append(int(majority[k]))
-                scores.append(float(center_scores[k]))
-                things.append(True)
-                new_id[k] = len(class_ids)
-            id_map[ys, xs] = new_id[nearest]
-        for class_id in self.stuff_ids:
-            region = semantic == class_id
-            area = int(region.sum())
-            if area < self.min_stuff_area:
-                continue
-            class_ids.append(class_id)
-            scores.append(float(confidence[region].mean()) if confidence is not None else 1.0)
-            things.append(False)
-            id_map[region] = len(class_ids)
-        source_map = geometry.map_to_source(id_map)
-        return Segmentation.from_id_map(source_map, np.array(class_ids, np.int32),
-                                        np.array(scores, np.float32), np.array(things, bool))
-
-    def _find_centers(self, heat: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        pooled = cv2.dilate(heat, self._dilate_kernel)
-        peaks = (heat == pooled) & (heat > self.threshold)
-        ys, xs = np.nonzero(peaks)
-        values = heat[ys, xs]
-        if len(values) > self.top_k:
-            keep = np.argpartition(-values, self.top_k)[: self.top_k]
-            ys, xs, values = ys[keep], xs[keep], values[keep]
-        order = np.argsort(-values, kind="stable")
-        return np.stack([ys[order], xs[order]], axis=1).astype(np.float32), values[order]
-
-
-def _max_softmax(logits: np.ndarray) -> np.ndarray:
-    """Per-pixel probability of the winning class."""
-    top = logits.max(axis=0)
-    return (1.0 / np.exp(logits - top).sum(axis=0)).astype(np.float32)
+            kept = np.nonzero(areas >= self.min_thing_area)[0]
+            label = np.full(len(points), -1, np.int64)
+            label[kept] = np.arange(len(kept))
+            canvas.paste_labels(ys, xs, label[nearest],
+                                [(int(majority[k]), float(center_scores[k])) for k in kept])
+        canvas.fill_stuff(semantic, self.stuff_ids, self.min_stuff_area, confidence)
+        return canvas.to_source(geometry)

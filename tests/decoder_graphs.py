@@ -1,0 +1,164 @@
+"""Small ONNX graphs and model cards for the decoder, fold and inspect tests.
+
+Graphs are built with onnx.helper and run on the real ONNX Runtime. Head outputs are
+constants that encode known objects (boxes, classes, scores, masks); a model's input still
+feeds the graph (through a zero-weighted term) so the preprocessing is part of the run.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+
+from perception.models.card import InputSpec
+from perception.models.preprocess import Preprocessor
+
+OPSET = 17
+SOURCE_H, SOURCE_W = 720, 1280
+
+
+def save_model(nodes: Sequence[onnx.NodeProto], inputs: Sequence[onnx.ValueInfoProto],
+               outputs: Sequence[onnx.ValueInfoProto], initializers: Sequence[onnx.TensorProto],
+               path: Path, metadata: Mapping[str, str] | None = None, opset: int = OPSET) -> Path:
+    graph = helper.make_graph(list(nodes), "test_model", list(inputs), list(outputs), list(initializers))
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)], producer_name="tests")
+    model.ir_version = 8
+    for key, value in (metadata or {}).items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+    return path
+
+
+def constant_heads_model(path: Path, heads: Mapping[str, np.ndarray], input_name: str = "images",
+                         input_shape: Sequence[int] = (1, 3, 640, 640),
+                         metadata: Mapping[str, str] | None = None) -> Path:
+    """A model whose outputs are the given arrays; the input is used through `0 * mean(input)`."""
+    nodes = [
+        helper.make_node("ReduceMean", [input_name], ["input_mean"], keepdims=0),
+        helper.make_node("Mul", ["input_mean", "zero"], ["input_zero"]),
+    ]
+    initializers = [numpy_helper.from_array(np.array(0.0, np.float32), "zero")]
+    outputs = []
+    for name, array in heads.items():
+        initializers.append(numpy_helper.from_array(array, f"{name}_value"))
+        if array.dtype == np.float32:
+            nodes.append(helper.make_node("Add", [f"{name}_value", "input_zero"], [name]))
+        else:
+            nodes.append(helper.make_node("Identity", [f"{name}_value"], [name]))
+        outputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype),
+                                                     list(array.shape)))
+    inputs = [helper.make_tensor_value_info(input_name, TensorProto.FLOAT, list(input_shape))]
+    return save_model(nodes, inputs, outputs, initializers, path, metadata)
+
+
+def write_card(path: Path, onnx_name: str, decoder: str, input_table: Mapping[str, object],
+               classes: Sequence[tuple[int, str, bool]], params: Mapping[str, object] | None = None) -> Path:
+    def value(v: object) -> str:
+        if isinstance(v, bool):
+            return "true" if v else "false"
+        if isinstance(v, str):
+            return f'"{v}"'
+        if isinstance(v, (list, tuple)):
+            return "[" + ", ".join(value(x) for x in v) + "]"
+        return repr(v)
+
+    lines = [f'name = "{path.stem}"', f'onnx = "{onnx_name}"', f'decoder = "{decoder}"', "", "[input]"]
+    lines += [f"{k} = {value(v)}" for k, v in input_table.items()]
+    if params:
+        lines += ["", "[decoder_params]"] + [f"{k} = {value(v)}" for k, v in params.items()]
+    for class_id, name, thing in classes:
+        lines += ["", "[[classes]]", f"id = {class_id}", f'name = "{name}"', f"thing = {value(thing)}"]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return path
+
+
+# --- YOLO-seg scenes ------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class YoloObject:
+    class_id: int
+    score: float
+    box: tuple[int, int, int, int]  # xyxy in source pixels
+
+
+def superellipse(box: tuple[int, int, int, int], xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """> 0 inside a rounded shape 10% wider than the box, so cropping to the box shapes its edges."""
+    x0, y0, x1, y1 = box
+    cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
+    rx, ry = 0.55 * (x1 - x0), 0.55 * (y1 - y0)
+    result: np.ndarray = 1.0 - np.abs((xs - cx) / rx) ** 4 - np.abs((ys - cy) / ry) ** 4
+    return result
+
+
+def expected_mask(obj: YoloObject, height: int = SOURCE_H, width: int = SOURCE_W) -> np.ndarray:
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float64) + 0.5
+    x0, y0, x1, y1 = obj.box
+    inside = (xs >= x0) & (xs < x1) & (ys >= y0) & (ys < y1)
+    return inside & (superellipse(obj.box, xs, ys) > 0)
+
+
+def yolo_heads(objects: Sequence[YoloObject], spec: InputSpec, num_classes: int = 3, anchors: int = 400,
+               source: tuple[int, int] = (SOURCE_H, SOURCE_W), duplicates: bool = True,
+               rng: np.random.Generator | None = None) -> dict[str, np.ndarray]:
+    """output0 / output1 of a YOLO-seg export that sees exactly these objects.
+
+    Each object sits at one anchor with its score; near-duplicate boxes of the same class with
+    lower scores sit at other anchors (NMS must remove them). Prototype j is a smooth field
+    positive inside object j's shape; object j's coefficients select it.
+    """
+    rng = rng or np.random.default_rng(0)
+    geo = Preprocessor(spec).geometry(*source)
+    mh, mw = spec.height // 4, spec.width // 4
+    head = np.zeros((4 + num_classes + 32, anchors), np.float32)
+    protos = np.full((32, mh, mw), -10.0, np.float32)
+    # prototype pixel centers, in source coordinates
+    py, px = np.mgrid[0:mh, 0:mw].astype(np.float64)
+    src_x = ((px + 0.5) * spec.width / mw - geo.pad_x) / geo.scale_x
+    src_y = ((py + 0.5) * spec.height / mh - geo.pad_y) / geo.scale_y
+    slots = rng.permutation(anchors)
+    used = 0
+    for j, obj in enumerate(objects):
+        x0, y0, x1, y1 = obj.box
+        nx0, nx1 = x0 * geo.scale_x + geo.pad_x, x1 * geo.scale_x + geo.pad_x
+        ny0, ny1 = y0 * geo.scale_y + geo.pad_y, y1 * geo.scale_y + geo.pad_y
+        protos[j] = 10.0 * superellipse(obj.box, src_x, src_y)
+        copies = [(0.0, obj.score)] + ([(0.02, obj.score - 0.1), (-0.02, obj.score - 0.15)] if duplicates else [])
+        for jitter, score in copies:
+            a = slots[used]
+            used += 1
+            w, h = (nx1 - nx0) * (1 + jitter), (ny1 - ny0) * (1 + jitter)
+            head[0:4, a] = ((nx0 + nx1) / 2, (ny0 + ny1) / 2, w, h)
+            head[4 + obj.class_id, a] = score
+            head[4 + num_classes + j, a] = 1.0
+    return {"output0": head[None], "output1": protos[None]}
+
+
+def yolo_input(resize: str = "letterbox", width: int = 640, height: int = 640) -> dict[str, object]:
+    return {"name": "images", "width": width, "height": height, "layout": "NCHW", "color": "RGB",
+            "scale": 1 / 255, "resize": resize}
+
+
+def input_spec(table: Mapping[str, object]) -> InputSpec:
+    return InputSpec(name=str(table["name"]), width=int(str(table["width"])), height=int(str(table["height"])),
+                     resize=str(table.get("resize", "stretch")))
+
+
+def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
+    iw = max(0, min(a[2], b[2]) - max(a[0], b[0]))
+    ih = max(0, min(a[3], b[3]) - max(a[1], b[1]))
+    inter = iw * ih
+    union = (a[2] - a[0]) * (a[3] - a[1]) + (b[2] - b[0]) * (b[3] - b[1]) - inter
+    return inter / union
+
+
+def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
+    union = np.count_nonzero(a | b)
+    return np.count_nonzero(a & b) / union if union else 1.0
