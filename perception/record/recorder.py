@@ -1,0 +1,186 @@
+"""The node's recorder: input frames, every published message and Foxglove overlays in one MCAP.
+
+Channels (see docs/recording.md):
+- `/camera/image/compressed` (JPEG/PNG) or `/camera/image` (raw bgr8): sensor_msgs in ROS 2 CDR,
+  header.stamp = the frame's stamp_ns, so `mcap:` replay gives back the recorded time;
+- `/camera/annotations`: foxglove.ImageAnnotations (JSON), contours and labels of each thing;
+- one channel per ZeroMQ topic (e.g. `perception/cam0/frame/`), encoding `msgpack`: each message
+  is a msgpack array of the multipart frames exactly as published, topic first; the channel
+  metadata carries the wire schema version;
+- metadata records: whatever the node passes (launch config, model card, versions) plus
+  `perception.recording` (layout) and `perception.recorder` (library versions).
+
+The file is written in place (not renamed at the end) so that a killed process leaves a
+readable file: chunks of at most CHUNK_SIZE bytes, closed and flushed to the OS at least every
+`flush_interval_s` seconds, each with a CRC. A SIGKILL loses the chunk being filled, at most
+about one second. close() writes the index and summary. Log times are wall clock (ns since
+the Unix epoch) when the recorder got the message.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import time
+from pathlib import Path
+from typing import IO, cast
+
+import cv2
+import mcap
+import msgpack
+import numpy as np
+from mcap.writer import Writer
+
+from perception import __version__
+from perception.frame import Frame, monotonic_ns
+from perception.record import image_annotations
+from perception.record.errors import RecordingError, RecordingWriteError
+from perception.record.image_channel import ImageChannel, check_image_format, chunk_compression
+from perception.result import FrameResult
+from perception.wire.schema import SCHEMA_VERSION
+
+RECORDING_FORMAT = "perception.recording"
+RECORDING_VERSION = "1"
+ANNOTATIONS_TOPIC = "/camera/annotations"
+MESSAGE_ENCODING = "msgpack"
+CHUNK_SIZE = 4 * 1024 * 1024
+
+
+class _DirectFile:
+    """A write-only file where every write() reaches the OS at once, whole.
+
+    mcap's writer hands over each finished chunk (and its indexes) as one bytes object; with no
+    user-space buffer in between, a killed process leaves whole records on disk, not a chunk
+    half in a buffer that died with it.
+    """
+
+    def __init__(self, path: Path) -> None:
+        self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
+        self._position = 0
+
+    def write(self, data: bytes) -> int:
+        view = memoryview(data)
+        while view:
+            written = os.write(self._fd, view)
+            view = view[written:]
+        self._position += len(data)
+        return len(data)
+
+    def tell(self) -> int:
+        return self._position
+
+    def flush(self) -> None:
+        """Nothing is buffered here."""
+
+    def fileno(self) -> int:
+        return self._fd
+
+    def close(self) -> None:
+        os.close(self._fd)
+
+
+class Recorder:
+    """Context manager; every method is called from the node's worker thread only (no locking)."""
+
+    def __init__(self, path: str | os.PathLike[str], *, image_format: str = "jpeg",
+                 metadata: dict[str, dict[str, str]] | None = None, flush_interval_s: float = 1.0,
+                 chunk_size: int = CHUNK_SIZE) -> None:
+        self.path = Path(path)
+        check_image_format(image_format)
+        if self.path.is_dir():
+            raise RecordingError(f"cannot record to {str(self.path)!r}: it is a folder",
+                                 "give a file name ending .mcap")
+        try:
+            self._file: _DirectFile | None = _DirectFile(self.path)
+        except OSError as exc:
+            raise RecordingError(f"cannot create recording {str(self.path)!r} ({exc.strerror})",
+                                 "check that the folder exists and is writable") from exc
+        self._writer = Writer(cast(IO[bytes], self._file), chunk_size=chunk_size,
+                              compression=chunk_compression(image_format))
+        self._writer.start(profile="ros2", library=f"perception {__version__}")
+        self._images = ImageChannel(self._writer, image_format)
+        schema_id = self._writer.register_schema(image_annotations.SCHEMA_NAME, "jsonschema",
+                                                 image_annotations.SCHEMA_BYTES)
+        self._annotations = self._writer.register_channel(ANNOTATIONS_TOPIC, "json", schema_id)
+        self._wire_channels: dict[bytes, int] = {}
+        self._sequences: dict[int, int] = {}
+        self._writer.add_metadata(RECORDING_FORMAT, {
+            "version": RECORDING_VERSION, "image_topic": self._images.topic,
+            "annotations_topic": ANNOTATIONS_TOPIC, "wire_schema_version": str(SCHEMA_VERSION),
+            "wire_message_encoding": MESSAGE_ENCODING})
+        self._writer.add_metadata("perception.recorder", {
+            "perception": __version__, "python": platform.python_version(), "numpy": np.__version__,
+            "opencv": cv2.__version__, "mcap": getattr(mcap, "__version__", "unknown")})
+        for name, values in (metadata or {}).items():
+            self._writer.add_metadata(name, {str(k): str(v) for k, v in values.items()})
+        self._writer.flush()  # header and metadata reach the disk before the first frame
+        self.flush_interval_ns = int(flush_interval_s * 1e9)
+        self._last_flush_ns = monotonic_ns()
+        self.frames = 0
+        self.messages = 0
+        self.results = 0
+
+    # -- what the node calls ---------------------------------------------------------------------
+
+    def record_frame(self, frame: Frame) -> None:
+        """The input image, header stamp = frame.stamp_ns (the source's clock)."""
+        self._check_open()
+        self._images.write(frame.stamp_ns, frame.image, time.time_ns())
+        self.frames += 1
+        self._maybe_flush()
+
+    def record_message(self, topic: bytes, parts: list[bytes]) -> None:
+        """One published multipart message; the Publisher's tap."""
+        self._check_open()
+        channel = self._wire_channels.get(topic)
+        if channel is None:
+            channel = self._writer.register_channel(
+                topic.decode("utf-8", errors="replace"), MESSAGE_ENCODING, 0,
+                {"wire_schema_version": str(SCHEMA_VERSION), "layout": "msgpack array of the multipart frames"})
+            self._wire_channels[topic] = channel
+        sequence = self._sequences.get(channel, 0)
+        self._sequences[channel] = sequence + 1
+        now = time.time_ns()
+        self._writer.add_message(channel, log_time=now, publish_time=now, sequence=sequence,
+                                 data=msgpack.packb([bytes(p) for p in parts], use_bin_type=True))
+        self.messages += 1
+        self._maybe_flush()
+
+    def record_result(self, result: FrameResult, class_names: list[str]) -> None:
+        """Foxglove overlay of one result, stamped like its input frame so the Image panel pairs them."""
+        self._check_open()
+        now = time.time_ns()
+        self._writer.add_message(self._annotations, log_time=now, publish_time=now, sequence=self.results,
+                                 data=image_annotations.encode(result.stamp_ns, result.segmentation, class_names))
+        self.results += 1
+        self._maybe_flush()
+
+    def close(self) -> None:
+        """Write the index and summary; the file is then a complete MCAP. Safe to call twice."""
+        if self._file is None:
+            return
+        try:
+            self._writer.finish()
+            os.fsync(self._file.fileno())
+        finally:
+            self._file.close()
+            self._file = None
+
+    # -- internals -------------------------------------------------------------------------------
+
+    def _check_open(self) -> None:
+        if self._file is None:
+            raise RecordingWriteError(f"recording {str(self.path)!r} is already closed", "open a new Recorder")
+
+    def _maybe_flush(self) -> None:
+        # a chunk is closed by size inside mcap's writer; this bounds it by time as well
+        now = monotonic_ns()
+        if now - self._last_flush_ns >= self.flush_interval_ns:
+            self._writer.flush()
+            self._last_flush_ns = now
+
+    def __enter__(self) -> Recorder:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
