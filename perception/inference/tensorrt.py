@@ -1,0 +1,246 @@
+"""TensorRT runtime backend: cached plan, buffers allocated once, one stream, double buffering.
+
+The node keeps the Engine protocol's synchronous `infer`. For overlap it can call
+`submit(feeds)` for frame N+1 and then `collect()` frame N's outputs: the GPU copies and
+runs N+1 while the CPU decodes N. Two host-side slots of pinned memory make that safe;
+device buffers are shared because one stream runs every copy and kernel in order.
+CUDA events around the copies and the kernels give the GPU part of the inference stage.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import sys
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+
+import numpy as np
+
+from perception.inference.cuda import CudaDevice, DeviceBuffer, Event, PinnedBuffer, Stream, cuda_errors
+from perception.inference.engine import EngineOptions, TensorSpec
+from perception.inference.errors import EngineError, ModelMismatchError
+from perception.inference.plan_cache import CachedPlan, PlanCache, PlanKey
+from perception.inference.trt_build import (
+    BuildOptions,
+    build_plan,
+    load_tensorrt,
+    onnx_input_shapes,
+    timing_cache_path,
+)
+
+PRECISIONS = ("fp32", "fp16", "int8")
+
+
+def variant_path(model: Path, precision: str, cache_root: Path) -> Path:
+    """Where build-engine puts the FP16/INT8 ONNX of `model`: named by the source's hash, never in git."""
+    if precision == "fp32":
+        return Path(model)
+    if precision not in PRECISIONS:
+        raise EngineError(f"unknown precision {precision!r}", f"choose one of {list(PRECISIONS)}")
+    digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16]
+    return cache_root / "onnx" / f"{Path(model).stem}-{digest}.{precision}.onnx"
+
+
+@dataclass(frozen=True)
+class GpuTiming:
+    """GPU-side milliseconds of one inference, from CUDA events on the engine's stream."""
+
+    upload_ms: float
+    compute_ms: float
+    download_ms: float
+
+    @property
+    def total_ms(self) -> float:
+        return self.upload_ms + self.compute_ms + self.download_ms
+
+
+class _Slot:
+    """Pinned host buffers and events of one frame in flight."""
+
+    def __init__(self, device: CudaDevice, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> None:
+        self.inputs = {t.name: PinnedBuffer(device, _static(t), t.dtype) for t in inputs}
+        self.outputs = {t.name: PinnedBuffer(device, _static(t), t.dtype) for t in outputs}
+        self.start, self.computing, self.computed, self.done = (Event(device) for _ in range(4))
+
+    def close(self) -> None:
+        for owned in (*self.inputs.values(), *self.outputs.values(),
+                      self.start, self.computing, self.computed, self.done):
+            owned.close()
+
+
+def _static(spec: TensorSpec) -> tuple[int, ...]:
+    return tuple(int(d) for d in spec.shape)  # type: ignore[arg-type]
+
+
+class TrtEngine:
+    """Engine backend "tensorrt": model is the card's FP32 ONNX; options.precision picks the variant."""
+
+    name = "tensorrt"
+    SLOTS = 2
+
+    def __init__(self, model: Path, options: EngineOptions | None = None, *,
+                 build: BuildOptions | None = None, cache: PlanCache | None = None,
+                 rebuild_corrupt: bool = True) -> None:
+        options = options or EngineOptions()
+        self._trt = load_tensorrt()
+        self.cache = cache or PlanCache(options.cache_dir)
+        onnx_path = variant_path(Path(model), options.precision, self.cache.root)
+        if not onnx_path.is_file():
+            hint = (f"run `perception build-engine {model} --precision {options.precision}` first"
+                    if options.precision != "fp32" else "check the path in the model card")
+            raise EngineError(f"ONNX model {onnx_path} does not exist", hint)
+        self.model = onnx_path
+        self.device = CudaDevice(options.device)
+        self._closed = False
+        try:
+            self._open(onnx_path, options.precision, build or BuildOptions(), rebuild_corrupt)
+        except BaseException:
+            self.close()
+            raise
+
+    def _open(self, onnx_path: Path, precision: str, build: BuildOptions, rebuild_corrupt: bool) -> None:
+        trt = self._trt
+        onnx_bytes = onnx_path.read_bytes()
+        shapes = onnx_input_shapes(onnx_bytes)
+        self.key = PlanKey.create(hashlib.sha256(onnx_bytes).hexdigest(), str(trt.__version__), self.device.name,
+                                  self.device.compute_capability, precision, shapes, build.as_key())
+        with self.device.active():
+            timing_cache = timing_cache_path(self.cache.root, self.key)
+            self.plan: CachedPlan = self.cache.get_or_build(
+                self.key, lambda: build_plan(trt, onnx_bytes, shapes, build, timing_cache, progress=sys.stderr),
+                rebuild_corrupt=rebuild_corrupt, source=str(onnx_path))
+            self._logger = trt.Logger(trt.Logger.WARNING)
+            self._runtime = trt.Runtime(self._logger)
+            self._engine = self._runtime.deserialize_cuda_engine(self.plan.plan)
+            if self._engine is None:
+                raise EngineError(f"TensorRT {trt.__version__} cannot load the cached plan {self.plan.path}",
+                                  "run `perception engines clear` and start again to rebuild it")
+            self._context = self._engine.create_execution_context()
+            self._inputs, self._outputs = self._io_specs(shapes)
+            self.stream = Stream(self.device)
+            self._device_buffers = {t.name: DeviceBuffer(self.device, int(np.prod(_static(t))) * np.dtype(
+                t.dtype).itemsize) for t in (*self._inputs, *self._outputs)}
+            for name, buffer in self._device_buffers.items():
+                if not self._context.set_tensor_address(name, int(buffer)):
+                    raise EngineError(f"TensorRT refused the address of tensor {name!r}", "rebuild the plan")
+            self._slots = [_Slot(self.device, self._inputs, self._outputs) for _ in range(self.SLOTS)]
+        self._pending: deque[_Slot] = deque()
+        self._next = 0
+        self.last_timing: GpuTiming | None = None
+
+    def _io_specs(self, shapes: Mapping[str, tuple[int, ...]]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        trt, engine, context = self._trt, self._engine, self._context
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs, outputs = [], []
+        for name in names:
+            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
+                shape = tuple(engine.get_tensor_shape(name))
+                if any(d < 0 for d in shape):
+                    shape = tuple(shapes[name])
+                    if not context.set_input_shape(name, shape):
+                        raise ModelMismatchError(f"TensorRT refused input shape {shape} for {name!r}",
+                                                 "rebuild the plan (perception engines clear)")
+                inputs.append(TensorSpec(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name))
+        for name in names:
+            if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
+                shape = tuple(context.get_tensor_shape(name))
+                if any(d < 0 for d in shape):
+                    raise ModelMismatchError(f"output {name!r} has a data-dependent shape {shape}",
+                                             "export the model with static output shapes")
+                outputs.append(TensorSpec(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name))
+        return tuple(inputs), tuple(outputs)
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._outputs
+
+    @property
+    def in_flight(self) -> int:
+        return len(self._pending)
+
+    def submit(self, feeds: Mapping[str, np.ndarray]) -> None:
+        """Queue one inference without waiting; at most two may be in flight."""
+        self._check_open()
+        if len(self._pending) >= self.SLOTS:
+            raise EngineError(f"{self.SLOTS} inferences already in flight", "collect() one before submitting more")
+        slot = self._slots[self._next]
+        for spec in self._inputs:
+            array = feeds.get(spec.name)
+            if array is None or not spec.accepts(array):
+                got = "nothing" if array is None else f"{array.shape} {array.dtype}"
+                raise ModelMismatchError(f"input {spec.name!r} expects {spec.shape} {spec.dtype}, got {got}",
+                                         "make the model card's [input] match the ONNX graph")
+            np.copyto(slot.inputs[spec.name].array, array)
+        stream = self.stream
+        with self.device.active():
+            slot.start.record(stream)
+            for name, host in slot.inputs.items():
+                self._device_buffers[name].upload(host, stream)
+            slot.computing.record(stream)
+            with cuda_errors("enqueue the TensorRT engine"):
+                ok = self._context.execute_async_v3(stream.handle)
+            if not ok:
+                raise EngineError("TensorRT failed to enqueue the inference (see its log)",
+                                  "check `perception doctor`; rebuild the plan if TensorRT was upgraded")
+            slot.computed.record(stream)
+            for name, host in slot.outputs.items():
+                self._device_buffers[name].download(host, stream)
+            slot.done.record(stream)
+        self._pending.append(slot)
+        self._next = (self._next + 1) % self.SLOTS
+
+    def collect(self) -> dict[str, np.ndarray]:
+        """Wait for the oldest submitted inference; its arrays stay valid until the next submit()."""
+        self._check_open()
+        if not self._pending:
+            raise EngineError("collect() with nothing submitted", "call submit(feeds) first")
+        slot = self._pending.popleft()
+        slot.done.synchronize()
+        self.last_timing = GpuTiming(slot.start.elapsed_ms(slot.computing), slot.computing.elapsed_ms(slot.computed),
+                                     slot.computed.elapsed_ms(slot.done))
+        return {name: host.array for name, host in slot.outputs.items()}
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        if self._pending:
+            raise EngineError("infer() while submitted inferences are uncollected", "collect() them first")
+        self.submit(feeds)
+        return self.collect()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise EngineError("TensorRT engine used after close()", "open a new engine")
+
+    def close(self) -> None:
+        """Wait for queued work, then free buffers, TensorRT objects and the context, in that order."""
+        if self._closed:
+            return
+        self._closed = True
+        if not getattr(self.device, "_closed", True):
+            with self.device.active():
+                stream = getattr(self, "stream", None)
+                if stream is not None:
+                    stream.close()
+                for slot in getattr(self, "_slots", []):
+                    slot.close()
+                for buffer in getattr(self, "_device_buffers", {}).values():
+                    buffer.close()
+                # TensorRT frees device memory when these go; the context must still be current
+                for attr in ("_context", "_engine", "_runtime"):
+                    if hasattr(self, attr):
+                        delattr(self, attr)
+            self.device.close()
+
+    def __enter__(self) -> TrtEngine:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+

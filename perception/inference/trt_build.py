@@ -1,0 +1,184 @@
+"""ONNX -> TensorRT plan: strongly typed build with a persisted timing cache and a progress display.
+
+Precision is already in the ONNX (see precision.py): TensorRT 11 has no FP16/INT8 builder
+flags, and on TensorRT 10 the network is created strongly typed so both versions build
+the same thing from the same file. Only this module and tensorrt.py touch the TensorRT API.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from types import ModuleType
+from typing import Any, TextIO
+
+from perception.errors import MissingDependencyError
+from perception.inference.errors import EngineError, ModelMismatchError
+from perception.inference.plan_cache import PlanKey, atomic_write, file_lock
+
+TENSORRT_INSTALL_HINT = ("pip install 'perception-node[tensorrt]' (x86: TensorRT wheels come from NVIDIA's index; "
+                         "Jetson: use the TensorRT that JetPack installs), or run with --engine onnxruntime")
+
+
+def load_tensorrt() -> ModuleType:
+    try:
+        import tensorrt
+    except ImportError as exc:
+        raise MissingDependencyError("tensorrt", "building and running TensorRT engines",
+                                     TENSORRT_INSTALL_HINT) from exc
+    return tensorrt
+
+
+def tensorrt_major(trt: ModuleType) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+@dataclass(frozen=True)
+class BuildOptions:
+    """Builder settings that change the plan, hence part of its cache key."""
+
+    workspace_mib: int = 1024
+    optimization_level: int = 3  # TensorRT's default; 5 searches longer for faster kernels
+
+    def as_key(self) -> dict[str, object]:
+        return {"workspace_mib": self.workspace_mib, "optimization_level": self.optimization_level}
+
+
+def onnx_input_shapes(onnx_bytes: bytes, batch: int = 1) -> dict[str, tuple[int, ...]]:
+    """Graph inputs with every dynamic dimension resolved (batch -> `batch`, others refused)."""
+    try:
+        import onnx
+    except ImportError as exc:
+        raise MissingDependencyError("onnx", "reading ONNX input shapes for a TensorRT build",
+                                     "pip install 'perception-node[tensorrt]'") from exc
+    try:
+        model = onnx.load_model_from_string(onnx_bytes)
+    except Exception as exc:  # protobuf raises its own DecodeError types
+        raise EngineError(f"the file is not a valid ONNX model ({exc})", "re-export the model") from exc
+    initializers = {i.name for i in model.graph.initializer}
+    shapes: dict[str, tuple[int, ...]] = {}
+    for value in model.graph.input:
+        if value.name in initializers:
+            continue
+        dims = []
+        for axis, dim in enumerate(value.type.tensor_type.shape.dim):
+            if dim.HasField("dim_value") and dim.dim_value > 0:
+                dims.append(int(dim.dim_value))
+            elif axis == 0:
+                dims.append(batch)
+            else:
+                raise ModelMismatchError(
+                    f"input {value.name!r} has a dynamic dimension {axis} ({dim.dim_param or '?'})",
+                    "export the ONNX with a fixed input size (the card's width/height)")
+        shapes[value.name] = tuple(dims)
+    return shapes
+
+
+def network_flags(trt: ModuleType) -> int:
+    """STRONGLY_TYPED: needed on TensorRT 10 so precision follows the ONNX; accepted and ignored on 11."""
+    flag = getattr(getattr(trt, "NetworkDefinitionCreationFlag", None), "STRONGLY_TYPED", None)
+    return 1 << int(flag) if flag is not None else 0
+
+
+def make_progress_monitor(trt: ModuleType, stream: TextIO) -> Any:
+    """A trt.IProgressMonitor that prints one line per phase and its step count.
+
+    TensorRT calls it from its own threads, so printing is serialized by a lock.
+    """
+
+    class PhasePrinter(trt.IProgressMonitor):  # type: ignore[name-defined]
+        def __init__(self) -> None:
+            trt.IProgressMonitor.__init__(self)
+            self._lock = threading.Lock()
+            self._depth: dict[str, int] = {}
+            self._steps: dict[str, int] = {}
+            self._started: dict[str, float] = {}
+
+        def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
+            with self._lock:
+                depth = self._depth.get(parent_phase, -1) + 1 if parent_phase else 0
+                self._depth[phase_name] = depth
+                self._steps[phase_name] = num_steps
+                self._started[phase_name] = time.monotonic()
+                print(f"{'  ' * depth}{phase_name} ({num_steps} steps)", file=stream, flush=True)
+
+        def step_complete(self, phase_name: str, step: int) -> bool:
+            with self._lock:
+                total = self._steps.get(phase_name, 0)
+                if total >= 20 and (step + 1) % max(total // 10, 1) == 0:
+                    depth = self._depth.get(phase_name, 0)
+                    print(f"{'  ' * depth}  {phase_name}: {step + 1}/{total}", file=stream, flush=True)
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name: str) -> None:
+            with self._lock:
+                took = time.monotonic() - self._started.pop(phase_name, time.monotonic())
+                depth = self._depth.pop(phase_name, 0)
+                self._steps.pop(phase_name, None)
+                if depth == 0:
+                    print(f"{phase_name} done in {took:.1f} s", file=stream, flush=True)
+
+    return PhasePrinter()
+
+
+def timing_cache_path(cache_root: Path, key: PlanKey) -> Path:
+    """One timing cache per TensorRT version and GPU: tactic timings carry over between models."""
+    ident = f"{key.tensorrt_version}|{key.gpu_name}|{key.compute_capability}"
+    return cache_root / f"timing-{hashlib.sha256(ident.encode()).hexdigest()[:16]}.cache"
+
+
+def build_plan(trt: ModuleType, onnx_bytes: bytes, shapes: Mapping[str, tuple[int, ...]],
+               options: BuildOptions, timing_cache: Path | None, progress: TextIO | None = None) -> bytes:
+    """Parse, configure and build; returns the serialized plan. progress: where phases are printed."""
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    network = builder.create_network(network_flags(trt))
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse(onnx_bytes):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise EngineError(f"TensorRT cannot parse the ONNX model ({errors or 'no detail'})",
+                          "check the opset and operators (perception doctor shows the TensorRT version)")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
+    config.builder_optimization_level = options.optimization_level
+    _add_profile(builder, network, config, shapes)
+    if progress is not None:
+        config.progress_monitor = make_progress_monitor(trt, progress)
+    lock = timing_cache.with_suffix(".lock") if timing_cache else None
+    if timing_cache is not None and lock is not None:
+        with file_lock(lock):
+            previous = timing_cache.read_bytes() if timing_cache.exists() else b""
+        cache = config.create_timing_cache(previous)
+        if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+            # a cache from another TensorRT build or GPU: start empty rather than fail the build
+            config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise EngineError("TensorRT failed to build the engine (see the log above)",
+                          "raise --workspace-mib, or check that the GPU supports the model's precision")
+    if timing_cache is not None and lock is not None:
+        with file_lock(lock):
+            atomic_write(timing_cache, bytes(config.get_timing_cache().serialize()))
+    return bytes(serialized)
+
+
+def _add_profile(builder: Any, network: Any, config: Any, shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """Inputs with dynamic dims get one optimization profile pinned to the resolved shape."""
+    profile = None
+    for i in range(network.num_inputs):
+        tensor = network.get_input(i)
+        dims = tuple(tensor.shape)
+        if all(d >= 0 for d in dims):
+            continue
+        if tensor.name not in shapes:
+            raise ModelMismatchError(f"input {tensor.name!r} is dynamic {dims} and has no resolved shape",
+                                     "export the ONNX with fixed input sizes")
+        shape = tuple(shapes[tensor.name])
+        profile = profile or builder.create_optimization_profile()
+        profile.set_shape(tensor.name, shape, shape, shape)
+    if profile is not None:
+        config.add_optimization_profile(profile)
