@@ -46,6 +46,9 @@ class PublishConfig:
     compression: str = "zstd"
     sndhwm: int = 4
     allow_public: bool = False
+    # lock-step regression runs: hold the first frame until this many frame subscribers joined
+    wait_subscribers: int = 0
+    wait_timeout_s: float = 10.0
 
 
 @dataclass(frozen=True)

@@ -75,6 +75,7 @@ class Node:
             source.open()
             recorder = self._open_recorder(pipeline, publisher)
             publisher.publish_metadata(self._metadata(pipeline, source))
+            self._wait_for_subscribers(publisher)
             capture = self._start_capture(source)
             self._status(publisher, "ready")
             self._work(capture, pipeline, publisher, recorder)
@@ -109,6 +110,12 @@ class Node:
         self._status(publisher, "warming_up")
         pipeline.warm_up(m.warmup_runs)
         return pipeline
+
+    def _wait_for_subscribers(self, publisher: Publisher) -> None:
+        wanted = self.config.publish.wait_subscribers
+        if wanted and not publisher.wait_for_subscription("frame", self.config.publish.wait_timeout_s, wanted):
+            print(f"perception: {wanted} subscriber(s) did not join within "
+                  f"{self.config.publish.wait_timeout_s:g} s; starting anyway", file=sys.stderr)
 
     def _open_recorder(self, pipeline: Pipeline, publisher: Publisher) -> Recorder | None:
         rec = self.config.record

@@ -7,6 +7,7 @@ times, then come back.
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from typing import ClassVar
@@ -14,7 +15,7 @@ from typing import ClassVar
 import numpy as np
 
 from perception.capture.errors import SourceError, SourceLost
-from perception.capture.source import SOURCES, SourceUri
+from perception.capture.source import PLUGIN_VARIABLE, SOURCES, SourceUri
 
 
 class FakeCamera:
@@ -75,4 +76,6 @@ class FakeCamera:
 
 
 def install() -> None:
+    """In this process, and in child nodes started by the tests (through PERCEPTION_SOURCES)."""
     SOURCES["fake"] = "tests.fakes:FakeCamera"
+    os.environ[PLUGIN_VARIABLE] = "fake=tests.fakes:FakeCamera"

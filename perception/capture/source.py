@@ -9,6 +9,7 @@ Sources are imported on first use from "module:Class" strings, so optional reade
 from __future__ import annotations
 
 import importlib
+import os
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -93,7 +94,7 @@ def parse_uri(text: str) -> SourceUri:
     if not text:
         raise SourceError("the source is empty", "pass --source with a camera index, file, folder or URI")
     match = _SCHEME.match(text)
-    if match and (match.group(1) in SOURCES or len(match.group(1)) > 1):
+    if match and len(match.group(1)) > 1:  # one letter is a Windows drive, not a scheme
         scheme, rest = match.group(1), match.group(2)
     else:
         scheme, rest = guess_scheme(text), text
@@ -115,14 +116,31 @@ def guess_scheme(text: str) -> str:
     return "file"
 
 
+PLUGIN_VARIABLE = "PERCEPTION_SOURCES"
+
+
+def _plugin_sources() -> dict[str, str]:
+    """Extra sources without editing the package: PERCEPTION_SOURCES="scheme=module:Class,...".
+
+    Used for site-specific cameras (and by the tests, to run a fake camera in a child node).
+    """
+    plugins: dict[str, str] = {}
+    for entry in filter(None, (e.strip() for e in os.environ.get(PLUGIN_VARIABLE, "").split(","))):
+        scheme, sep, target = entry.partition("=")
+        if not sep or ":" not in target:
+            raise SourceError(f"{PLUGIN_VARIABLE} entry {entry!r} is malformed", "write scheme=module:Class")
+        plugins[scheme.strip()] = target.strip()
+    return plugins
+
+
 def available_schemes() -> list[str]:
-    return sorted(SOURCES)
+    return sorted({**SOURCES, **_plugin_sources()})
 
 
 def open_source(text: str) -> Source:
     """Parse and construct (not yet open) the source a URI names."""
     uri = parse_uri(text)
-    target = SOURCES.get(uri.scheme)
+    target = {**SOURCES, **_plugin_sources()}.get(uri.scheme)
     if target is None:
         raise SourceError(f"unknown source scheme {uri.scheme!r} in {text!r}",
                           f"use one of {', '.join(s + ':' for s in available_schemes())} or a path")

@@ -13,7 +13,7 @@ from perception.errors import ConfigError
 from perception.latency import format_table
 
 
-def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+def register(sub: argparse._SubParsersAction) -> None:
     p = sub.add_parser("run", help="run the node (default: launch/default.toml)",
                        description="Run the perception node. Values given here override the launch file.")
     p.add_argument("launch", nargs="?", type=Path, default=None,
@@ -31,6 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     p.add_argument("--compression", choices=("zstd", "raw"), help="id map compression")
     p.add_argument("--allow-public", action="store_true", default=None,
                    help="allow binding a non-loopback address (no encryption: trusted networks only)")
+    p.add_argument("--wait-subscribers", type=int, metavar="N",
+                   help="hold the first frame until N frame subscribers joined (lock-step regression runs)")
     p.add_argument("--record", type=Path, help="record input and published messages to this MCAP file")
     p.add_argument("--no-tracking", action="store_true", help="leave instance ids 0 (no tracker)")
     p.add_argument("--quiet", action="store_true", help="no summary table at exit")
@@ -47,7 +49,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     config = override(config, "model", card=args.card.resolve() if args.card else None, engine=args.engine,
                       threads=args.threads)
     config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
-                      compression=args.compression, allow_public=args.allow_public)
+                      compression=args.compression, allow_public=args.allow_public,
+                      wait_subscribers=args.wait_subscribers)
     config = override(config, "record", path=args.record)
     config = override(config, "run", max_frames=args.max_frames, summary=False if args.quiet else None)
     return override(config, "tracking", enabled=False if args.no_tracking else None)

@@ -1,0 +1,211 @@
+"""The node end to end: real sources, real ONNX Runtime, real ZeroMQ on loopback/ipc."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perception.config import load_launch, override
+from perception.node import Node
+from perception.wire.messages import FrameMessage, StatusMessage
+from perception.wire.subscriber import Subscriber
+from tests.node_helpers import REPO, image_folder, run_cli, video_file, write_launch
+
+
+def _collect(endpoint: str, stop: threading.Event, into: list[object], topics: tuple[str, ...]) -> None:
+    # lock-step replays outrun a Python subscriber: deep queues on both ends keep every frame
+    with Subscriber(endpoint, "cam0", topics=topics, rcvhwm=1000) as sub:
+        while not stop.is_set():
+            msg = sub.recv(timeout=0.1)
+            if msg is not None:
+                into.append(msg)
+
+
+def _run_node_with_listener(config, topics=("frame", "status", "stats")):  # type: ignore[no-untyped-def]
+    config = override(config, "publish", wait_subscribers=1, sndhwm=1000)
+    received: list[object] = []
+    stop = threading.Event()
+    listener = threading.Thread(target=_collect, args=(config.publish.endpoint, stop, received, topics))
+    listener.start()
+    time.sleep(0.5)  # slow joiner: let the subscription reach the publisher
+    report = Node(config).run()
+    time.sleep(0.3)
+    stop.set()
+    listener.join()
+    return report, received
+
+
+def test_lockstep_replay_publishes_every_frame_with_objects(tmp_path: Path) -> None:
+    frames = image_folder(tmp_path / "frames", 20)
+    endpoint = f"ipc://{tmp_path}/node.sock"
+    config = load_launch(write_launch(tmp_path, f"images:{frames}", endpoint))
+    report, received = _run_node_with_listener(config)
+    msgs = [m for m in received if isinstance(m, FrameMessage)]
+    assert [m.frame_index for m in msgs] == list(range(20))
+    assert [m.seq for m in msgs] == list(range(msgs[0].seq, msgs[0].seq + 20))
+    assert all(m.missed == 0 for m in msgs)
+    first = msgs[0]
+    assert first.id_map.shape == (96, 128)
+    cars = [o for o in first.objects if o.class_name == "car"]
+    assert len(cars) == 2
+    for car in cars:
+        mask = first.mask(car.id)
+        assert mask.sum() == car.area == 14 * 14
+        assert car.instance_id > 0
+    # the tracker keeps ids across frames
+    assert {o.instance_id for o in msgs[-1].objects if o.class_name == "car"} == {c.instance_id for c in cars}
+    # every stage stamped, in order, on the monotonic clock
+    stamps = first.header["stamps"]
+    order = ["capture", "dequeue", "preprocess", "inference", "postprocess", "encode", "publish"]
+    values = [stamps[k] for k in order]
+    assert values == sorted(values)
+    assert report.counters["read"] == 20 and report.counters["processed"] == 20
+    assert report.latency["end_to_end"]["count"] == 20
+    states = [m.state for m in received if isinstance(m, StatusMessage)]
+    assert "ready" in states and states[-1] == "stopped"
+
+
+def test_stale_frames_are_dropped_before_inference_and_counted(tmp_path: Path) -> None:
+    frames = image_folder(tmp_path / "frames", 30)
+    endpoint = f"ipc://{tmp_path}/node.sock"
+    config = load_launch(write_launch(tmp_path, f"images:{frames}?fps=1000", endpoint))
+    # replay at recorded rate (latest-wins) with a budget no frame can meet
+    config = override(config, "source", rate=1.0, max_age_ms=0.001)
+    report = Node(config).run()
+    counters = report.counters
+    dropped = counters["dropped"]
+    assert counters["read"] == counters["processed"] + sum(dropped.values())
+    assert dropped.get("stale", 0) > 0
+
+
+def test_cli_video_file_max_frames_ends_and_balances(tmp_path: Path) -> None:
+    video = video_file(tmp_path / "clip.avi", 120)
+    launch = write_launch(tmp_path, str(video), f"ipc://{tmp_path}/cli.sock")
+    result = run_cli("run", str(launch), "--source", str(video), "--max-frames", "100", "--rate", "0")
+    assert result.returncode == 0, result.stderr
+    assert "read 100 = processed 100 + dropped 0" in result.stderr
+    assert "end_to_end" in result.stderr
+
+
+def test_sigterm_stops_quickly_and_cleanly(tmp_path: Path) -> None:
+    endpoint = f"ipc://{tmp_path}/sig.sock"
+    launch = write_launch(tmp_path, "fake:?fps=30", endpoint)
+    proc = subprocess.Popen([sys.executable, "-m", "perception", "run", str(launch)], cwd=REPO,
+                            stderr=subprocess.PIPE, text=True)
+    statuses: list[str] = []
+    with Subscriber(endpoint, "cam0", topics=("status",)) as sub:
+        deadline = time.monotonic() + 30
+        while "ready" not in statuses and time.monotonic() < deadline:
+            msg = sub.recv(timeout=0.2)
+            if isinstance(msg, StatusMessage):
+                statuses.append(msg.state)
+        assert "ready" in statuses
+        time.sleep(0.5)
+        sent = time.monotonic()
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=10)
+        took = time.monotonic() - sent
+        while (msg := sub.recv(timeout=0.5)) is not None:
+            if isinstance(msg, StatusMessage):
+                statuses.append(msg.state)
+    assert proc.returncode == 0, err
+    assert statuses[-1] == "stopped"
+    assert "processed" in err
+    assert took < 10
+
+
+@pytest.mark.parametrize(
+    ("make_args", "message"),
+    [
+        (lambda d, launch: ["run", str(launch), "--source", "nosuch:x"], "unknown source scheme"),
+        (lambda d, launch: ["run", str(launch), "--source", str(d / "missing.mp4")], "does not exist"),
+        (lambda d, launch: ["run", str(launch), "--source", "camera:93"], "camera /dev/video93 is not there"),
+        (lambda d, launch: ["run", str(d / "nope.toml")], "launch file"),
+        (lambda d, launch: ["run", str(launch), "--card", str(d / "model" / "nope.toml")], "model card"),
+        (lambda d, launch: ["run", str(launch), "--endpoint", "tcp://8.8.8.8:5560"], "loopback"),
+        (lambda d, launch: ["run", str(launch), "--engine", "warp-drive"], "unknown engine"),
+        (lambda d, launch: ["run", str(launch), "--rate", "-1"], "negative"),
+    ],
+)
+def test_bad_input_one_line_exit_2(tmp_path: Path, make_args, message: str) -> None:  # type: ignore[no-untyped-def]
+    frames = image_folder(tmp_path / "frames", 2)
+    launch = write_launch(tmp_path, f"images:{frames}", f"ipc://{tmp_path}/bad.sock")
+    result = run_cli(*make_args(tmp_path, launch))
+    assert result.returncode == 2, result.stderr
+    lines = [line for line in result.stderr.splitlines() if line.strip() and not line.startswith("perception: ")]
+    assert len(lines) == 1, result.stderr
+    assert message in lines[0]
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ("[bogus]\nx = 1", "unknown sections ['bogus']"),
+        ("compresion = \"zstd\"", "unknown keys ['compresion']"),
+        ("sndhwm = \"four\"", "expected a int"),
+    ],
+)
+def test_bad_launch_files(tmp_path: Path, extra: str, message: str) -> None:
+    launch = write_launch(tmp_path, "images:x", f"ipc://{tmp_path}/l.sock", extra=extra)
+    result = run_cli("run", str(launch))
+    assert result.returncode == 2
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_model_that_disagrees_with_its_card_is_refused(tmp_path: Path) -> None:
+    frames = image_folder(tmp_path / "frames", 2)
+    launch = write_launch(tmp_path, f"images:{frames}", f"ipc://{tmp_path}/m.sock")
+    card = tmp_path / "model" / "tiny.toml"
+    card.write_text(card.read_text().replace("width = 64", "width = 80"))
+    result = run_cli("run", str(launch))
+    assert result.returncode == 2
+    assert "disagree" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_endpoint_in_use_is_refused_and_first_node_keeps_publishing(tmp_path: Path) -> None:
+    endpoint = f"ipc://{tmp_path}/busy.sock"
+    launch = write_launch(tmp_path, "fake:?fps=30", endpoint)
+    first = subprocess.Popen([sys.executable, "-m", "perception", "run", str(launch)], cwd=REPO,
+                             stderr=subprocess.PIPE, text=True)
+    try:
+        with Subscriber(endpoint, "cam0", topics=("frame",)) as sub:
+            assert _wait_frame(sub) is not None
+            tcp_launch = write_launch(tmp_path / "b", "fake:?fps=30", endpoint)
+            second = run_cli("run", str(tcp_launch))
+            assert second.returncode == 2
+            assert "in use" in second.stderr
+            assert _wait_frame(sub) is not None  # nothing lost on the first node
+    finally:
+        first.send_signal(signal.SIGINT)
+        first.communicate(timeout=10)
+    assert first.returncode == 0
+
+
+def _wait_frame(sub: Subscriber) -> FrameMessage | None:
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        msg = sub.recv(timeout=0.2)
+        if isinstance(msg, FrameMessage):
+            return msg
+    return None
+
+
+def test_lost_camera_reports_source_lost_then_recovers(tmp_path: Path) -> None:
+    endpoint = f"ipc://{tmp_path}/lost.sock"
+    config = load_launch(write_launch(tmp_path, "fake:?fps=50&lose_after=15&fail_opens=3&total=40", endpoint))
+    report, received = _run_node_with_listener(config, topics=("frame", "status"))
+    states = [m.state for m in received if isinstance(m, StatusMessage)]
+    assert "source_lost" in states
+    assert states.index("source_lost") < len(states) - 1
+    frames = [m for m in received if isinstance(m, FrameMessage)]
+    assert np.diff([m.seq for m in frames]).max() == 1  # no frame missing on the wire
+    assert report.counters["read"] == 40
