@@ -162,3 +162,83 @@ def box_iou(a: Sequence[int], b: Sequence[int]) -> float:
 def mask_iou(a: np.ndarray, b: np.ndarray) -> float:
     union = np.count_nonzero(a | b)
     return np.count_nonzero(a & b) / union if union else 1.0
+
+
+# --- color-classifier models (semantic, Panoptic-DeepLab) ----------------------------------
+
+COLOR_CLASSES = [(0, "road", False), (1, "vegetation", False), (2, "sky", False), (3, "car", True)]
+# card normalization the folded graph must reproduce: RGB, (x / 255 - mean) / std
+COLOR_INPUT = {"name": "image", "width": 128, "height": 128, "layout": "NCHW", "color": "RGB",
+               "scale": 1 / 255, "mean": [0.5, 0.4, 0.3], "std": [0.25, 0.5, 0.2], "resize": "letterbox"}
+
+
+def color_model(path: Path, kind: str = "logits", width: int = 128, height: int = 128) -> Path:
+    """A 1x1-conv "color classifier" on the normalized RGB input.
+
+    red -> car (thing), green -> vegetation, blue -> sky, anything else -> road.
+    kind: "logits" ([1, 4, H, W]), "argmax" ([1, H, W] int64), "argmax4d" ([1, 1, H, W] int64),
+    or "panoptic" (logits + a center heatmap from the blurred red channel + zero offsets).
+    Weights undo the card's mean/std, so a wrong color order or normalization changes the result.
+    """
+    mean = np.array(COLOR_INPUT["mean"], np.float32)
+    std = np.array(COLOR_INPUT["std"], np.float32)
+    # normalized x_n = (x - mean) / std  ->  x = x_n * std + mean (x in 0..1, RGB)
+    weights = np.zeros((4, 3, 1, 1), np.float32)
+    bias = np.full(4, -20.0, np.float32)
+    bias[0] = 5.0
+    for cls, channel in ((3, 0), (1, 1), (2, 2)):
+        weights[cls, channel] = 40.0 * std[channel]
+        bias[cls] = 40.0 * mean[channel] - 20.0
+    nodes = [helper.make_node("Conv", ["image", "sem_w", "sem_b"], ["semantic_logits"])]
+    inits = [numpy_helper.from_array(weights, "sem_w"), numpy_helper.from_array(bias, "sem_b")]
+    outputs = []
+    if kind in {"logits", "panoptic"}:
+        outputs.append(helper.make_tensor_value_info("semantic_logits", TensorProto.FLOAT, [1, 4, height, width]))
+    if kind in ("argmax", "argmax4d"):
+        keep = 1 if kind == "argmax4d" else 0
+        nodes.append(helper.make_node("ArgMax", ["semantic_logits"], ["classes"], axis=1, keepdims=keep))
+        shape = [1, 1, height, width] if keep else [1, height, width]
+        outputs.append(helper.make_tensor_value_info("classes", TensorProto.INT64, shape))
+    if kind == "panoptic":
+        nodes += [
+            helper.make_node("Slice", ["semantic_logits", "s0", "s1", "ax"], ["car_logit"]),
+            helper.make_node("Sigmoid", ["car_logit"], ["car_prob"]),
+            helper.make_node("AveragePool", ["car_prob"], ["blur1"], kernel_shape=[7, 7], pads=[3, 3, 3, 3]),
+            helper.make_node("AveragePool", ["blur1"], ["center_heatmap"], kernel_shape=[7, 7], pads=[3, 3, 3, 3]),
+            helper.make_node("Mul", ["semantic_logits", "zero2"], ["offsets_all"]),
+            helper.make_node("Slice", ["offsets_all", "z0", "z2", "ax"], ["offsets"]),
+        ]
+        inits += [numpy_helper.from_array(np.array([3], np.int64), "s0"),
+                  numpy_helper.from_array(np.array([4], np.int64), "s1"),
+                  numpy_helper.from_array(np.array([1], np.int64), "ax"),
+                  numpy_helper.from_array(np.array([0], np.int64), "z0"),
+                  numpy_helper.from_array(np.array([2], np.int64), "z2"),
+                  numpy_helper.from_array(np.array(0.0, np.float32), "zero2")]
+        outputs += [helper.make_tensor_value_info("center_heatmap", TensorProto.FLOAT, [1, 1, height, width]),
+                    helper.make_tensor_value_info("offsets", TensorProto.FLOAT, [1, 2, height, width])]
+    inputs = [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])]
+    return save_model(nodes, inputs, outputs, inits, path)
+
+
+def color_scene(height: int = SOURCE_H, width: int = SOURCE_W) -> tuple[np.ndarray, dict[str, np.ndarray]]:
+    """BGR image and its true per-class masks: sky band, vegetation block, two red cars, road."""
+    image = np.full((height, width, 3), 128, np.uint8)
+    truth = {}
+    sky = np.zeros((height, width), bool)
+    sky[: height // 4] = True
+    vegetation = np.zeros((height, width), bool)
+    vegetation[height // 4: height // 2, : width // 3] = True
+    cars = []
+    # 110 px squares on a 10 px grid: 11 px (odd) at the 128-wide input, so one center peak each
+    for x0 in (500, 900):
+        car = np.zeros((height, width), bool)
+        car[470:580, x0: x0 + 110] = True
+        cars.append(car)
+    image[sky] = (255, 0, 0)
+    image[vegetation] = (0, 255, 0)
+    for car in cars:
+        image[car] = (0, 0, 255)
+    truth["sky"], truth["vegetation"] = sky, vegetation
+    truth["car0"], truth["car1"] = cars
+    truth["road"] = ~(sky | vegetation | cars[0] | cars[1])
+    return image, truth

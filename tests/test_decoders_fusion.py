@@ -1,0 +1,92 @@
+"""The panoptic fusion rules and the NMS helpers, through their public functions."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perception.models.decoders.fusion import Canvas
+from perception.models.decoders.nms import box_iou_matrix, class_aware_nms, top_k
+from perception.models.segmentation import Segmentation, segment_stats
+
+
+def square(size: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
+    mask = np.zeros((size, size), bool)
+    mask[y0:y0 + h, x0:x0 + w] = True
+    return mask
+
+
+def test_higher_score_wins_and_mostly_hidden_instances_are_dropped() -> None:
+    canvas = Canvas(100, 100)
+    assert canvas.paste_instance(square(40, 0, 0, 40, 40), 10, 10, class_id=1, score=0.9)
+    # 30x40 mask, 10x40 of it free: 25% visible < 50%, dropped
+    assert not canvas.paste_instance(square(40, 0, 0, 30, 40), 10, 20, class_id=2, score=0.8)
+    # 40x40 mask shifted by 20 columns: half visible, kept with only its free part
+    assert canvas.paste_instance(square(40, 0, 0, 40, 40), 30, 10, class_id=3, score=0.7)
+    seg = canvas.segmentation()
+    assert seg.segments.class_ids.tolist() == [1, 3]
+    assert seg.segments.bboxes.tolist() == [[10, 10, 50, 50], [50, 10, 70, 50]]
+    assert seg.segments.areas.tolist() == [1600, 800]
+
+
+def test_stuff_fills_free_pixels_only_and_respects_min_area() -> None:
+    canvas = Canvas(50, 50)
+    canvas.paste_instance(square(10, 0, 0, 10, 10), 0, 0, class_id=5, score=1.0)
+    semantic = np.zeros((50, 50), np.int32)
+    semantic[40:, :] = 1
+    semantic[0, 49] = 2  # one pixel of class 2: under min_area
+    canvas.fill_stuff(semantic, [0, 1, 2], min_area=2)
+    seg = canvas.segmentation()
+    assert seg.segments.class_ids.tolist() == [5, 0, 1]
+    assert seg.segments.is_thing.tolist() == [True, False, False]
+    assert seg.segments.areas.tolist() == [100, 50 * 50 - 100 - 500 - 1, 500]
+    assert seg.id_map[0, 49] == 0
+
+
+def test_tracked_stats_match_a_full_recount() -> None:
+    rng = np.random.default_rng(0)
+    canvas = Canvas(120, 160)
+    for k in range(30):
+        mask = rng.random((30, 40)) > 0.3
+        canvas.paste_instance(mask, int(rng.integers(0, 120)), int(rng.integers(0, 90)), k % 4, 1 - k / 100,
+                              overlap_threshold=0.2)
+    canvas.fill_stuff(rng.integers(0, 3, (120, 160)), [0, 1, 2], min_area=10)
+    seg = canvas.segmentation()
+    areas, boxes = segment_stats(seg.id_map, len(seg.segments))
+    assert seg.segments.areas.tolist() == areas[1:].tolist()
+    assert seg.segments.bboxes.tolist() == boxes[1:].tolist()
+    again = Segmentation.from_id_map(seg.id_map, seg.segments.class_ids, seg.segments.scores, seg.segments.is_thing)
+    assert (again.segments.bboxes == seg.segments.bboxes).all()
+
+
+def test_paste_outside_the_canvas_is_a_bug_not_a_crop() -> None:
+    with pytest.raises(ValueError, match="leaves the canvas"):
+        Canvas(10, 10).paste_instance(np.ones((5, 5), bool), 8, 8, 0, 1.0)
+
+
+def reference_nms(boxes: np.ndarray, scores: np.ndarray, classes: np.ndarray, thr: float) -> list[int]:
+    keep: list[int] = []
+    for i in sorted(range(len(scores)), key=lambda i: (-scores[i], i)):
+        if all(classes[j] != classes[i] or box_iou_matrix(boxes[[i, j]])[0, 1] <= thr for j in keep):
+            keep.append(i)
+    return keep
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_class_aware_nms_matches_the_textbook_greedy_loop(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = 200
+    xy = rng.uniform(0, 200, (n, 2))
+    boxes = np.concatenate([xy, xy + rng.uniform(10, 60, (n, 2))], axis=1).astype(np.float32)
+    scores = rng.random(n).astype(np.float32)
+    classes = rng.integers(0, 3, n)
+    expected = reference_nms(boxes, scores, classes, 0.5)
+    assert class_aware_nms(boxes, scores, classes, 0.5, 1000).tolist() == expected
+    assert class_aware_nms(boxes, scores, classes, 0.5, 7).tolist() == expected[:7]
+
+
+def test_top_k_is_deterministic_on_ties() -> None:
+    values = np.array([0.5, 0.9, 0.5, 0.9, 0.1, 0.5])
+    assert top_k(values, 3).tolist() == [1, 3, 0]
+    assert top_k(values, 10).tolist() == [1, 3, 0, 2, 5, 4]
+    assert top_k(values, 0).tolist() == []
