@@ -83,6 +83,8 @@ SOURCES: dict[str, str] = {
     "https": "perception.capture.opencv_sources:StreamSource",
     "file": "perception.capture.opencv_sources:VideoFileSource",
     "images": "perception.capture.images:ImageFolderSource",
+    "mcap": "perception.capture.replay_sources:McapSource",
+    "rosbag": "perception.capture.replay_sources:RosbagSource",
 }
 
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):(.*)$", re.DOTALL)
@@ -109,6 +111,11 @@ def parse_uri(text: str) -> SourceUri:
 def guess_scheme(text: str) -> str:
     if text.isdigit() or _VIDEO_DEVICE.match(text):
         return "camera"
+    path = text.partition("?")[0]  # before the glob check: a recording's options use '?'
+    if path.lower().endswith(".mcap"):
+        return "mcap"
+    if path.endswith(".bag") or (Path(path) / "metadata.yaml").is_file():
+        return "rosbag"  # ROS 1 bag, or a rosbag2 folder
     if any(ch in text for ch in "*?[") or Path(text).is_dir():
         return "images"
     if "!" in text:

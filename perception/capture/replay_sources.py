@@ -1,0 +1,293 @@
+"""Replay of recorded drives: `mcap:FILE` and `rosbag:PATH` (rosbag2 folder/file, ROS 1 .bag).
+
+Both deliver the frames of one image topic (sensor_msgs Image or CompressedImage) in recorded
+order, with the recorded time as stamp_ns; the capture thread paces them (--rate). Options in
+the URI query:
+
+    topic=NAME   which image topic (needed only when the recording has several)
+    start=S      skip to S seconds after the recording's first message
+    end=S        stop at S seconds after it
+    loop=1       start over at the end; stamps keep increasing (each pass is shifted by the
+                 duration of the played range plus one frame interval)
+    stamp=header the image header stamp (default; falls back to log time when it is 0), or
+    stamp=log    the time the recorder logged the message
+    recover=1    (mcap) read a file cut off mid-record up to its last complete chunk
+
+MCAP files are read with the `mcap` package; bags with `rosbags` (the `replay` extra).
+Message bytes are decoded by perception.record.ros_images in both cases, so the two paths
+accept the same encodings.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import struct
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, Protocol
+
+import numpy as np
+
+from perception.capture.source import SourceUri
+from perception.errors import require
+from perception.record import ros_images
+from perception.record.errors import (
+    CorruptRecordingError,
+    EmptyRecordingError,
+    RecordingError,
+    TopicError,
+    topic_listing,
+)
+from perception.record.mcap_file import McapRecording
+
+RawMessage = tuple[int, str, str, bytes | memoryview]  # log time ns, message type, encoding, bytes
+
+
+def normalize_type(name: str) -> str:
+    """ROS 1 'sensor_msgs/Image' and ROS 2 'sensor_msgs/msg/Image' name the same image type."""
+    package, _, rest = name.partition("/")
+    return f"{package}/msg/{rest}" if rest and "/" not in rest else name
+
+
+def is_image_type(name: str) -> bool:
+    return normalize_type(name) in (ros_images.IMAGE, ros_images.COMPRESSED_IMAGE)
+
+
+class Container(Protocol):
+    """What the replay needs from a recording format."""
+
+    path: Path
+    start_ns: int
+    end_ns: int
+
+    def topics(self) -> dict[str, str]: ...
+
+    def counts(self) -> dict[str, int]: ...
+
+    def messages(self, topic: str, start_ns: int | None, end_ns: int | None) -> Iterator[RawMessage]: ...
+
+    def close(self) -> None: ...
+
+
+class McapContainer:
+    def __init__(self, path: Path, recover: bool) -> None:
+        self.path = path
+        self._recording = McapRecording(path, recover=recover)
+        self.start_ns = self._recording.start_ns
+        self.end_ns = self._recording.end_ns
+
+    def topics(self) -> dict[str, str]:
+        return self._recording.topics()
+
+    def counts(self) -> dict[str, int]:
+        channels = self._recording.channels
+        out: dict[str, int] = {}
+        for channel_id, count in self._recording.message_counts.items():
+            if channel_id in channels:
+                topic = channels[channel_id].topic
+                out[topic] = out.get(topic, 0) + count
+        return out
+
+    def messages(self, topic: str, start_ns: int | None, end_ns: int | None) -> Iterator[RawMessage]:
+        for schema, channel, message in self._recording.messages([topic], start_ns, end_ns):
+            yield message.log_time, schema.name if schema else "", channel.message_encoding, message.data
+
+    def close(self) -> None:
+        self._recording.close()
+
+
+# what rosbags (or sqlite under it) raises on a damaged bag
+_BAG_DAMAGE = (sqlite3.Error, struct.error, ValueError, KeyError, IndexError, EOFError, OSError, UnicodeError)
+
+
+class RosbagContainer:
+    """rosbag2 (folder, or its .db3/.mcap file) and ROS 1 (.bag) through rosbags' readers."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        if not path.exists():
+            raise RecordingError(f"bag {str(path)!r} does not exist", "give a rosbag2 folder or a ROS 1 .bag file")
+        ros1 = path.suffix == ".bag"
+        module = require("rosbags.rosbag1" if ros1 else "rosbags.rosbag2", "rosbag replay",
+                         "pip install 'perception-node[replay]'")
+        self._errors: tuple[type[BaseException], ...] = (module.ReaderError, *_BAG_DAMAGE)  # type: ignore[attr-defined]
+        self.encoding = "ros1" if ros1 else "cdr"
+        try:
+            self._reader: Any = module.Reader(path)  # type: ignore[attr-defined]
+            self._reader.open()
+        except self._errors as exc:
+            raise CorruptRecordingError(f"bag {str(path)!r} cannot be opened ({exc})",
+                                        "check that it is a rosbag2 folder or ROS 1 .bag, not damaged") from exc
+        self.start_ns = int(self._reader.start_time) if self._reader.message_count else 0
+        self.end_ns = int(self._reader.end_time) if self._reader.message_count else 0
+
+    def topics(self) -> dict[str, str]:
+        return {c.topic: c.msgtype for c in self._reader.connections}
+
+    def counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for connection in self._reader.connections:
+            out[connection.topic] = out.get(connection.topic, 0) + int(connection.msgcount)
+        return out
+
+    def messages(self, topic: str, start_ns: int | None, end_ns: int | None) -> Iterator[RawMessage]:
+        connections = [c for c in self._reader.connections if c.topic == topic]
+        try:
+            for connection, log_time, data in self._reader.messages(connections, start=start_ns, stop=end_ns):
+                encoding = self.encoding
+                if encoding == "cdr":
+                    encoding = getattr(connection.ext, "serialization_format", "cdr") or "cdr"
+                yield int(log_time), connection.msgtype, encoding, data
+        except self._errors as exc:
+            raise CorruptRecordingError(f"bag {str(self.path)!r} is damaged ({type(exc).__name__}: {exc})",
+                                        "re-record or restore it") from exc
+
+    def close(self) -> None:
+        self._reader.close()
+
+
+def _seconds(uri: SourceUri, key: str) -> float | None:
+    if key not in uri.options:
+        return None
+    value = uri.float_option(key, 0.0)
+    if value < 0:
+        raise RecordingError(f"{key}={value:g} in {uri.raw!r} is negative",
+                             f"{key} counts seconds from the recording's start, e.g. {key}=12.5")
+    return value
+
+
+class _ReplaySource:
+    """Frames of one image topic of a recording, in order, as (bgr, stamp_ns)."""
+
+    live = False
+    kind = "recording"
+
+    def __init__(self, uri: SourceUri) -> None:
+        self.uri = uri
+        self.path = Path(uri.target).expanduser()
+        self.start_s = _seconds(uri, "start")
+        self.end_s = _seconds(uri, "end")
+        if self.start_s is not None and self.end_s is not None and self.end_s <= self.start_s:
+            raise RecordingError(f"end={self.end_s:g} is not after start={self.start_s:g} in {uri.raw!r}",
+                                 "give an end later than the start (seconds from the recording's start)")
+        self.loop = uri.option("loop", "0").lower() in ("1", "true", "yes")
+        self.stamp_mode = uri.option("stamp", "header")
+        if self.stamp_mode not in ("header", "log"):
+            raise RecordingError(f"stamp={self.stamp_mode!r} in {uri.raw!r} is not known",
+                                 "use stamp=header or stamp=log")
+        self.topic = ""
+        self._container: Container | None = None
+        self._messages: Iterator[RawMessage] = iter(())
+        self._peeked: RawMessage | None = None
+        self._offset_ns = 0  # added to every stamp after a loop, so stamps keep increasing
+        self._first_stamp: int | None = None
+        self._last_stamp: int | None = None
+        self._last_interval_ns = 100_000_000
+        self.passes = 0
+
+    def _open_container(self) -> Container:
+        raise NotImplementedError
+
+    def open(self) -> None:
+        self.close()
+        container = self._open_container()
+        try:
+            self.topic = self._choose_topic(container)
+            self._range = self._time_range(container)
+            self._container = container
+            self._restart(container)
+            self._peeked = next(self._messages, None)
+            if self._peeked is None:
+                counts = container.counts().get(self.topic, 0)
+                end = "the end" if self.end_s is None else f"{self.end_s:g} s"
+                where = "" if counts == 0 else f" between {self.start_s or 0:g} s and {end}"
+                raise EmptyRecordingError(f"{self.kind} {str(self.path)!r} has no messages on {self.topic!r}{where} "
+                                          f"({counts} in all)", "choose another topic or time range")
+        except BaseException:
+            container.close()
+            self._container = None
+            raise
+
+    def _choose_topic(self, container: Container) -> str:
+        topics = container.topics()
+        counts = container.counts()
+        images = {t: kind for t, kind in topics.items() if is_image_type(kind)}
+        wanted = self.uri.options.get("topic")
+        if wanted is not None:
+            if wanted not in topics:
+                raise TopicError(f"topic {wanted!r} is not in {self.kind} {str(self.path)!r}; image topics: "
+                                 f"{topic_listing(images)}", "pass one of them as ?topic=NAME")
+            if wanted not in images:
+                raise TopicError(f"topic {wanted!r} in {str(self.path)!r} has type {topics[wanted]!r}, not an "
+                                 f"image; image topics: {topic_listing(images)}", "pass an image topic as ?topic=NAME")
+            return wanted
+        with_messages = {t: k for t, k in images.items() if counts.get(t, 1) > 0}
+        if len(with_messages) == 1:
+            return next(iter(with_messages))
+        if not with_messages:
+            if not topics or not any(counts.values()):
+                raise EmptyRecordingError(f"{self.kind} {str(self.path)!r} holds no messages",
+                                          "record something first, or check the file")
+            raise TopicError(f"{self.kind} {str(self.path)!r} has no image topic with messages; topics: "
+                             f"{topic_listing(topics)}", "replay a recording with sensor_msgs Image/CompressedImage")
+        raise TopicError(f"{self.kind} {str(self.path)!r} has several image topics: {topic_listing(with_messages)}",
+                         "choose one with ?topic=NAME")
+
+    def _time_range(self, container: Container) -> tuple[int | None, int | None]:
+        start = None if self.start_s is None else container.start_ns + round(self.start_s * 1e9)
+        end = None if self.end_s is None else container.start_ns + round(self.end_s * 1e9)
+        return start, end
+
+    def _restart(self, container: Container) -> None:
+        self._messages = container.messages(self.topic, *self._range)
+
+    def read(self) -> tuple[np.ndarray, int] | None:
+        if self._container is None:
+            return None
+        message = self._peeked if self._peeked is not None else next(self._messages, None)
+        self._peeked = None
+        if message is None and self.loop and self._first_stamp is not None and self._last_stamp is not None:
+            self.passes += 1
+            self._offset_ns += self._last_stamp - self._first_stamp + self._last_interval_ns
+            self._first_stamp = None
+            self._restart(self._container)
+            message = next(self._messages, None)
+        if message is None:
+            return None
+        log_time, msgtype, encoding, data = message
+        what = f"{self.kind} {str(self.path)!r} topic {self.topic!r} at log time {log_time}"
+        image = ros_images.decode_image_message(data, normalize_type(msgtype), encoding, what)
+        bgr = ros_images.message_to_bgr(image, what)
+        recorded = log_time if self.stamp_mode == "log" or image.stamp_ns == 0 else image.stamp_ns
+        if self._first_stamp is None:
+            self._first_stamp = recorded
+        elif self._last_stamp is not None and recorded > self._last_stamp:
+            self._last_interval_ns = recorded - self._last_stamp
+        self._last_stamp = recorded
+        return bgr, recorded + self._offset_ns
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+        self._peeked = None
+        self._messages = iter(())
+
+
+class McapSource(_ReplaySource):
+    """`mcap:FILE`: our recordings and drives, and ROS 2 (or ROS 1) image topics in any MCAP file."""
+
+    kind = "recording"
+
+    def _open_container(self) -> Container:
+        recover = self.uri.option("recover", "0").lower() in ("1", "true", "yes")
+        return McapContainer(self.path, recover)
+
+
+class RosbagSource(_ReplaySource):
+    """`rosbag:PATH`: a rosbag2 folder (sqlite3 or mcap storage) or a ROS 1 .bag, read without ROS."""
+
+    kind = "bag"
+
+    def _open_container(self) -> Container:
+        return RosbagContainer(self.path)
