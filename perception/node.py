@@ -1,11 +1,14 @@
-"""The node: capture thread -> worker (preprocess, engine, decode, track) -> publisher (+ recorder).
+"""The node: capture thread -> inference thread (preprocess, engine) -> output loop (decode,
+track, encode, publish, record).
 
-The worker is the calling thread; it alone touches the ZeroMQ socket and the recorder,
-and it keeps the status heartbeat and the stats beating while frames are scarce.
+The output loop is the calling thread; it alone touches the ZeroMQ socket and the recorder,
+and it keeps the status heartbeat and the stats beating while frames are scarce. Decoding
+frame N there overlaps the engine working on frame N+1.
 """
 
 from __future__ import annotations
 
+import queue
 import sys
 import threading
 import time
@@ -13,17 +16,18 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from perception import __version__
-from perception.capture.counters import DROP_ERROR, DROP_SHUTDOWN, DROP_STALE, FrameCounters
-from perception.capture.slot import FrameSlot, SlotClosed
+from perception.capture.counters import DROP_ERROR, DROP_SHUTDOWN, FrameCounters
+from perception.capture.slot import FrameSlot
 from perception.capture.source import Source, open_source
 from perception.capture.thread import CaptureThread, SourceState
 from perception.config import NodeConfig
 from perception.errors import PerceptionError
-from perception.frame import Frame, Stage, StageStamps, monotonic_ns
+from perception.frame import Frame, Stage, monotonic_ns
 from perception.inference.engine import EngineOptions
 from perception.latency import LatencyBook
 from perception.pipeline import Pipeline, PipelineSpec
 from perception.result import FrameResult
+from perception.stages import FrameFailed, InferenceThread, InferredFrame, StageEnded
 from perception.tracking import IouTracker
 
 if TYPE_CHECKING:
@@ -54,6 +58,7 @@ class Node:
         self._stop = threading.Event()
         self._published = 0
         self._last_error = ""
+        self._inference: InferenceThread | None = None
 
     def stop(self) -> None:
         """Ask the node to finish: stop capture, finish the frame in hand, close everything."""
@@ -85,6 +90,7 @@ class Node:
         finally:
             if capture is not None:
                 capture.stop()
+                self._abandon_in_flight()
                 capture.join(timeout=5.0)
                 self.counters.add_dropped(DROP_SHUTDOWN, len(capture.slot.drain()))
             else:
@@ -146,13 +152,18 @@ class Node:
 
     def _work(self, capture: CaptureThread, pipeline: Pipeline, publisher: Publisher,
               recorder: Recorder | None) -> None:
+        """The output loop: decode, track, publish, record; beats status and stats meanwhile."""
         run = self.config.run
-        max_age_ns = int(self.config.source.max_age_ms * 1e6)
         stall_ns = int(self.config.source.stall_timeout_s * 1e9)
         tracker = (IouTracker(self.config.tracking.iou_threshold, self.config.tracking.max_missed)
                    if self.config.tracking.enabled else None)
+        self._inference = InferenceThread(capture.slot, pipeline, self.counters,
+                                          int(self.config.source.max_age_ms * 1e6))
+        self._inference.start()
         next_beat = next_stats = time.monotonic()
-        while not self._stop.is_set():
+        while True:
+            if self._stop.is_set() and not capture.stopping:
+                capture.stop()  # the inference stage finishes what the slot holds, then ends
             now = time.monotonic()
             if now >= next_beat:
                 if (capture.source.live and self.state == "ready" and capture.last_frame_ns
@@ -166,29 +177,26 @@ class Node:
                 next_stats = now + run.stats_interval_s
             publisher.service()
             try:
-                frame = capture.slot.get(timeout=0.05)
-            except SlotClosed:
+                item = self._inference.handoff.get(timeout=0.05)
+            except queue.Empty:
+                continue
+            if isinstance(item, StageEnded):
+                if item.crash is not None:
+                    raise item.crash
                 return
-            if frame is None:
+            if isinstance(item, FrameFailed):
+                self._report_frame_error(publisher, item.frame, item.error)
                 continue
-            stamps = StageStamps({Stage.CAPTURE.value: frame.capture_ns})
-            stamps.mark(Stage.DEQUEUE)
-            if max_age_ns and stamps.stamps[Stage.DEQUEUE.value] - frame.capture_ns > max_age_ns:
-                self.counters.add_dropped(DROP_STALE)
-                continue
-            self._process(frame, stamps, pipeline, tracker, publisher, recorder)
+            self._output(item, pipeline, tracker, publisher, recorder)
 
-    def _process(self, frame: Frame, stamps: StageStamps, pipeline: Pipeline, tracker: IouTracker | None,
-                 publisher: Publisher, recorder: Recorder | None) -> None:
+    def _output(self, item: InferredFrame, pipeline: Pipeline, tracker: IouTracker | None,
+                publisher: Publisher, recorder: Recorder | None) -> None:
+        frame, stamps = item.frame, item.stamps
         try:
-            segmentation = pipeline.process(frame.image, stamps)
+            segmentation = pipeline.decode(item.inferred, stamps)
         except PerceptionError as exc:
-            # one bad frame (e.g. NaN outputs) is reported and dropped; the stream goes on
             self.counters.add_dropped(DROP_ERROR)
-            if str(exc) != self._last_error:
-                print(f"perception: frame {frame.index}: {exc}", file=sys.stderr)
-                self._last_error = str(exc)
-            self._status(publisher, "error", str(exc))
+            self._report_frame_error(publisher, frame, exc)
             return
         if tracker is not None:
             segmentation = tracker.update(segmentation)
@@ -198,12 +206,35 @@ class Node:
         published = publisher.publish_frame(result)
         self._published += 1
         self.counters.add_processed()
-        all_stamps = {**result.stamps, Stage.ENCODE.value: published.encode_ns,
-                      Stage.PUBLISH.value: published.publish_ns}
-        self.latency.add(all_stamps)
+        self.latency.add({**result.stamps, Stage.ENCODE.value: published.encode_ns,
+                          Stage.PUBLISH.value: published.publish_ns})
         if recorder is not None:
             recorder.record_frame(frame)
             recorder.record_result(result, pipeline.card.class_names)
+
+    def _report_frame_error(self, publisher: Publisher, frame: Frame, error: PerceptionError) -> None:
+        """One bad frame (e.g. NaN outputs) is reported and dropped; the stream goes on."""
+        if str(error) != self._last_error:
+            print(f"perception: frame {frame.index}: {error}", file=sys.stderr)
+            self._last_error = str(error)
+        publisher.publish_status("error", self.counters.snapshot(), f"frame {frame.index}: {error}")
+
+    def _abandon_in_flight(self) -> None:
+        """After a failure: let the inference stage finish, counting what it still held."""
+        if self._inference is None:
+            return
+        deadline = time.monotonic() + 5.0
+        while self._inference.is_alive() or not self._inference.handoff.empty():
+            try:
+                item = self._inference.handoff.get(timeout=0.1)
+            except queue.Empty:
+                if time.monotonic() > deadline:
+                    return
+                continue
+            if isinstance(item, InferredFrame):
+                self.counters.add_dropped(DROP_SHUTDOWN)
+            elif isinstance(item, StageEnded):
+                return
 
     def _status(self, publisher: Publisher, state: str, detail: str = "") -> None:
         """Publish a state; operational ones also become the state the heartbeat repeats."""

@@ -5,6 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 from types import TracebackType
+from typing import NamedTuple
 
 import numpy as np
 
@@ -13,8 +14,13 @@ from perception.inference.engine import Engine, EngineOptions, open_engine
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ModelCard, load_card
 from perception.models.decoders import Decoder, make_decoder
-from perception.models.preprocess import Preprocessor
+from perception.models.preprocess import Geometry, Preprocessor
 from perception.models.segmentation import Segmentation
+
+
+class Inferred(NamedTuple):
+    outputs: dict[str, np.ndarray]
+    geometry: Geometry
 
 
 @dataclass(frozen=True)
@@ -71,15 +77,23 @@ class Pipeline:
         for _ in range(runs):
             self.engine.infer({spec.name: blank})
 
-    def process(self, image: np.ndarray, stamps: StageStamps | None = None) -> Segmentation:
-        stamps = stamps or StageStamps()
+    def infer(self, image: np.ndarray, stamps: StageStamps) -> Inferred:
+        """Preprocess and run the engine (the part that holds the engine)."""
         tensor, geometry = self.preprocessor(image)
         stamps.mark(Stage.PREPROCESS)
         outputs = self.engine.infer({self.card.input.name: tensor})
         stamps.mark(Stage.INFERENCE)
-        result = self.decoder.decode(outputs, geometry)
+        return Inferred(outputs, geometry)
+
+    def decode(self, inferred: Inferred, stamps: StageStamps) -> Segmentation:
+        """Decode engine outputs to the segmentation at source resolution (no engine needed)."""
+        result = self.decoder.decode(inferred.outputs, inferred.geometry)
         stamps.mark(Stage.POSTPROCESS)
         return result
+
+    def process(self, image: np.ndarray, stamps: StageStamps | None = None) -> Segmentation:
+        stamps = stamps or StageStamps()
+        return self.decode(self.infer(image, stamps), stamps)
 
     def close(self) -> None:
         self.engine.close()

@@ -54,6 +54,10 @@ class FrameSlot:
                 raise SlotClosed
             return None
 
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
     def close(self) -> None:
         with self._cond:
             self._closed = True

@@ -13,7 +13,7 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from perception.capture.counters import DROP_OVERWRITTEN, FrameCounters
+from perception.capture.counters import DROP_OVERWRITTEN, DROP_SHUTDOWN, FrameCounters
 from perception.capture.errors import SourceError, SourceLost
 from perception.capture.slot import FrameSlot
 from perception.capture.source import Source
@@ -133,7 +133,7 @@ class CaptureThread(threading.Thread):
             self.counters.add_read()
             displaced = self.slot.put(frame)
             if displaced is not None:
-                self.counters.add_dropped(DROP_OVERWRITTEN)
+                self.counters.add_dropped(DROP_SHUTDOWN if displaced is frame else DROP_OVERWRITTEN)
 
     def _reconnect(self, reason: str) -> bool:
         """Reopen with backoff until it works or the node stops; False if stopped."""
