@@ -33,7 +33,8 @@ MAGIC = b"\x89MCAP0\r\n"
 _FOOTER_RECORD = 1 + 8 + 20  # opcode, length, summary_start, summary_offset_start, summary_crc
 _RECORD_HEADER = 9
 # what a damaged file makes the mcap package (or the decompressor) raise; each becomes CorruptRecordingError
-DAMAGE = (McapError, ValueError, struct.error, KeyError, IndexError, EOFError, OverflowError,
+# (OSError: a damaged offset makes a seek fail with EINVAL)
+DAMAGE = (McapError, ValueError, struct.error, KeyError, IndexError, EOFError, OverflowError, OSError,
           zstandard.ZstdError, zlib.error, MemoryError)
 
 MessageTuple = tuple[Schema | None, Channel, Message]
@@ -85,7 +86,25 @@ class McapRecording:
         tail = self._file.read(_FOOTER_RECORD + MAGIC_SIZE)
         return tail[0] == Opcode.FOOTER and tail[-MAGIC_SIZE:] == MAGIC
 
+    def _check_summary_crc(self) -> None:
+        """The footer's CRC of the summary section; mcap's reader trusts the summary without it.
+
+        A flipped bit in a chunk index could otherwise skip a chunk silently.
+        """
+        footer_at = self.size - MAGIC_SIZE - _FOOTER_RECORD
+        self._file.seek(footer_at + _RECORD_HEADER)
+        summary_start, _offsets_start, summary_crc = struct.unpack("<QQI", self._file.read(20))
+        if summary_start == 0 or summary_crc == 0:
+            return  # no summary, or a writer that did not compute the CRC
+        if not MAGIC_SIZE <= summary_start <= footer_at:
+            raise self.corrupt(ValueError(f"footer points the summary at byte {summary_start}"))
+        self._file.seek(summary_start)
+        covered = self._file.read(footer_at + _RECORD_HEADER + 16 - summary_start)
+        if zlib.crc32(covered) != summary_crc:
+            raise self.corrupt(ValueError("summary section CRC mismatch"))
+
     def _read_summary(self) -> None:
+        self._check_summary_crc()
         self._file.seek(0)
         self._reader = SeekingReader(self._file, validate_crcs=True, record_size_limit=self.size)
         try:
