@@ -18,6 +18,8 @@ COMMANDS: dict[str, str] = {
     "run": "perception.commands.run",
     "echo": "perception.commands.echo",
     "stats": "perception.commands.stats",
+    "inspect": "perception.commands.inspect",
+    "fold": "perception.commands.fold",
 }
 
 
