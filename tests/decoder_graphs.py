@@ -7,6 +7,7 @@ feeds the graph (through a zero-weighted term) so the preprocessing is part of t
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -64,7 +65,7 @@ def write_card(path: Path, onnx_name: str, decoder: str, input_table: Mapping[st
         if isinstance(v, bool):
             return "true" if v else "false"
         if isinstance(v, str):
-            return f'"{v}"'
+            return json.dumps(v)
         if isinstance(v, (list, tuple)):
             return "[" + ", ".join(value(x) for x in v) + "]"
         return repr(v)
