@@ -20,6 +20,11 @@ COMMANDS: dict[str, str] = {
     "stats": "perception.commands.stats",
     "inspect": "perception.commands.inspect",
     "fold": "perception.commands.fold",
+    "record": "perception.commands.record",
+    "compare": "perception.commands.compare",
+    "doctor": "perception.commands.doctor",
+    "engines": "perception.commands.engines",
+    "build-engine": "perception.commands.build_engine",
 }
 
 

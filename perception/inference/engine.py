@@ -78,6 +78,8 @@ EngineFactory = Callable[[Path, EngineOptions], Engine]
 # name -> "module:callable(model_path, options) -> Engine"
 ENGINES: dict[str, str] = {
     "onnxruntime": "perception.inference.onnxruntime:OrtEngine",
+    "tensorrt": "perception.inference.tensorrt:TrtEngine",
+    "onnxruntime-gpu": "perception.inference.ort_gpu:open_ort_gpu",
 }
 
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -39,7 +39,7 @@ class OrtEngine:
     name = "onnxruntime"
 
     def __init__(self, model: Path, options: EngineOptions | None = None,
-                 providers: list[str] | None = None) -> None:
+                 providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None) -> None:
         import onnxruntime as ort
 
         options = options or EngineOptions()
@@ -55,7 +55,7 @@ class OrtEngine:
         so.log_severity_level = 3
         try:
             self._session = ort.InferenceSession(
-                str(model), sess_options=so, providers=providers or ["CPUExecutionProvider"])
+                str(model), sess_options=so, providers=list(providers or ["CPUExecutionProvider"]))
         except Exception as exc:  # ORT raises its own untyped errors for bad files
             raise EngineError(f"ONNX Runtime cannot load {model} ({exc})",
                               "check that the file is a valid ONNX model (perception inspect MODEL.onnx)") from exc

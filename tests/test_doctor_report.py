@@ -1,0 +1,75 @@
+"""`perception doctor` with everything absent (this machine) and with a GPU stack faked in."""
+
+from __future__ import annotations
+
+import json
+import os
+import stat
+import sys
+from pathlib import Path
+
+import pytest
+
+from perception.cli import main
+from perception.inference.doctor import diagnose
+from tests import trt_fakes
+
+
+@pytest.fixture
+def bare(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No nvidia-smi/nvcc on PATH, no tensorrt, no pycuda: what a CPU-only robot looks like."""
+    monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setitem(sys.modules, "tensorrt", None)
+    monkeypatch.setitem(sys.modules, "pycuda", None)
+    monkeypatch.setitem(sys.modules, "pycuda.driver", None)
+
+
+@pytest.mark.usefixtures("bare")
+def test_everything_absent_is_a_clear_report_and_exit_0(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor"]) == 0
+    out = capsys.readouterr().out
+    assert "-- gpu" in out and "no NVIDIA GPU found" in out
+    assert "-- tensorrt" in out and "perception-node[tensorrt]" in out
+    assert "-- pycuda" in out
+    assert "ok onnxruntime      usable" in out
+    assert "-- tensorrt         not usable: TensorRT is not installed; pycuda is not installed" in out
+    assert "-- onnxruntime-gpu  not usable: no CUDA/TensorRT execution provider" in out
+
+
+@pytest.mark.usefixtures("bare")
+def test_json_report(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["doctor", "--json"]) == 0
+    data = json.loads(capsys.readouterr().out)
+    usable = {b["name"]: b["usable"] for b in data["backends"]}
+    assert usable == {"onnxruntime": True, "tensorrt": False, "onnxruntime-gpu": False}
+
+
+def test_gpu_machine_with_tensorrt_and_pycuda(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    smi = bin_dir / "nvidia-smi"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA H100 80GB HBM3, 570.86.15, 9.0, 81559 MiB'\n")
+    smi.chmod(smi.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{bin_dir}{os.pathsep}{tmp_path / 'none'}")
+    for name, module in trt_fakes.fake_pycuda().items():
+        monkeypatch.setitem(sys.modules, name, module)
+    monkeypatch.setitem(sys.modules, "tensorrt", trt_fakes.make_fake_tensorrt(version="11.4.0"))
+    report = diagnose()
+    assert report.gpus == [{"name": "NVIDIA H100 80GB HBM3", "driver": "570.86.15", "compute_capability": "9.0",
+                            "memory": "81559 MiB"}]
+    assert report.finding("tensorrt").detail.startswith("11.4.0 (strongly typed only")
+    assert report.finding("pycuda").ok
+    backends = {b.name: b for b in report.backends}
+    assert backends["tensorrt"].usable, backends["tensorrt"].why
+    assert not backends["onnxruntime-gpu"].usable  # CPU onnxruntime here: no GPU providers
+
+
+def test_hanging_tool_does_not_hang_doctor(monkeypatch: pytest.MonkeyPatch) -> None:
+    calls: list[list[str]] = []
+
+    def runner(argv: list[str]) -> str | None:
+        calls.append(argv)
+        return None  # what run_command returns for a tool that timed out
+
+    report = diagnose(runner)
+    assert calls and not report.finding("gpu").ok
