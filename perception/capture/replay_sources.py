@@ -9,7 +9,8 @@ the URI query:
     end=S        stop at S seconds after it
     loop=1       start over at the end; stamps keep increasing (each pass is shifted by the
                  duration of the played range plus one frame interval)
-    stamp=header the image header stamp (default; falls back to log time when it is 0), or
+    stamp=header the image header stamp (default; in recordings made by other tools a zero
+                 header stamp, i.e. a driver that never set it, falls back to log time), or
     stamp=log    the time the recorder logged the message
     recover=1    (mcap) read a file cut off mid-record up to its last complete chunk
 
@@ -59,6 +60,7 @@ class Container(Protocol):
     path: Path
     start_ns: int
     end_ns: int
+    zero_stamp_is_unset: bool  # False for our own files, where 0 is a real stamp (e.g. images at t=0)
 
     def topics(self) -> dict[str, str]: ...
 
@@ -75,6 +77,8 @@ class McapContainer:
         self._recording = McapRecording(path, recover=recover)
         self.start_ns = self._recording.start_ns
         self.end_ns = self._recording.end_ns
+        ours = {"perception.recording", "perception.drive"} & set(self._recording.metadata())
+        self.zero_stamp_is_unset = not ours
 
     def topics(self) -> dict[str, str]:
         return self._recording.topics()
@@ -112,6 +116,7 @@ class RosbagContainer:
                          "pip install 'perception-node[replay]'")
         self._errors: tuple[type[BaseException], ...] = (module.ReaderError, *_BAG_DAMAGE)  # type: ignore[attr-defined]
         self.encoding = "ros1" if ros1 else "cdr"
+        self.zero_stamp_is_unset = True
         try:
             self._reader: Any = module.Reader(path)  # type: ignore[attr-defined]
             self._reader.open()
@@ -258,7 +263,8 @@ class _ReplaySource:
         what = f"{self.kind} {str(self.path)!r} topic {self.topic!r} at log time {log_time}"
         image = ros_images.decode_image_message(data, normalize_type(msgtype), encoding, what)
         bgr = ros_images.message_to_bgr(image, what)
-        recorded = log_time if self.stamp_mode == "log" or image.stamp_ns == 0 else image.stamp_ns
+        unset = image.stamp_ns == 0 and self._container.zero_stamp_is_unset
+        recorded = log_time if self.stamp_mode == "log" or unset else image.stamp_ns
         if self._first_stamp is None:
             self._first_stamp = recorded
         elif self._last_stamp is not None and recorded > self._last_stamp:
