@@ -1,7 +1,7 @@
 """One command for people with an NVIDIA GPU: is the TensorRT path right, and what does it cost?
 
     python bench/gpu_check.py                      # full check (needs TensorRT, pycuda, the shipped model)
-    python bench/gpu_check.py --precision fp16     # same with the FP16 variant (built if missing)
+    python bench/gpu_check.py --precision fp16     # the FP16 variant (perception build-engine makes it)
     python bench/gpu_check.py --runtime-overhead   # only pycuda: the backend's own cost per frame
 
 Full check: builds (or loads) the plan, runs the pipeline on the bundled synthetic drive with
@@ -23,6 +23,8 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from types import SimpleNamespace
+from typing import Any
 
 import numpy as np
 
@@ -100,17 +102,110 @@ def runtime_overhead(size: int, frames: int, warmup: int) -> int:
     return 0
 
 
+def _pq_of(tallies: dict[int, Any]) -> float:
+    """PQ (0-100) averaged over classes that appear in either run."""
+    values = [t.pq for t in tallies.values() if t.tp + t.fp + t.fn > 0]
+    return 100.0 * float(np.mean(values)) if values else 100.0
+
+
+def full_check(card_path: Path, precision: str, frames: int, warmup: int, seed: int) -> int:
+    from perception.frame import Stage, StageStamps, monotonic_ns
+    from perception.inference.engine import open_engine
+    from perception.models.card import load_card
+    from perception.pipeline import Pipeline
+    from perception.record.compare import ClassTally, diff_frame
+    from perception.synth import Drive
+
+    card = load_card(card_path)
+    cache_options = EngineOptions(precision=precision)
+    trt_engine = open_engine("tensorrt", card.onnx, cache_options)  # builds the plan if it is not cached
+    print(f"plan {trt_engine.plan.status}: {trt_engine.plan.path}")  # type: ignore[attr-defined]
+    drive = Drive(seed, frames + warmup)
+    images = [f.bgr for f in drive]
+    tallies: dict[int, ClassTally] = {}
+    rows: dict[str, list[float]] = {k: [] for k in ("pre", "infer", "gpu_compute", "gpu_total", "post", "frame")}
+    ort_variant = open_engine("onnxruntime", _variant_for_ort(card.onnx, precision), EngineOptions())
+    with Pipeline(card, trt_engine) as trt, Pipeline(card, ort_variant) as ort_pipe:
+        for i, image in enumerate(images):
+            stamps = StageStamps()
+            start = monotonic_ns()
+            seg_trt = trt.process(image, stamps)
+            s = stamps.stamps
+            timing = trt_engine.last_timing  # type: ignore[attr-defined]
+            if i >= warmup:
+                rows["pre"].append((s[Stage.PREPROCESS.value] - start) / 1e6)
+                rows["infer"].append((s[Stage.INFERENCE.value] - s[Stage.PREPROCESS.value]) / 1e6)
+                rows["post"].append((s[Stage.POSTPROCESS.value] - s[Stage.INFERENCE.value]) / 1e6)
+                rows["frame"].append((s[Stage.POSTPROCESS.value] - start) / 1e6)
+                rows["gpu_compute"].append(timing.compute_ms)
+                rows["gpu_total"].append(timing.total_ms)
+                seg_ort = ort_pipe.process(image)
+                diff_frame(_as_frame(seg_ort, i), _as_frame(seg_trt, i), {}, tallies)
+        engine_fps, overlapped_fps = _throughput(trt, trt_engine, images[warmup:])
+    pq = _pq_of(tallies)
+    print(f"PQ of TensorRT ({precision}) judged against ONNX Runtime (same ONNX), {frames} frames: {pq:.2f}")
+    print("latency per frame, CLOCK_MONOTONIC wall except the GPU rows (CUDA events), median / p90 ms:")
+    for name, label in (("pre", "preprocess"), ("infer", "inference stage (wall)"),
+                        ("gpu_compute", "  GPU compute (events)"), ("gpu_total", "  GPU incl. copies (events)"),
+                        ("post", "decode"), ("frame", "whole frame")):
+        print(f"  {label:<28} {statistics.median(rows[name]):7.3f} / {percentile(rows[name], 90):7.3f}")
+    overhead = [a - b for a, b in zip(rows["infer"], rows["gpu_compute"], strict=True)]
+    print(f"  inference overhead beyond GPU compute: median {statistics.median(overhead):.3f} ms (target <= 1 ms)")
+    print(f"throughput: engine alone {engine_fps:.1f} frames/s; preprocess+engine+decode with submit/collect "
+          f"overlap {overlapped_fps:.1f} frames/s ({overlapped_fps / engine_fps:.2f}x, target >= 0.9x)")
+    return 0 if pq >= 99.0 else 1
+
+
+def _throughput(pipeline: Any, engine: Any, images: list[np.ndarray]) -> tuple[float, float]:
+    """Frames/s of the engine alone (one tensor, back to back) and of the overlapped frame loop."""
+    from collections import deque
+
+    name = pipeline.card.input.name
+    tensor, _ = pipeline.preprocessor(images[0])
+    t0 = time.perf_counter()
+    for _ in images:
+        engine.infer({name: tensor})
+    engine_fps = len(images) / (time.perf_counter() - t0)
+    geometries: deque[Any] = deque()
+    t0 = time.perf_counter()
+    for image in images:
+        tensor, geometry = pipeline.preprocessor(image)
+        engine.submit({name: tensor})  # the GPU starts this frame ...
+        geometries.append(geometry)
+        if engine.in_flight == 2:  # ... while the CPU decodes the previous one
+            pipeline.decoder.decode(engine.collect(), geometries.popleft())
+    while geometries:
+        pipeline.decoder.decode(engine.collect(), geometries.popleft())
+    return engine_fps, len(images) / (time.perf_counter() - t0)
+
+
+def _as_frame(segmentation: Any, index: int) -> Any:
+    """The fields of a FrameMessage that perception.record.compare.diff_frame reads."""
+    return SimpleNamespace(id_map=segmentation.id_map, segments=segmentation.segments, camera="bench",
+                           frame_index=index, stamp_ns=0)
+
+
+def _variant_for_ort(onnx_path: Path, precision: str) -> Path:
+    from perception.inference.plan_cache import default_cache_dir
+    from perception.inference.tensorrt import variant_path
+
+    return variant_path(onnx_path, precision, default_cache_dir())
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime-overhead", action="store_true", help="measure the backend alone (pycuda only)")
     parser.add_argument("--size", type=int, default=640, help="input size for --runtime-overhead")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
+    parser.add_argument("--card", type=Path, default=REPO / "engines" / "panoptic-tiny.toml")
+    parser.add_argument("--precision", choices=("fp32", "fp16", "int8"), default="fp32",
+                        help="fp16/int8 need `perception build-engine CARD --precision P` first")
+    parser.add_argument("--seed", type=int, default=5_000_000, help="synthetic drive (held-out seed range)")
     args = parser.parse_args(argv)
     if args.runtime_overhead:
         return runtime_overhead(args.size, args.frames, args.warmup)
-    parser.error("the full check is not available yet; use --runtime-overhead")
-    return 2
+    return full_check(args.card, args.precision, args.frames, args.warmup, args.seed)
 
 
 if __name__ == "__main__":
