@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import sqlite3
 import struct
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, Protocol
@@ -114,7 +115,11 @@ class RosbagContainer:
         ros1 = path.suffix == ".bag"
         module = require("rosbags.rosbag1" if ros1 else "rosbags.rosbag2", "rosbag replay",
                          "pip install 'perception-node[replay]'")
-        self._errors: tuple[type[BaseException], ...] = (module.ReaderError, *_BAG_DAMAGE)  # type: ignore[attr-defined]
+        errors: list[type[BaseException]] = [module.ReaderError, *_BAG_DAMAGE]  # type: ignore[attr-defined]
+        apsw = sys.modules.get("apsw")  # rosbags' rosbag2 sqlite3 reader uses apsw; its errors are not sqlite3's
+        if apsw is not None:
+            errors.append(apsw.Error)
+        self._errors = tuple(errors)
         self.encoding = "ros1" if ros1 else "cdr"
         self.zero_stamp_is_unset = True
         try:
