@@ -3,6 +3,11 @@ recording holds every published message, and `perception compare` finds no diffe
 
 from __future__ import annotations
 
+import re
+import signal
+import subprocess
+import sys
+import time
 from pathlib import Path
 
 import msgpack
@@ -12,8 +17,9 @@ from perception.cli import main
 from perception.config import load_launch, override
 from perception.node import Node
 from perception.record.compare import compare_runs
-from perception.record.drive import DriveWriter
-from tests.node_helpers import write_launch
+from perception.record.drive import DriveWriter, read_drive
+from perception.record.mcap_file import McapRecording
+from tests.node_helpers import REPO, write_launch
 from tests.onnx_models import scene
 
 N_FRAMES = 12
@@ -89,3 +95,72 @@ def test_recording_of_a_run_replays_its_input_and_carries_metadata(tmp_path: Pat
     # the recorded run can itself be replayed: same frames, same stamps
     again = _run(tmp_path, out, "again")
     assert compare_runs(out, again).identical
+
+
+def _long_drive(path: Path, frames: int, fps: float) -> Path:
+    with DriveWriter(path, image_format="jpeg") as writer:
+        for i in range(frames):
+            image = scene(cars=2)
+            image[0, 0] = (i % 256, 0, 0)
+            writer.write_frame(round(i * 1e9 / fps), image)
+    return path
+
+
+def _start_run(tmp_path: Path, drive: Path, out: Path) -> subprocess.Popen[str]:
+    launch = write_launch(tmp_path / "cli", f"mcap:{drive}", f"ipc://{tmp_path}/cli.sock")
+    return subprocess.Popen([sys.executable, "-m", "perception", "run", str(launch), "--rate", "1",
+                             "--record", str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True)
+
+
+def _wait_for_frames(out: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
+    """Until the recording holds a few flushed chunks (the node is running and recording)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and proc.poll() is None:
+        if out.exists() and out.stat().st_size > 60_000:
+            return
+        time.sleep(0.1)
+    raise AssertionError(f"the node did not start recording: {proc.stderr.read() if proc.stderr else ''}")
+
+
+def _frame_headers(recording: McapRecording) -> list[dict]:
+    return [msgpack.unpackb(msgpack.unpackb(m.data)[1])
+            for _s, _c, m in recording.messages(["perception/cam0/frame/"])]
+
+
+def test_sigint_closes_the_recording_with_everything_published(tmp_path: Path) -> None:
+    out = tmp_path / "run.mcap"
+    drive = _long_drive(tmp_path / "drive.mcap", 600, 30.0)  # 20 s at rate 1: stopped long before its end
+    proc = _start_run(tmp_path, drive, out)
+    _wait_for_frames(out, proc)
+    time.sleep(0.5)
+    proc.send_signal(signal.SIGINT)
+    _, err = proc.communicate(timeout=20)
+    assert proc.returncode == 0, err
+    published = int(re.search(r"published (\d+)", err).group(1))  # type: ignore[union-attr]
+    with McapRecording(out) as recording:
+        assert recording.finished  # index and summary written
+        headers = _frame_headers(recording)
+    assert len(headers) == published > 0
+    # in order, each with the drive's stamp for its frame index; paced, never ahead of recorded time
+    indexes = [h["frame_index"] for h in headers]
+    assert indexes == sorted(indexes)
+    assert all(h["stamp_ns"] == round(h["frame_index"] * 1e9 / 30.0) for h in headers)
+    if indexes[0] == 0:  # pacing is anchored at the first frame read
+        capture = [h["stamps"]["capture"] for h in headers]
+        assert all(c - capture[0] >= h["stamp_ns"] for c, h in zip(capture, headers, strict=True))
+
+
+def test_sigkill_leaves_a_recording_readable_up_to_its_last_chunk(tmp_path: Path) -> None:
+    out = tmp_path / "run.mcap"
+    drive = _long_drive(tmp_path / "drive.mcap", 600, 30.0)
+    proc = _start_run(tmp_path, drive, out)
+    _wait_for_frames(out, proc)
+    time.sleep(1.2)
+    proc.send_signal(signal.SIGKILL)
+    proc.communicate(timeout=20)
+    with McapRecording(out, recover=True) as recording:
+        assert not recording.finished
+        headers = _frame_headers(recording)
+    assert headers
+    frames = list(read_drive(out, recover=True))
+    assert [f.stamp_ns for f in frames] == [round(i * 1e9 / 30.0) for i in range(len(frames))]
