@@ -111,3 +111,30 @@ def test_empty_and_cut_off_drives_give_typed_errors(tmp_path: Path) -> None:
     cut.write_bytes(full.read_bytes()[: full.stat().st_size // 2])
     with pytest.raises(TruncatedRecordingError, match=r"cut\.mcap.*recover=1"):
         list(read_drive(cut))
+
+
+@pytest.mark.parametrize("image_format", ["jpeg", "raw"])
+def test_drives_are_valid_ros2_for_an_independent_reader(tmp_path: Path, image_format: str) -> None:
+    """rosbags (its own MCAP storage reader, CDR deserializer and .msg parser) reads our drives."""
+    typesys = pytest.importorskip("rosbags.typesys")
+    rosbag2 = pytest.importorskip("rosbags.rosbag2")
+    path = tmp_path / "drive.mcap"
+    stamps = [7, 1_000_000_007, 2_500_000_000]
+    with DriveWriter(path, image_format=image_format) as writer:
+        for i, stamp in enumerate(stamps):
+            writer.write_frame(stamp, _frame(i))
+    store = typesys.get_typestore(typesys.Stores.ROS2_HUMBLE)
+    with rosbag2.Reader(path) as reader:
+        (connection,) = [c for c in reader.connections if c.topic.startswith("/camera/")]
+        assert set(typesys.get_types_from_msg(connection.msgdef.data, connection.msgtype)) >= {
+            connection.msgtype, "std_msgs/msg/Header", "builtin_interfaces/msg/Time"}
+        messages = [store.deserialize_cdr(data, connection.msgtype)
+                    for _c, _t, data in reader.messages([connection])]
+    got = [m.header.stamp.sec * 1_000_000_000 + m.header.stamp.nanosec for m in messages]
+    assert got == stamps
+    if image_format == "raw":
+        assert messages[1].encoding == "bgr8"
+        assert messages[1].step == 64 * 3
+        np.testing.assert_array_equal(messages[1].data.reshape(48, 64, 3), _frame(1))
+    else:
+        assert messages[1].format == "jpeg"
