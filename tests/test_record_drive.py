@@ -91,6 +91,8 @@ def test_bad_frames_are_refused_with_typed_errors(tmp_path: Path) -> None:
             writer.write_frame(10, _frame(1))
         with pytest.raises(RecordingWriteError, match="does not match"):
             writer.write_frame(20, _frame(1), _truth(0, height=10, width=10))
+        with pytest.raises(RecordingWriteError, match="int32 seconds"):
+            writer.write_frame(2**31 * 1_000_000_000, _frame(1))
     with pytest.raises(RecordingWriteError, match="unique"):
         GroundTruth(np.zeros((2, 2), np.uint16), (GtSegment(1, 0, 0, False), GtSegment(1, 2, 0, False)))
     with pytest.raises(RecordingWriteError, match="image format"):

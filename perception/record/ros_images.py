@@ -15,7 +15,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
-from perception.record.errors import CorruptRecordingError, UnknownEncodingError
+from perception.record.errors import CorruptRecordingError, RecordingWriteError, UnknownEncodingError
 
 IMAGE = "sensor_msgs/msg/Image"
 COMPRESSED_IMAGE = "sensor_msgs/msg/CompressedImage"
@@ -103,6 +103,9 @@ class _CdrWriter:
 
     def header(self, stamp_ns: int, frame_id: str) -> None:
         sec, nanosec = divmod(stamp_ns, 1_000_000_000)
+        if not -(2**31) <= sec < 2**31:
+            raise RecordingWriteError(f"stamp {stamp_ns} ns does not fit a ROS 2 header (int32 seconds)",
+                                      "give stamps in ns since the Unix epoch (or since the drive's start)")
         self.i32(sec)
         self.u32(nanosec)
         self.string(frame_id)
