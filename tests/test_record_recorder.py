@@ -19,7 +19,7 @@ from mcap.reader import make_reader
 from perception.frame import Frame, monotonic_ns
 from perception.models.segmentation import Segmentation
 from perception.record.drive import read_drive
-from perception.record.errors import RecordingWriteError, TruncatedRecordingError
+from perception.record.errors import RecordingError, RecordingWriteError, TruncatedRecordingError
 from perception.record.mcap_file import McapRecording
 from perception.record.recorder import Recorder
 from perception.result import FrameResult
@@ -114,6 +114,19 @@ def test_closed_recorder_refuses_more(tmp_path: Path) -> None:
     recorder.close()
     with pytest.raises(RecordingWriteError, match="already closed"):
         recorder.record_frame(_frame(0))
+
+
+@pytest.mark.skipif(not Path("/dev/full").exists(), reason="needs /dev/full (Linux)")
+def test_full_disk_is_a_typed_error() -> None:
+    with pytest.raises(RecordingWriteError, match=r"cannot write recording '/dev/full'.*free disk space"):
+        Recorder("/dev/full")
+
+
+def test_unwritable_path_is_a_typed_error(tmp_path: Path) -> None:
+    with pytest.raises(RecordingError, match="check that the folder exists"):
+        Recorder(tmp_path / "no" / "such" / "dir" / "r.mcap")
+    with pytest.raises(RecordingError, match="it is a folder"):
+        Recorder(tmp_path)
 
 
 _CHILD = textwrap.dedent("""

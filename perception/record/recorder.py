@@ -55,14 +55,19 @@ class _DirectFile:
     """
 
     def __init__(self, path: Path) -> None:
+        self.path = path
         self._fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o644)
         self._position = 0
 
     def write(self, data: bytes) -> int:
         view = memoryview(data)
-        while view:
-            written = os.write(self._fd, view)
-            view = view[written:]
+        try:
+            while view:
+                written = os.write(self._fd, view)
+                view = view[written:]
+        except OSError as exc:  # disk full, device gone: the recording cannot go on
+            raise RecordingWriteError(f"cannot write recording {str(self.path)!r} ({exc.strerror})",
+                                      "free disk space or record to another disk") from exc
         self._position += len(data)
         return len(data)
 
@@ -91,29 +96,35 @@ class Recorder:
             raise RecordingError(f"cannot record to {str(self.path)!r}: it is a folder",
                                  "give a file name ending .mcap")
         try:
-            self._file: _DirectFile | None = _DirectFile(self.path)
+            file = _DirectFile(self.path)
         except OSError as exc:
             raise RecordingError(f"cannot create recording {str(self.path)!r} ({exc.strerror})",
                                  "check that the folder exists and is writable") from exc
-        self._writer = Writer(cast(IO[bytes], self._file), chunk_size=chunk_size,
-                              compression=chunk_compression(image_format))
-        self._writer.start(profile="ros2", library=f"perception {__version__}")
-        self._images = ImageChannel(self._writer, image_format)
-        schema_id = self._writer.register_schema(image_annotations.SCHEMA_NAME, "jsonschema",
-                                                 image_annotations.SCHEMA_BYTES)
-        self._annotations = self._writer.register_channel(ANNOTATIONS_TOPIC, "json", schema_id)
+        self._file: _DirectFile | None = file
         self._wire_channels: dict[bytes, int] = {}
         self._sequences: dict[int, int] = {}
-        self._writer.add_metadata(RECORDING_FORMAT, {
-            "version": RECORDING_VERSION, "image_topic": self._images.topic,
-            "annotations_topic": ANNOTATIONS_TOPIC, "wire_schema_version": str(SCHEMA_VERSION),
-            "wire_message_encoding": MESSAGE_ENCODING})
-        self._writer.add_metadata("perception.recorder", {
-            "perception": __version__, "python": platform.python_version(), "numpy": np.__version__,
-            "opencv": cv2.__version__, "mcap": getattr(mcap, "__version__", "unknown")})
-        for name, values in (metadata or {}).items():
-            self._writer.add_metadata(name, {str(k): str(v) for k, v in values.items()})
-        self._writer.flush()  # header and metadata reach the disk before the first frame
+        try:
+            self._writer = Writer(cast(IO[bytes], file), chunk_size=chunk_size,
+                                  compression=chunk_compression(image_format))
+            self._writer.start(profile="ros2", library=f"perception {__version__}")
+            self._images = ImageChannel(self._writer, image_format)
+            schema_id = self._writer.register_schema(image_annotations.SCHEMA_NAME, "jsonschema",
+                                                     image_annotations.SCHEMA_BYTES)
+            self._annotations = self._writer.register_channel(ANNOTATIONS_TOPIC, "json", schema_id)
+            self._writer.add_metadata(RECORDING_FORMAT, {
+                "version": RECORDING_VERSION, "image_topic": self._images.topic,
+                "annotations_topic": ANNOTATIONS_TOPIC, "wire_schema_version": str(SCHEMA_VERSION),
+                "wire_message_encoding": MESSAGE_ENCODING})
+            self._writer.add_metadata("perception.recorder", {
+                "perception": __version__, "python": platform.python_version(), "numpy": np.__version__,
+                "opencv": cv2.__version__, "mcap": getattr(mcap, "__version__", "unknown")})
+            for name, values in (metadata or {}).items():
+                self._writer.add_metadata(name, {str(k): str(v) for k, v in values.items()})
+            self._writer.flush()  # header and metadata reach the disk before the first frame
+        except BaseException:
+            file.close()
+            self._file = None
+            raise
         self.flush_interval_ns = int(flush_interval_s * 1e9)
         self._last_flush_ns = monotonic_ns()
         self.frames = 0
