@@ -127,6 +127,9 @@ FORMATS: dict[str, Fixture] = {
     "rosbag2-sqlite3": lambda d: ("rosbag", write_rosbag2(d / "bag_sqlite", ALL_ENCODINGS, StoragePlugin.SQLITE3)),
     "rosbag2-mcap": lambda d: ("rosbag", write_rosbag2(d / "bag_mcap", ALL_ENCODINGS, StoragePlugin.MCAP)),
     "ros1-bag": lambda d: ("rosbag", write_ros1_bag(d / "drive.bag", ALL_ENCODINGS)),
+    # the .mcap file inside a rosbag2 folder is a plain MCAP file too
+    "rosbag2-mcap-file-as-mcap": lambda d: ("mcap", next(
+        write_rosbag2(d / "bag_mcap", ALL_ENCODINGS, StoragePlugin.MCAP).glob("*.mcap"))),
 }
 
 
