@@ -1,0 +1,87 @@
+"""A tiny Panoptic-DeepLab: shared encoder, ASPP-lite, FPN-style decoder to stride 4, two heads.
+
+Graph contract (what the card and the decoder read):
+  input  image           [1, 3, H, W] float32 RGB in 0..1 (mean/std applied inside the graph)
+  output semantic_logits [1, C, H, W]
+         center_heatmap  [1, 1, H, W] after sigmoid
+         offsets         [1, 2, H, W] (dy, dx) in input pixels
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F  # noqa: N812
+from torch import nn
+
+MEAN = (0.485, 0.456, 0.406)
+STD = (0.229, 0.224, 0.225)
+# The offset head regresses in units of this many pixels so its raw outputs stay near 1.
+OFFSET_UNIT = 16.0
+
+
+def conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, dilation: int = 1) -> nn.Sequential:
+    pad = dilation * (k // 2)
+    return nn.Sequential(nn.Conv2d(cin, cout, k, stride, pad, dilation=dilation, bias=False),
+                         nn.BatchNorm2d(cout), nn.ReLU(inplace=True))
+
+
+class AsppLite(nn.Module):
+    def __init__(self, cin: int, mid: int, cout: int) -> None:
+        super().__init__()
+        self.branches = nn.ModuleList([conv_bn(cin, mid, 1), conv_bn(cin, mid, 3, dilation=2),
+                                       conv_bn(cin, mid, 3, dilation=4)])
+        self.pool = nn.Sequential(nn.Conv2d(cin, mid, 1), nn.ReLU(inplace=True))
+        self.project = conv_bn(mid * 4, cout, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        pooled = self.pool(x.mean(dim=(2, 3), keepdim=True)).expand(-1, -1, x.shape[2], x.shape[3])
+        return self.project(torch.cat([b(x) for b in self.branches] + [pooled], dim=1))
+
+
+class TinyPanoptic(nn.Module):
+    def __init__(self, num_classes: int = 8, widths: tuple[int, int, int, int] = (24, 48, 96, 160),
+                 decoder: int = 48) -> None:
+        super().__init__()
+        self.num_classes = num_classes
+        self.register_buffer("mean", torch.tensor(MEAN).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(STD).view(1, 3, 1, 1))
+        stages, cin = [], 3
+        for w in widths:
+            stages.append(nn.Sequential(conv_bn(cin, w, 3, stride=2), conv_bn(w, w)))
+            cin = w
+        self.stages = nn.ModuleList(stages)
+        self.aspp = AsppLite(widths[3], 48, widths[3])
+        self.reduce16 = conv_bn(widths[3], decoder, 1)
+        self.lateral8 = conv_bn(widths[2], decoder, 1)
+        self.fuse8 = conv_bn(decoder, decoder)
+        self.lateral4 = conv_bn(widths[1], decoder, 1)
+        self.fuse4 = conv_bn(decoder, decoder)
+        self.semantic_head = nn.Sequential(conv_bn(decoder, decoder), nn.Conv2d(decoder, num_classes, 1))
+        self.instance_head = nn.Sequential(conv_bn(decoder, decoder), nn.Conv2d(decoder, 3, 1))
+        last = self.instance_head[1]
+        # start with no offsets and a low centre score: otherwise the offset loss stalls at first
+        with torch.no_grad():
+            last.weight.zero_()
+            last.bias.copy_(torch.tensor([-4.0, 0.0, 0.0]))
+
+    def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        x = (image - self.mean) / self.std
+        feats = []
+        for stage in self.stages:
+            x = stage(x)
+            feats.append(x)
+        x = self.reduce16(self.aspp(feats[3]))
+        x = F.interpolate(x, size=feats[2].shape[2:], mode="bilinear", align_corners=False)
+        x = self.fuse8(x + self.lateral8(feats[2]))
+        x = F.interpolate(x, size=feats[1].shape[2:], mode="bilinear", align_corners=False)
+        x = self.fuse4(x + self.lateral4(feats[1]))
+        size = image.shape[2:]
+        semantic = F.interpolate(self.semantic_head(x), size=size, mode="bilinear", align_corners=False)
+        inst = F.interpolate(self.instance_head(x), size=size, mode="bilinear", align_corners=False)
+        center = torch.sigmoid(inst[:, 0:1])
+        offsets = inst[:, 1:3] * OFFSET_UNIT
+        return semantic, center, offsets
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
