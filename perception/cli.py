@@ -15,6 +15,7 @@ from perception.errors import PerceptionError
 
 # command -> module with `register(subparsers)`; the module sets `func(args) -> int` on its parser
 COMMANDS: dict[str, str] = {
+    "train": "perception.commands.train",
     "run": "perception.commands.run",
     "echo": "perception.commands.echo",
     "stats": "perception.commands.stats",
