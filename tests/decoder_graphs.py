@@ -243,3 +243,18 @@ def color_scene(height: int = SOURCE_H, width: int = SOURCE_W) -> tuple[np.ndarr
     truth["car0"], truth["car1"] = cars
     truth["road"] = ~(sky | vegetation | cars[0] | cars[1])
     return image, truth
+
+
+def yolo_end2end_heads(objects: Sequence[YoloObject], spec: InputSpec, rows: int = 300,
+                       source: tuple[int, int] = (SOURCE_H, SOURCE_W)) -> dict[str, np.ndarray]:
+    """output0 [1, rows, 38] / output1 of an NMS-free (Ultralytics nms=False) export seeing these objects."""
+    raw = yolo_heads(objects, spec, num_classes=1, anchors=len(objects) + 1, source=source, duplicates=False)
+    geo = Preprocessor(spec).geometry(*source)
+    head = np.zeros((rows, 6 + 32), np.float32)
+    for j, obj in enumerate(objects):
+        x0, y0, x1, y1 = obj.box
+        head[j, :4] = (x0 * geo.scale_x + geo.pad_x, y0 * geo.scale_y + geo.pad_y,
+                       x1 * geo.scale_x + geo.pad_x, y1 * geo.scale_y + geo.pad_y)
+        head[j, 4:6] = (obj.score, obj.class_id)
+        head[j, 6 + j] = 1.0
+    return {"output0": head[None], "output1": raw["output1"]}

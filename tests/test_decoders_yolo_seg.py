@@ -22,6 +22,7 @@ from tests.decoder_graphs import (
     input_spec,
     mask_iou,
     write_card,
+    yolo_end2end_heads,
     yolo_heads,
     yolo_input,
 )
@@ -202,3 +203,18 @@ def test_class_names_from_ultralytics_metadata() -> None:
 def test_class_names_metadata_that_is_not_a_literal_dict_is_refused(text: str) -> None:
     with pytest.raises(ModelCardError, match="names"):
         classes_from_metadata({"names": text})
+
+
+def test_nms_free_end2end_export_decodes_the_same_objects(tmp_path: Path) -> None:
+    spec = input_spec(yolo_input())
+    with make_pipeline(tmp_path, yolo_end2end_heads(OBJECTS, spec)) as pipe:
+        result = pipe.process(source_image())
+    check_objects(result, OBJECTS)
+
+
+def test_nms_free_export_with_a_class_the_card_lacks_is_refused(tmp_path: Path) -> None:
+    spec = input_spec(yolo_input())
+    heads = yolo_end2end_heads(OBJECTS, spec)
+    heads["output0"][0, 0, 5] = 7.0
+    with make_pipeline(tmp_path, heads) as pipe, pytest.raises(DecodeError, match=r"class ids \[7\]"):
+        pipe.process(source_image())

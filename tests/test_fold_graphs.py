@@ -31,6 +31,7 @@ from tests.decoder_graphs import (
     input_spec,
     save_model,
     write_card,
+    yolo_end2end_heads,
     yolo_heads,
     yolo_input,
 )
@@ -104,6 +105,14 @@ def test_panoptic_deeplab_folded_agrees(tmp_path: Path, post: bool) -> None:
 def test_yolo_seg_folded_agrees(tmp_path: Path, post: bool) -> None:
     card = yolo_model(tmp_path)
     folded = fold(tmp_path / "yolo.onnx", card, tmp_path / "yolo_folded.onnx", post=post)
+    plain, wrapped = run_both(card, folded, source_image())
+    assert_agree(plain, wrapped, exact_scores=True)
+    assert plain.segments.class_ids.tolist() == [1, 0, 2, 0]
+
+
+def test_nms_free_yolo_seg_folded_agrees(tmp_path: Path) -> None:
+    card = yolo_model(tmp_path, yolo_end2end_heads(OBJECTS, input_spec(yolo_input())))
+    folded = fold(tmp_path / "yolo.onnx", card, tmp_path / "yolo_folded.onnx", post=True)
     plain, wrapped = run_both(card, folded, source_image())
     assert_agree(plain, wrapped, exact_scores=True)
     assert plain.segments.class_ids.tolist() == [1, 0, 2, 0]

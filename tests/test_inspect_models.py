@@ -23,6 +23,7 @@ from tests.decoder_graphs import (
     constant_heads_model,
     input_spec,
     write_card,
+    yolo_end2end_heads,
     yolo_heads,
     yolo_input,
 )
@@ -122,3 +123,14 @@ def test_rendered_cards_round_trip_through_the_loader(tmp_path: Path) -> None:
     (tmp_path / "again.toml").write_text(render_card(card.to_dict()), encoding="utf-8")
     again = load_card(tmp_path / "again.toml")
     assert again.to_dict() == card.to_dict()
+
+
+def test_nms_free_export_is_recognised(tmp_path: Path) -> None:
+    heads = yolo_end2end_heads([YoloObject(1, 0.9, (200, 120, 600, 480))], input_spec(yolo_input()))
+    model = constant_heads_model(tmp_path / "e2e.onnx", heads, metadata={**ULTRALYTICS_METADATA, "end2end": "True"})
+    info = read_model(model)
+    (fit,) = fitting_decoders(info)
+    assert fit.decoder == "yolo_seg" and "300 NMS-free detections" in fit.reason
+    (tmp_path / "e2e.toml").write_text(render_card(card_skeleton(info, fit)), encoding="utf-8")
+    with Pipeline.open(PipelineSpec(tmp_path / "e2e.toml")) as pipe:
+        assert pipe.process(np.zeros((720, 1280, 3), np.uint8)).segments.class_ids.tolist() == [1]

@@ -11,8 +11,9 @@ With post=True the graph also does, per decoder:
   top-k -> center_scores, center_indices ([1, K], flat y * W + x); offsets pass through;
 - yolo_seg: best class per anchor, the max_candidates cap, class-aware NMS (the ONNX
   NonMaxSuppression op), the max_detections cap and mask assembly sigmoid(coeffs @ protos)
-  -> boxes [M, 4], scores [M], class_ids [M], masks [M, H/4, W/4]. The card's thresholds are
-  baked into the graph at fold time.
+  -> boxes [M, 4], scores [M], class_ids [M], masks [M, H/4, W/4]; for NMS-free (end2end)
+  exports only the threshold, the cap and mask assembly. The card's thresholds are baked into
+  the graph at fold time.
 Cropping, thresholding and pasting at source resolution stay in the decoder: they depend on
 the source size, which the graph does not know.
 
@@ -252,16 +253,37 @@ def _post_yolo_seg(b: _Graph, card: ModelCard, params: dict[str, Any]) -> tuple[
         raise ModelCardError(f"model card {card.name!r} describes an already folded graph", "fold the original model")
     head, protos = str(p["output0"]), str(p["protos"])
     head_dims, proto_dims = _static_dims(b, head), _static_dims(b, protos)
-    if len(head_dims) != 3 or len(proto_dims) != 4 or None in (head_dims[1], proto_dims[1], proto_dims[2],
-                                                               proto_dims[3]):
+    if len(head_dims) != 3 or len(proto_dims) != 4 or None in (head_dims[1], head_dims[2], *proto_dims[1:]):
         raise ModelMismatchError(f"yolo_seg folding needs static {head} [1, 4 + nc + 32, N] and {protos} "
                                  f"[1, 32, h, w]; got {head_dims} and {proto_dims}", "export with static shapes")
-    nm, mh, mw = int(proto_dims[1] or 0), int(proto_dims[2] or 0), int(proto_dims[3] or 0)
-    nc = int(head_dims[1] or 0) - 4 - nm
-    if nc < 1:
-        raise ModelMismatchError(f"{head} {head_dims} leaves no class scores beside {nm} mask coefficients",
-                                 "check output0/protos in the card")
+    nm, mh, mw = (int(d or 0) for d in proto_dims[1:])
+    end2end = head_dims[2] == 6 + nm if p["end2end"] == "auto" else bool(p["end2end"])
+    if end2end:
+        boxes, scores, class_ids, coeffs = _yolo_end2end_rows(b, head, nm, p)
+    else:
+        boxes, scores, class_ids, coeffs = _yolo_nms(b, head, int(head_dims[1] or 0) - 4 - nm, nm, p)
+    flat_protos = b.op("Reshape", [protos, b.const([nm, mh * mw], "proto_shape", np.int64)], "protos_flat")
+    logits = b.op("MatMul", [coeffs, flat_protos], "mask_logits")
+    masks = b.op("Reshape", [b.op("Sigmoid", [logits], "mask_probs"), b.const([-1, mh, mw], "mask_shape", np.int64)],
+                 "masks", public=True)
     i64, f32 = b.onnx.TensorProto.INT64, b.onnx.TensorProto.FLOAT
+    outputs = [_value_info(b, boxes, f32, ["detections", 4]), _value_info(b, scores, f32, ["detections"]),
+               _value_info(b, class_ids, i64, ["detections"]), _value_info(b, masks, f32, ["detections", mh, mw])]
+    new_params = {**params, "assembled": True, "boxes": boxes, "scores": scores, "class_ids": class_ids,
+                  "masks": masks}
+    new_params.pop("end2end", None)
+    if p["semantic"]:
+        sem_outputs, classes, confidence = _fold_argmax(b, str(p["semantic"]))
+        outputs += sem_outputs
+        new_params.update({"semantic": classes, "semantic_confidence": confidence})
+    return outputs, new_params
+
+
+def _yolo_nms(b: _Graph, head: str, nc: int, nm: int, p: dict[str, Any]) -> tuple[str, str, str, str]:
+    """Raw head [1, 4 + nc + nm, N] -> kept boxes (xyxy), scores, class ids, coefficients, best first."""
+    if nc < 1:
+        raise ModelMismatchError(f"{head} leaves no class scores beside {nm} mask coefficients",
+                                 "check output0/protos in the card")
     rows = b.op("Transpose", [b.squeeze(head, 0, "pred")], "anchors", perm=[1, 0])  # [N, 4 + nc + nm]
     xywh = b.slice(rows, 0, 4, 1, "xywh")
     cls = b.slice(rows, 4, 4 + nc, 1, "class_scores")
@@ -293,19 +315,25 @@ def _post_yolo_seg(b: _Graph, card: ModelCard, params: dict[str, Any]) -> tuple[
     scores = b.op("Identity", [final_scores], "scores", public=True)
     class_ids = b.op("Gather", [label, final], "class_ids", public=True, axis=0)
     coeffs = b.op("Gather", [b.op("Gather", [coef, top_idx], "cand_coef", axis=0), final], "det_coef", axis=0)
-    flat_protos = b.op("Reshape", [protos, b.const([nm, mh * mw], "proto_shape", np.int64)], "protos_flat")
-    logits = b.op("MatMul", [coeffs, flat_protos], "mask_logits")
-    masks = b.op("Reshape", [b.op("Sigmoid", [logits], "mask_probs"), b.const([-1, mh, mw], "mask_shape", np.int64)],
-                 "masks", public=True)
-    outputs = [_value_info(b, boxes, f32, ["detections", 4]), _value_info(b, scores, f32, ["detections"]),
-               _value_info(b, class_ids, i64, ["detections"]), _value_info(b, masks, f32, ["detections", mh, mw])]
-    new_params = {**params, "assembled": True, "boxes": boxes, "scores": scores, "class_ids": class_ids,
-                  "masks": masks}
-    if p["semantic"]:
-        sem_outputs, classes, confidence = _fold_argmax(b, str(p["semantic"]))
-        outputs += sem_outputs
-        new_params.update({"semantic": classes, "semantic_confidence": confidence})
-    return outputs, new_params
+    return boxes, scores, class_ids, coeffs
+
+
+def _yolo_end2end_rows(b: _Graph, head: str, nm: int, p: dict[str, Any]) -> tuple[str, str, str, str]:
+    """NMS-free head [1, K, 6 + nm] (x1, y1, x2, y2, score, class, coefficients): threshold and cap only."""
+    rows = b.squeeze(head, 0, "rows")
+    score = b.squeeze(b.slice(rows, 4, 5, 1, "score_col"), 1, "row_scores")
+    above = b.op("NonZero", [b.op("Greater", [score, b.const(float(p["conf_threshold"]), "conf")], "above")], "nz")
+    passing = b.squeeze(above, 0, "passing")
+    passing_scores = b.op("Gather", [score, passing], "passing_scores", axis=0)
+    k = b.capped_count(passing_scores, 0, int(p["max_detections"]), "detections_k")
+    final_scores, order = b.op("TopK", [passing_scores, k], "final", outputs=2, axis=0, largest=1, sorted=1)
+    kept = b.op("Gather", [rows, b.op("Gather", [passing, order], "final_index", axis=0)], "kept_rows", axis=0)
+    boxes = b.op("Identity", [b.slice(kept, 0, 4, 1, "kept_boxes")], "boxes", public=True)
+    scores = b.op("Identity", [final_scores], "scores", public=True)
+    class_ids = b.op("Cast", [b.squeeze(b.slice(kept, 5, 6, 1, "kept_class"), 1, "kept_class_1d")], "class_ids",
+                     public=True, to=b.onnx.TensorProto.INT64)
+    coeffs = b.slice(kept, 6, 6 + nm, 1, "det_coef")
+    return boxes, scores, class_ids, coeffs
 
 
 _POST = {

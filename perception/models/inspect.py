@@ -2,8 +2,9 @@
 
 The graph is opened with ONNX Runtime (a base dependency), so inspect works wherever the node
 runs. Decoders are matched by output ranks, channel counts and the usual export names:
-- yolo_seg: a [1, 4 + nc + nm, N] head beside [1, nm, h, w] prototypes (Ultralytics v8/11), or
-  the boxes/scores/class_ids/masks of a graph folded with `perception fold --post`;
+- yolo_seg: a [1, 4 + nc + nm, N] head beside [1, nm, h, w] prototypes (Ultralytics v8/11/26),
+  an NMS-free [1, K, 6 + nm] head (Ultralytics nms=False), or the boxes/scores/class_ids/masks
+  of a graph folded with `perception fold --post`;
 - panoptic_deeplab: three [1, C, H, W] maps with C classes, 1 (center heatmap), 2 (offsets);
 - semantic: [1, C, H, W] float logits, or an integer class map [1, H, W] / [1, 1, H, W].
 """
@@ -67,7 +68,12 @@ def _yolo_raw(outputs: tuple[TensorSpec, ...]) -> list[Fit]:
     protos = [o for o in outputs if len(o.shape) == 4 and isinstance(o.shape[1], int) and o.dtype in _FLOAT]
     for head in heads:
         for proto in protos:
-            nc = int(head.shape[1] or 0) - 4 - int(proto.shape[1] or 0)
+            nm = int(proto.shape[1] or 0)
+            if head.shape[2] == 6 + nm:
+                reason = (f"{head.name} {list(head.shape)} = {head.shape[1]} NMS-free detections (x1, y1, x2, y2, "
+                          f"score, class, {nm} mask values), {proto.name} {list(proto.shape)} = prototypes")
+                return [Fit("yolo_seg", reason, {"output0": head.name, "protos": proto.name})]
+            nc = int(head.shape[1] or 0) - 4 - nm
             if nc >= 1:
                 return [Fit("yolo_seg", f"{head.name} {list(head.shape)} = 4 box + {nc} class + {proto.shape[1]} "
                                         f"mask values per anchor, {proto.name} {list(proto.shape)} = prototypes",
@@ -125,7 +131,8 @@ def card_skeleton(info: ModelInfo, fit: Fit) -> dict[str, Any]:
     image = info.inputs[0] if info.inputs else TensorSpec("images", (1, 3, 640, 640), "float32")
     nhwc = len(image.shape) == 4 and image.shape[3] == 3 and image.shape[1] != 3
     height, width = _input_size(image, nhwc, info.metadata)
-    yolo = fit.decoder == "yolo_seg"
+    # Ultralytics letterboxes with gray 114 for every task (segment and semantic alike)
+    yolo = fit.decoder == "yolo_seg" or info.metadata.get("author") == "Ultralytics"
     return {
         "name": info.path.stem,
         "onnx": info.path.name,

@@ -16,6 +16,11 @@ naming a [1, C, H, W] logits (or integer class map) output, stuff classes of the
 free pixels (`min_stuff_area` counted at source resolution): the "yolo_seg + semantic" panoptic
 combination. Class k of the detector and channel k of the semantics are card class k.
 
+NMS-free exports (Ultralytics `nms=False`, e.g. YOLO26's one-to-one head; `end2end`, detected
+from the shape by default) give output0 [1, K, 6 + 32]: x1, y1, x2, y2, score, class, 32
+coefficients per row, one row per object. Decoding then skips NMS: rows above the confidence
+threshold, the `max_detections` best, masks as above.
+
 `assembled = true` reads a graph folded by `perception fold --post`, which already did the
 filter, cap, NMS and mask assembly: outputs boxes [M, 4] (xyxy input pixels), scores [M],
 class_ids [M] and masks [M, H/4, W/4] (probabilities).
@@ -59,6 +64,7 @@ DEFAULTS: dict[str, Any] = {
     "semantic_confidence": "",
     "min_stuff_area": 64,
     "assembled": False,
+    "end2end": "auto",
     "boxes": "boxes",
     "scores": "scores",
     "class_ids": "class_ids",
@@ -85,6 +91,8 @@ class YoloSegDecoder:
         self.semantic_confidence = str(params["semantic_confidence"])
         self.min_stuff_area = int(params["min_stuff_area"])
         self.assembled = bool(params["assembled"])
+        end2end = params["end2end"]
+        self.end2end: bool | None = None if end2end == "auto" else bool(end2end)
         self.names = {key: str(params[key]) for key in ("boxes", "scores", "class_ids", "masks")}
         if self.max_candidates < 1 or self.max_detections < 1:
             raise DecodeError(f"model card {card.name!r}: max_candidates and max_detections must be >= 1",
@@ -117,17 +125,25 @@ class YoloSegDecoder:
             head = spec(self.output0, 3, "[1, 4 + classes + 32, anchors]")
             protos = spec(self.protos_name, 4, "[1, 32, H/4, W/4] prototypes")
             nm, channels = protos.shape[1], head.shape[1]
-            if not isinstance(nm, int) or not isinstance(channels, int) or channels - 4 - nm < 1:
+            if self.end2end is None:  # auto: rows of 6 + 32 are the NMS-free layout
+                self.end2end = isinstance(nm, int) and head.shape[2] == 6 + nm
+            if self.end2end:
+                if not isinstance(nm, int) or head.shape[2] != 6 + nm:
+                    raise ModelMismatchError(f"yolo_seg end2end expects {self.output0} [1, detections, 6 + {nm}], "
+                                             f"it is {list(head.shape)}", fix)
+                self.num_coeffs = nm
+            elif not isinstance(nm, int) or not isinstance(channels, int) or channels - 4 - nm < 1:
                 raise ModelMismatchError(
                     f"yolo_seg cannot split {self.output0} {list(head.shape)} with {nm} mask coefficients "
                     f"into boxes, classes and coefficients (model outputs: {found})", fix)
-            self.num_classes, self.num_coeffs = channels - 4 - nm, nm
-            missing = sorted(set(range(self.num_classes)) - self.card_ids)
-            if missing:
-                raise ModelMismatchError(
-                    f"the model detects {self.num_classes} classes but card {self.card_name!r} lacks class ids "
-                    f"{missing[:10]}{' ...' if len(missing) > 10 else ''}",
-                    "list every detector class in [[classes]] (perception inspect writes them from the metadata)")
+            else:
+                self.num_classes, self.num_coeffs = channels - 4 - nm, nm
+                missing = sorted(set(range(self.num_classes)) - self.card_ids)
+                if missing:
+                    raise ModelMismatchError(
+                        f"the model detects {self.num_classes} classes but card {self.card_name!r} lacks class ids "
+                        f"{missing[:10]}{' ...' if len(missing) > 10 else ''}",
+                        "list every detector class in [[classes]] (perception inspect writes them from the metadata)")
         if self.semantic_name:
             sem = spec(self.semantic_name, 4, "[1, C, H, W] semantic logits or [1, 1, H, W] class map")
             if self.stuff_ids and isinstance(sem.shape[1], int) and sem.shape[1] != 1 \
@@ -137,7 +153,12 @@ class YoloSegDecoder:
                                          "make the card's stuff classes match the semantic channels")
 
     def decode(self, outputs: Mapping[str, np.ndarray], geometry: Geometry) -> Segmentation:
-        detections = self._assembled(outputs) if self.assembled else self._raw(outputs)
+        if self.assembled:
+            detections = self._assembled(outputs)
+        elif self.end2end:
+            detections = self._end2end(outputs)
+        else:
+            detections = self._raw(outputs)
         canvas = Canvas(geometry.src_h, geometry.src_w, max_segments=len(detections.scores) + len(self.stuff_ids))
         if len(detections.scores):
             self._paste(canvas, detections, geometry)
@@ -167,7 +188,30 @@ class YoloSegDecoder:
         boxes = np.stack([cx - half_w, cy - half_h, cx + half_w, cy + half_h], axis=1)
         keep = class_aware_nms(boxes, scores, classes, self.iou_threshold, self.max_detections)
         coeffs = np.ascontiguousarray(columns[4 + nc:, keep].T, np.float32)
+        return _Detections(boxes[keep], scores[keep], classes[keep], (protos.shape[1], protos.shape[2]),
+                           self._prototype_probs(protos, coeffs))
 
+    def _end2end(self, outputs: Mapping[str, np.ndarray]) -> _Detections:
+        """NMS-free export (Ultralytics nms=False, YOLO26 one-to-one head): rows of x1, y1, x2, y2, score,
+        class, coefficients; the model already picked one box per object."""
+        rows = outputs[self.output0][0]
+        protos = outputs[self.protos_name][0]
+        scores = rows[:, 4]
+        require_finite(self.output0, scores)
+        candidates = np.nonzero(scores > self.conf_threshold)[0]
+        candidates = candidates[top_k(scores[candidates], self.max_detections)]
+        kept = rows[candidates]
+        require_finite(self.output0, kept)
+        classes = kept[:, 5].astype(np.int64)
+        unknown = sorted(set(classes.tolist()) - self.card_ids)
+        if unknown:
+            raise DecodeError(f"the model detected class ids {unknown[:10]} that card {self.card_name!r} does not list",
+                              "list every detector class in [[classes]] (perception inspect writes them)")
+        coeffs = np.ascontiguousarray(kept[:, 6:], np.float32)
+        return _Detections(kept[:, :4], kept[:, 4], classes, (protos.shape[1], protos.shape[2]),
+                           self._prototype_probs(protos, coeffs))
+
+    def _prototype_probs(self, protos: np.ndarray, coeffs: np.ndarray) -> _ProbsOf:
         def probs_of(k: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
             crop = protos[:, y0:y1, x0:x1].reshape(protos.shape[0], -1).astype(np.float32, copy=False)
             logits = coeffs[k] @ crop
@@ -175,7 +219,7 @@ class YoloSegDecoder:
             require_finite(self.protos_name, logits)
             return _sigmoid(logits).reshape(y1 - y0, x1 - x0)
 
-        return _Detections(boxes[keep], scores[keep], classes[keep], (protos.shape[1], protos.shape[2]), probs_of)
+        return probs_of
 
     def _assembled(self, outputs: Mapping[str, np.ndarray]) -> _Detections:
         boxes = outputs[self.names["boxes"]].reshape(-1, 4)
@@ -237,6 +281,9 @@ class YoloSegDecoder:
         return semantic, confidence
 
 
+_ProbsOf = Callable[[int, int, int, int, int], np.ndarray]
+
+
 class _Detections(NamedTuple):
     """Kept detections, highest score first; probs_of(k, y0, y1, x0, x1) gives a crop of mask k's
     probabilities at prototype resolution (mask_shape)."""
@@ -245,7 +292,7 @@ class _Detections(NamedTuple):
     scores: np.ndarray
     classes: np.ndarray
     mask_shape: tuple[int, int]
-    probs_of: Callable[[int, int, int, int, int], np.ndarray]
+    probs_of: _ProbsOf
 
 
 def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
