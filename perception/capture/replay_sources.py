@@ -40,6 +40,8 @@ from perception.record.errors import (
     TopicError,
     topic_listing,
 )
+from perception.record.foxglove_images import IMAGE_TYPES as FOXGLOVE_IMAGES
+from perception.record.foxglove_images import decode_foxglove_image
 from perception.record.mcap_file import McapRecording
 
 RawMessage = tuple[int, str, str, bytes | memoryview]  # log time ns, message type, encoding, bytes
@@ -52,7 +54,7 @@ def normalize_type(name: str) -> str:
 
 
 def is_image_type(name: str) -> bool:
-    return normalize_type(name) in (ros_images.IMAGE, ros_images.COMPRESSED_IMAGE)
+    return normalize_type(name) in (ros_images.IMAGE, ros_images.COMPRESSED_IMAGE) or name in FOXGLOVE_IMAGES
 
 
 class Container(Protocol):
@@ -266,7 +268,10 @@ class _ReplaySource:
             return None
         log_time, msgtype, encoding, data = message
         what = f"{self.kind} {str(self.path)!r} topic {self.topic!r} at log time {log_time}"
-        image = ros_images.decode_image_message(data, normalize_type(msgtype), encoding, what)
+        if msgtype in FOXGLOVE_IMAGES:
+            image = decode_foxglove_image(data, msgtype, encoding, what)
+        else:
+            image = ros_images.decode_image_message(data, normalize_type(msgtype), encoding, what)
         bgr = ros_images.message_to_bgr(image, what)
         unset = image.stamp_ns == 0 and self._container.zero_stamp_is_unset
         recorded = log_time if self.stamp_mode == "log" or unset else image.stamp_ns
@@ -286,7 +291,7 @@ class _ReplaySource:
 
 
 class McapSource(_ReplaySource):
-    """`mcap:FILE`: our recordings and drives, and ROS 2 (or ROS 1) image topics in any MCAP file."""
+    """`mcap:FILE`: our recordings and drives; ROS 2/ROS 1 sensor_msgs or Foxglove image topics in any MCAP."""
 
     kind = "recording"
 
