@@ -51,6 +51,8 @@ def constant_heads_model(path: Path, heads: Mapping[str, np.ndarray], input_name
         initializers.append(numpy_helper.from_array(array, f"{name}_value"))
         if array.dtype == np.float32:
             nodes.append(helper.make_node("Add", [f"{name}_value", "input_zero"], [name]))
+        elif array.dtype == np.float16:
+            nodes.append(helper.make_node("Cast", [f"{name}_value"], [name], to=TensorProto.FLOAT16))
         else:
             nodes.append(helper.make_node("Identity", [f"{name}_value"], [name]))
         outputs.append(helper.make_tensor_value_info(name, helper.np_dtype_to_tensor_dtype(array.dtype),

@@ -110,6 +110,15 @@ def test_yolo_seg_folded_agrees(tmp_path: Path, post: bool) -> None:
     assert plain.segments.class_ids.tolist() == [1, 0, 2, 0]
 
 
+def test_float16_yolo_seg_folded_agrees(tmp_path: Path) -> None:
+    heads = {k: v.astype(np.float16) for k, v in yolo_heads(OBJECTS, input_spec(yolo_input())).items()}
+    card = yolo_model(tmp_path, heads)
+    folded = fold(tmp_path / "yolo.onnx", card, tmp_path / "yolo_folded.onnx", post=True)
+    plain, wrapped = run_both(card, folded, source_image())
+    assert_agree(plain, wrapped, exact_scores=True)
+    assert plain.segments.scores.tolist() == [float(np.float16(o.score)) for o in OBJECTS]
+
+
 def test_nms_free_yolo_seg_folded_agrees(tmp_path: Path) -> None:
     card = yolo_model(tmp_path, yolo_end2end_heads(OBJECTS, input_spec(yolo_input())))
     folded = fold(tmp_path / "yolo.onnx", card, tmp_path / "yolo_folded.onnx", post=True)

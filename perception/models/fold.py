@@ -185,6 +185,13 @@ def _graph_output(b: _Graph, name: str) -> Any:
                              "set the output names in the card's decoder_params (perception inspect MODEL.onnx)")
 
 
+def _as_float(b: _Graph, name: str) -> str:
+    """The output as float32 (a float16 model's heads are cast once, so the folded outputs are float32)."""
+    if _graph_output(b, name).type.tensor_type.elem_type == b.onnx.TensorProto.FLOAT:
+        return name
+    return str(b.op("Cast", [name], f"{name.replace('/', '_')}_float", to=b.onnx.TensorProto.FLOAT))
+
+
 def _static_dims(b: _Graph, name: str) -> list[int | None]:
     dims = _graph_output(b, name).type.tensor_type.shape.dim
     return [d.dim_value if d.HasField("dim_value") else None for d in dims]
@@ -203,7 +210,7 @@ def _fold_argmax(b: _Graph, logits_name: str) -> tuple[list[Any], str, str]:
                                  "fold without --post, or name the logits output in the card")
     classes = b.op("Cast", [b.op("ArgMax", [logits_name], "argmax", axis=1, keepdims=1)], "semantic_classes",
                    public=True, to=b.onnx.TensorProto.INT32)
-    probs = b.op("Softmax", [logits_name], "softmax", axis=1)
+    probs = b.op("Softmax", [_as_float(b, logits_name)], "softmax", axis=1)
     confidence = b.reduce_max(probs, 1, 1, "semantic_confidence", public=True)
     shape = [1, 1, dims[2] or "height", dims[3] or "width"]
     outputs = [_value_info(b, classes, b.onnx.TensorProto.INT32, shape),
@@ -222,8 +229,7 @@ def _post_panoptic_deeplab(b: _Graph, card: ModelCard, params: dict[str, Any]) -
     if p["semantic_argmax"] or p["centers_folded"]:
         raise ModelCardError(f"model card {card.name!r} describes an already folded graph", "fold the original model")
     outputs, classes, confidence = _fold_argmax(b, str(p["semantic"]))
-    heat = str(p["center"])
-    _graph_output(b, heat)
+    heat = _as_float(b, str(p["center"]))
     kernel = int(p["nms_kernel"])
     if kernel < 1 or kernel % 2 == 0:
         raise ModelCardError(f"model card {card.name!r}: nms_kernel = {kernel} is not a positive odd number",
@@ -259,9 +265,10 @@ def _post_yolo_seg(b: _Graph, card: ModelCard, params: dict[str, Any]) -> tuple[
     nm, mh, mw = (int(d or 0) for d in proto_dims[1:])
     end2end = head_dims[2] == 6 + nm if p["end2end"] == "auto" else bool(p["end2end"])
     if end2end:
-        boxes, scores, class_ids, coeffs = _yolo_end2end_rows(b, head, nm, p)
+        boxes, scores, class_ids, coeffs = _yolo_end2end_rows(b, _as_float(b, head), nm, p)
     else:
-        boxes, scores, class_ids, coeffs = _yolo_nms(b, head, int(head_dims[1] or 0) - 4 - nm, nm, p)
+        boxes, scores, class_ids, coeffs = _yolo_nms(b, _as_float(b, head), int(head_dims[1] or 0) - 4 - nm, nm, p)
+    protos = _as_float(b, protos)
     flat_protos = b.op("Reshape", [protos, b.const([nm, mh * mw], "proto_shape", np.int64)], "protos_flat")
     logits = b.op("MatMul", [coeffs, flat_protos], "mask_logits")
     masks = b.op("Reshape", [b.op("Sigmoid", [logits], "mask_probs"), b.const([-1, mh, mw], "mask_shape", np.int64)],
