@@ -202,6 +202,7 @@ class _ReplaySource:
 
     def open(self) -> None:
         self.close()
+        self._offset_ns, self._first_stamp, self._last_stamp, self.passes = 0, None, None, 0
         container = self._open_container()
         try:
             self.topic = self._choose_topic(container)
@@ -241,7 +242,7 @@ class _ReplaySource:
                 raise EmptyRecordingError(f"{self.kind} {str(self.path)!r} holds no messages",
                                           "record something first, or check the file")
             raise TopicError(f"{self.kind} {str(self.path)!r} has no image topic with messages; topics: "
-                             f"{topic_listing(topics)}", "replay a recording with sensor_msgs Image/CompressedImage")
+                             f"{topic_listing(topics)}", "replay a recording with sensor_msgs or Foxglove images")
         raise TopicError(f"{self.kind} {str(self.path)!r} has several image topics: {topic_listing(with_messages)}",
                          "choose one with ?topic=NAME")
 
