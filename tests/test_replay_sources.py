@@ -4,6 +4,7 @@ rosbag2 (sqlite3 and mcap storage), ROS 1 bags; several encodings; options and t
 from __future__ import annotations
 
 import itertools
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from rosbags.rosbag2 import Writer as Bag2Writer
 from rosbags.typesys import Stores, get_typestore
 
 from perception.capture.source import open_source, parse_uri
+from perception.errors import MissingDependencyError
 from perception.record.drive import DriveWriter
 from perception.record.errors import EmptyRecordingError, RecordingError, TopicError, UnknownEncodingError
 
@@ -276,3 +278,10 @@ def test_empty_bag_and_unknown_encoding(tmp_path: Path) -> None:
 def _with(msg: Any, **changes: Any) -> Any:
     fields: Sequence[str] = [f for f in msg.__dataclass_fields__ if f != "__msgtype__"]
     return type(msg)(**{f: changes.get(f, getattr(msg, f)) for f in fields})
+
+
+def test_missing_rosbags_names_the_extra(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    bag = write_ros1_bag(tmp_path / "d.bag", {"/c": "bgr8"})
+    monkeypatch.setitem(sys.modules, "rosbags.rosbag1", None)  # as if rosbags were not installed
+    with pytest.raises(MissingDependencyError, match=r"perception-node\[replay\]"):
+        open_source(f"rosbag:{bag}").open()
