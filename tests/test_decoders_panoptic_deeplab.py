@@ -10,7 +10,15 @@ import pytest
 from perception.inference.errors import ModelMismatchError
 from perception.models.errors import DecodeError
 from perception.pipeline import Pipeline, PipelineSpec
-from tests.decoder_graphs import COLOR_CLASSES, COLOR_INPUT, color_model, color_scene, mask_iou, write_card
+from tests.decoder_graphs import (
+    COLOR_CLASSES,
+    COLOR_INPUT,
+    color_model,
+    color_scene,
+    constant_heads_model,
+    mask_iou,
+    write_card,
+)
 
 PARAMS = {"center_threshold": 0.3, "nms_kernel": 15, "min_stuff_area": 4, "min_thing_area": 4}
 
@@ -46,3 +54,15 @@ def test_even_nms_kernel_is_refused(tmp_path: Path) -> None:
 def test_missing_head_is_named(tmp_path: Path) -> None:
     with pytest.raises(ModelMismatchError, match=r"no output 'centers' \(it has"):
         open_panoptic(tmp_path, {"center": "centers"})
+
+
+@pytest.mark.parametrize("head", ["semantic_logits", "center_heatmap", "offsets"])
+def test_nan_in_any_head_raises_decode_error(tmp_path: Path, head: str) -> None:
+    heads = {"semantic_logits": np.zeros((1, 4, 128, 128), np.float32),
+             "center_heatmap": np.zeros((1, 1, 128, 128), np.float32),
+             "offsets": np.zeros((1, 2, 128, 128), np.float32)}
+    heads[head][0, 0, 64, 64] = np.inf if head == "offsets" else np.nan
+    constant_heads_model(tmp_path / "pan.onnx", heads, input_name="image", input_shape=(1, 3, 128, 128))
+    card = write_card(tmp_path / "pan.toml", "pan.onnx", "panoptic_deeplab", COLOR_INPUT, COLOR_CLASSES, PARAMS)
+    with Pipeline.open(PipelineSpec(card)) as pipe, pytest.raises(DecodeError, match="NaN or inf"):
+        pipe.process(color_scene()[0])
