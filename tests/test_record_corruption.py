@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 from perception.capture.source import open_source
+from perception.errors import MissingDependencyError
 from perception.frame import Frame
 from perception.record.drive import read_drive
 from perception.record.errors import CorruptRecordingError, RecordingError, TruncatedRecordingError
+from perception.record.mcap_file import McapRecording
 from perception.record.recorder import Recorder
 
 N_FRAMES = 12
@@ -140,3 +142,19 @@ def test_flip_in_image_data_is_caught_by_the_chunk_crc(tmp_path: Path, recording
     assert isinstance(error, CorruptRecordingError)
     assert "crc" in str(error).lower()
     assert str(path) in str(error)
+
+
+def test_missing_codec_is_a_dependency_error_not_damage(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    import mcap.stream_reader
+    from mcap.writer import CompressionType, Writer
+
+    path = tmp_path / "lz4.mcap"
+    with path.open("wb") as stream:
+        writer = Writer(stream, compression=CompressionType.LZ4)
+        writer.start()
+        channel = writer.register_channel("/x", "json", 0)
+        writer.add_message(channel, 1, b"{}", 1)
+        writer.finish()
+    monkeypatch.setattr(mcap.stream_reader, "lz4", None)  # as if the lz4 package were not installed
+    with McapRecording(path) as recording, pytest.raises(MissingDependencyError, match="pip install lz4"):
+        list(recording.messages())

@@ -21,12 +21,13 @@ from typing import IO
 
 import zstandard
 from mcap.data_stream import ReadDataStream
-from mcap.exceptions import McapError
+from mcap.exceptions import McapError, UnsupportedCompressionError
 from mcap.opcode import Opcode
 from mcap.reader import SeekingReader
 from mcap.records import Channel, Chunk, Message, Metadata, Schema
 from mcap.stream_reader import MAGIC_SIZE, breakup_chunk
 
+from perception.errors import MissingDependencyError, PerceptionError
 from perception.record.errors import CorruptRecordingError, RecordingError, TruncatedRecordingError
 
 MAGIC = b"\x89MCAP0\r\n"
@@ -167,7 +168,10 @@ class McapRecording:
 
     # -- reading ---------------------------------------------------------------------------------
 
-    def corrupt(self, exc: BaseException) -> CorruptRecordingError:
+    def corrupt(self, exc: BaseException) -> PerceptionError:
+        if isinstance(exc, UnsupportedCompressionError):  # a codec that is not installed, not damage
+            return MissingDependencyError(str(exc).rsplit(" ", 1)[-1], f"reading {str(self.path)!r}",
+                                          "pip install lz4 (MCAP chunks compressed with lz4)")
         return CorruptRecordingError(f"recording {str(self.path)!r} is damaged ({type(exc).__name__}: {exc})",
                                      "the file fails its checks (bit flip, bad copy); re-record or restore it")
 
