@@ -222,3 +222,19 @@ def test_fold_command_writes_model_and_card(tmp_path: Path, capsys: pytest.Captu
     assert args.func(args) == 0
     assert "f.toml" in capsys.readouterr().out
     assert load_card(tmp_path / "f.toml").decoder_params["assembled"] is True
+
+
+SHIPPED = Path(__file__).resolve().parents[1] / "engines"
+
+
+@pytest.mark.parametrize("post", [False, True])
+def test_shipped_trained_model_folded_agrees_on_synthetic_frames(tmp_path: Path, post: bool) -> None:
+    from perception.synth import Drive
+
+    card = fold(SHIPPED / "panoptic-tiny.onnx", SHIPPED / "panoptic-tiny.toml", tmp_path / "tiny.onnx", post=post)
+    drive = Drive(seed=7, frames=5, width=640, height=384)
+    with Pipeline.open(PipelineSpec(SHIPPED / "panoptic-tiny.toml")) as plain, \
+            Pipeline.open(PipelineSpec(card)) as folded:
+        for i in range(5):
+            image = drive.frame(i).bgr
+            assert_agree(plain.process(image), folded.process(image))
