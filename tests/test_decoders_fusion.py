@@ -90,3 +90,28 @@ def test_top_k_is_deterministic_on_ties() -> None:
     assert top_k(values, 3).tolist() == [1, 3, 0]
     assert top_k(values, 10).tolist() == [1, 3, 0, 2, 5, 4]
     assert top_k(values, 0).tolist() == []
+
+
+@pytest.mark.parametrize(("src_h", "src_w", "resize"), [
+    (720, 1280, "letterbox"), (720, 1280, "stretch"), (100, 90, "letterbox"), (1080, 607, "letterbox"),
+    (96, 128, "stretch"), (61, 77, "stretch"),
+])
+def test_to_source_counts_the_same_as_a_full_recount(src_h: int, src_w: int, resize: str) -> None:
+    from perception.models.card import InputSpec
+    from perception.models.preprocess import Preprocessor
+
+    rng = np.random.default_rng(src_h * src_w)
+    geometry = Preprocessor(InputSpec(name="x", width=128, height=96, resize=resize)).geometry(src_h, src_w)
+    canvas = Canvas(96, 128)
+    for k in range(40):  # blobs of every size, some of a single pixel that may vanish at source size
+        h, w = rng.integers(1, 30, 2)
+        canvas.paste_instance(np.ones((h, w), bool), int(rng.integers(0, 128 - w)), int(rng.integers(0, 96 - h)),
+                              k % 5, 1 - k / 100, overlap_threshold=0.0)
+    canvas.fill_stuff(rng.integers(0, 3, (96, 128)), [0, 1, 2], min_area=1)
+    fast = canvas.to_source(geometry)
+    seg = canvas.segmentation()
+    slow = Segmentation.from_id_map(geometry.map_to_source(seg.id_map), seg.segments.class_ids,
+                                    seg.segments.scores, seg.segments.is_thing)
+    assert (fast.id_map == slow.id_map).all() and fast.id_map.dtype == slow.id_map.dtype
+    for name in ("ids", "class_ids", "is_thing", "scores", "bboxes", "areas"):
+        assert (getattr(fast.segments, name) == getattr(slow.segments, name)).all(), name
