@@ -134,3 +134,14 @@ def test_nms_free_export_is_recognised(tmp_path: Path) -> None:
     (tmp_path / "e2e.toml").write_text(render_card(card_skeleton(info, fit)), encoding="utf-8")
     with Pipeline.open(PipelineSpec(tmp_path / "e2e.toml")) as pipe:
         assert pipe.process(np.zeros((720, 1280, 3), np.uint8)).segments.class_ids.tolist() == [1]
+
+
+def test_cli_reports_a_missing_model_in_one_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from perception.cli import main
+
+    assert main(["inspect", str(tmp_path / "missing.onnx")]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "missing.onnx does not exist" in err[0]
+    assert main(["fold", str(tmp_path / "missing.onnx"), "--card", str(tmp_path / "none.toml"),
+                 "--out", str(tmp_path / "out.onnx")]) == 2
+    assert "none.toml does not exist" in capsys.readouterr().err
