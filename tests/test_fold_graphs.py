@@ -110,6 +110,21 @@ def test_yolo_seg_folded_agrees(tmp_path: Path, post: bool) -> None:
     assert plain.segments.class_ids.tolist() == [1, 0, 2, 0]
 
 
+def test_yolo_seg_with_semantics_folded_agrees(tmp_path: Path) -> None:
+    heads = yolo_heads(OBJECTS[:2], input_spec(yolo_input()), duplicates=False)
+    logits = np.zeros((1, 5, 160, 160), np.float32)  # semantics at stride 4
+    logits[0, 3, :80] = 4.0
+    logits[0, 4, 80:] = 3.0
+    heads["semantic"] = logits
+    constant_heads_model(tmp_path / "yolo.onnx", heads)
+    classes = [*YOLO_CLASSES, (3, "sky", False), (4, "road", False)]
+    card = write_card(tmp_path / "yolo.toml", "yolo.onnx", "yolo_seg", yolo_input(), classes, {"semantic": "semantic"})
+    folded = fold(tmp_path / "yolo.onnx", card, tmp_path / "yolo_folded.onnx", post=True)
+    plain, wrapped = run_both(card, folded, source_image())
+    assert_agree(plain, wrapped)
+    assert plain.segments.class_ids.tolist() == [1, 0, 3, 4]
+
+
 def test_float16_yolo_seg_folded_agrees(tmp_path: Path) -> None:
     heads = {k: v.astype(np.float16) for k, v in yolo_heads(OBJECTS, input_spec(yolo_input())).items()}
     card = yolo_model(tmp_path, heads)
