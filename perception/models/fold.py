@@ -110,8 +110,11 @@ class _Graph:
 
 
 def fold_model(model: Any, card: ModelCard, post: bool = False) -> tuple[Any, dict[str, Any]]:
-    """Return the folded ModelProto and the plain-data card (see ModelCard.to_dict) that goes with it."""
+    """Fold `model` (a ModelProto, changed in place) and return it with the plain-data card
+    (ModelCard.to_dict layout) that describes the folded graph."""
     onnx = _onnx()
+    if post and card.decoder not in _POST:
+        raise ModelCardError(f"decoder {card.decoder!r} has no folded form", f"use --post with one of {sorted(_POST)}")
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
@@ -357,8 +360,6 @@ def fold(model_path: str | Path, card: ModelCard | str | Path, out_path: str | P
 
     onnx = _onnx()
     card = card if isinstance(card, ModelCard) else load_card(card)
-    if post and card.decoder not in _POST:
-        raise ModelCardError(f"decoder {card.decoder!r} has no folded form", f"use --post with one of {sorted(_POST)}")
     model_path, out_path = Path(model_path), Path(out_path)
     if not model_path.is_file():
         raise ModelCardError(f"model file {model_path} does not exist", "pass the ONNX the card describes")
