@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Mapping
 from typing import Any, TextIO
 
 from perception.wire.errors import WireError
@@ -50,7 +51,7 @@ class Printer:
         self.as_json = as_json
 
     def emit(self, text: str, record: dict[str, Any]) -> None:
-        line = json.dumps(record, separators=(",", ":")) if self.as_json else text
+        line = json.dumps(record, separators=(",", ":"), default=_plain_json) if self.as_json else text
         print(line, file=self.out, flush=True)
 
     def gap(self, event: GapEvent) -> None:
@@ -110,10 +111,18 @@ class Printer:
         self.emit(text, record)
 
 
-def echo(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def _plain_json(value: object) -> object:
+    """Decoded headers hold read-only mappings; JSON wants dicts."""
+    if isinstance(value, Mapping):
+        return dict(value)
+    raise TypeError(f"{type(value).__name__} is not JSON serializable")
+
+
+def echo(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from perception.wire.subscriber import Subscriber
 
     check_counts(args)
+    out = out or sys.stdout
     printer = Printer(out, args.json)
     frames = 0
     with Subscriber(

@@ -70,10 +70,11 @@ def _flat(counters: Mapping[str, Any], prefix: str = "") -> str:
     return " ".join(parts)
 
 
-def stats(args: argparse.Namespace, out: TextIO = sys.stdout) -> int:
+def stats(args: argparse.Namespace, out: TextIO | None = None) -> int:
     from perception.wire.subscriber import Subscriber
 
     check_counts(args)
+    out = out or sys.stdout
     live = out.isatty()
     shown = 0
     status: StatusMessage | None = None
