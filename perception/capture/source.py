@@ -85,6 +85,7 @@ SOURCES: dict[str, str] = {
     "images": "perception.capture.images:ImageFolderSource",
     "mcap": "perception.capture.replay_sources:McapSource",
     "rosbag": "perception.capture.replay_sources:RosbagSource",
+    "synthetic": "perception.synth.source:SyntheticSource",
 }
 
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):(.*)$", re.DOTALL)

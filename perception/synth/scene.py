@@ -24,6 +24,10 @@ from perception.synth.world import World, build_world
 GENERATOR_VERSION = 1
 DEFAULT_WIDTH, DEFAULT_HEIGHT = 320, 192
 VOID_CLASS = 255
+# Training scenes use seeds from here up; evaluation drives must use seeds below it.
+TRAIN_SEED_BASE = 1_000_000
+# Drive frame i is stamped START_NS + i * 1e9 / fps whatever the seed (2023-11-14T22:13:20Z).
+START_NS = 1_700_000_000_000_000_000
 
 
 @dataclass(frozen=True)
@@ -130,6 +134,9 @@ class Drive:
         rng = np.random.default_rng([self.seed, 3, index])
         bgr, truth = _render_frame(self.world, self.camera(t), t, self.look, rng)
         return SynthFrame(index, t, bgr, truth)
+
+    def stamp_ns(self, index: int) -> int:
+        return START_NS + round(index * 1e9 / self.fps)
 
     def __iter__(self) -> Iterator[SynthFrame]:
         for i in range(self.frames):

@@ -17,9 +17,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from perception.synth.scene import VOID_CLASS, single_threaded, training_sample
+from perception.synth.scene import TRAIN_SEED_BASE, VOID_CLASS, single_threaded, training_sample
 
-TRAIN_SEED_BASE = 1_000_000  # disjoint from evaluation drives (seeds < 1e6)
 SMALL_INSTANCE_PIXELS = 150
 SMALL_INSTANCE_WEIGHT = 3.0
 CENTER_SIGMA = 4.0

@@ -15,7 +15,8 @@ import torch.nn.functional as F  # noqa: N812
 
 from perception.synth.classes import NUM_CLASSES
 from perception.synth.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH, VOID_CLASS
-from perception.train.data import TRAIN_SEED_BASE, Batch, Producer, SceneBuffer, make_batch
+from perception.synth.scene import TRAIN_SEED_BASE
+from perception.train.data import Batch, Producer, SceneBuffer, make_batch
 from perception.train.model import TinyPanoptic, count_parameters
 
 CHECKPOINT = "checkpoint.pt"

@@ -1,0 +1,62 @@
+"""`synthetic:?seed=7&frames=300&fps=10[&width=320&height=192]`: a rendered drive, replayed.
+
+Rendering costs tens of milliseconds a frame, so the source never renders beside the engine:
+open() renders the whole drive once into the drive cache ($XDG_CACHE_HOME/perception/drives,
+keyed by the parameters and the generator version) and replays that file. Stamps are
+START_NS + i * 1e9 / fps, the same for every seed.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+
+from perception.capture.errors import SourceError
+from perception.capture.source import SourceUri
+from perception.record.drive import DriveFrame, read_drive
+from perception.synth.drivefile import cached_drive
+
+OPTIONS = ("seed", "frames", "fps", "width", "height")
+
+
+class SyntheticSource:
+    live = False
+
+    def __init__(self, uri: SourceUri) -> None:
+        unknown = sorted(set(uri.options) - set(OPTIONS))
+        if unknown:
+            raise SourceError(f"unknown synthetic source option(s) {unknown} in {uri.raw!r}",
+                              f"valid options: {', '.join(OPTIONS)}")
+        if uri.target:
+            raise SourceError(f"synthetic source {uri.raw!r} has a path part {uri.target!r}",
+                              "write synthetic:?seed=7&frames=300&fps=10")
+        self.uri = uri
+        self.seed = uri.int_option("seed", 0)
+        self.frames = uri.int_option("frames", 300)
+        self.fps = uri.float_option("fps", 10.0)
+        self.width = uri.int_option("width", 320)
+        self.height = uri.int_option("height", 192)
+        self.path: Path | None = None
+        self._frames: Iterator[DriveFrame] | None = None
+
+    def open(self) -> None:
+        self.close()
+        self.path = cached_drive(self.seed, self.frames, self.fps, self.width, self.height)
+        self._frames = read_drive(self.path)
+
+    def read(self) -> tuple[np.ndarray, int] | None:
+        if self._frames is None:
+            raise SourceError(f"synthetic source {self.uri.raw!r} is not open", "call open() before read()")
+        frame = next(self._frames, None)
+        if frame is None:
+            return None
+        return frame.bgr, frame.stamp_ns
+
+    def close(self) -> None:
+        if self._frames is not None:
+            close = getattr(self._frames, "close", None)
+            if close is not None:
+                close()
+            self._frames = None
