@@ -16,6 +16,8 @@ from perception.errors import PerceptionError
 # command -> module with `register(subparsers)`; the module sets `func(args) -> int` on its parser
 COMMANDS: dict[str, str] = {
     "train": "perception.commands.train",
+    "synth": "perception.commands.synth",
+    "eval": "perception.commands.eval",
     "run": "perception.commands.run",
     "echo": "perception.commands.echo",
     "stats": "perception.commands.stats",
