@@ -17,8 +17,13 @@ CLASSES = [("road", False), ("sidewalk", False), ("vegetation", False), ("sky", 
            ("car", True), ("person", True), ("traffic_sign", True)]
 
 
-def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "tiny") -> Path:
-    """Write tiny.onnx + tiny.toml into folder; returns the card path."""
+def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "tiny",
+                  nan_centers: bool = False) -> Path:
+    """Write tiny.onnx + tiny.toml into folder; returns the card path.
+
+    nan_centers: the center head computes log(-1), as a model broken by a bad precision
+    conversion would, to test that NaN outputs are refused per frame.
+    """
     w = np.zeros((8, 3, 1, 1), np.float32)
     b = np.full(8, -20.0, np.float32)
     b[0] = 5.0  # road wins wherever no color channel dominates
@@ -33,7 +38,9 @@ def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "
         helper.make_node("AveragePool", ["blur1"], ["blur2"], kernel_shape=[9, 9], pads=[4, 4, 4, 4],
                          count_include_pad=1),
         helper.make_node("Mul", ["blur2", "gain"], ["scaled"]),
-        helper.make_node("Sigmoid", ["scaled"], ["center_heatmap"]),
+        helper.make_node("Sigmoid", ["scaled"], ["sig"]),
+        helper.make_node("Sub", ["sig", "two"] if nan_centers else ["sig", "zero"], ["shifted"]),
+        helper.make_node("Log" if nan_centers else "Identity", ["shifted"], ["center_heatmap"]),
         helper.make_node("Conv", ["image", "off_w", "off_b"], ["offsets"]),
     ]
     inits = [
@@ -43,6 +50,8 @@ def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "
         numpy_helper.from_array(np.array([1], np.int64), "s1"),
         numpy_helper.from_array(np.array([1], np.int64), "ax"),
         numpy_helper.from_array(np.array(8.0, np.float32), "gain"),
+        numpy_helper.from_array(np.array(2.0, np.float32), "two"),
+        numpy_helper.from_array(np.array(0.0, np.float32), "zero"),
         numpy_helper.from_array(np.zeros((2, 3, 1, 1), np.float32), "off_w"),
         numpy_helper.from_array(np.zeros(2, np.float32), "off_b"),
     ]

@@ -209,3 +209,19 @@ def test_lost_camera_reports_source_lost_then_recovers(tmp_path: Path) -> None:
     frames = [m for m in received if isinstance(m, FrameMessage)]
     assert np.diff([m.seq for m in frames]).max() == 1  # no frame missing on the wire
     assert report.counters["read"] == 40
+
+
+def test_nan_outputs_drop_the_frame_report_error_and_keep_running(tmp_path: Path) -> None:
+    from tests.onnx_models import tiny_panoptic
+
+    frames = image_folder(tmp_path / "frames", 6)
+    endpoint = f"ipc://{tmp_path}/nan.sock"
+    config = load_launch(write_launch(tmp_path, f"images:{frames}", endpoint))
+    config = override(config, "model", card=tiny_panoptic(tmp_path / "broken", nan_centers=True))
+    report, received = _run_node_with_listener(config, topics=("frame", "status"))
+    assert report.counters["read"] == 6
+    assert report.counters["dropped"] == {"error": 6}
+    errors = [m for m in received if isinstance(m, StatusMessage) and m.state == "error"]
+    assert len(errors) == 6
+    assert "NaN" in errors[0].detail
+    assert not any(isinstance(m, FrameMessage) for m in received)
