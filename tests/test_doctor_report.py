@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from perception.cli import main
+from perception.inference import doctor
 from perception.inference.doctor import diagnose
 from tests import trt_fakes
 
@@ -19,6 +20,8 @@ from tests import trt_fakes
 def bare(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     """No nvidia-smi/nvcc on PATH, no tensorrt, no pycuda: what a CPU-only robot looks like."""
     monkeypatch.setenv("PATH", str(tmp_path / "empty-bin"))
+    monkeypatch.setattr(doctor, "TEGRA_RELEASE", tmp_path / "no-tegra")
+    monkeypatch.setattr(doctor, "DRIVER_VERSION", tmp_path / "no-driver")
     monkeypatch.setitem(sys.modules, "tensorrt", None)
     monkeypatch.setitem(sys.modules, "pycuda", None)
     monkeypatch.setitem(sys.modules, "pycuda.driver", None)
@@ -72,4 +75,13 @@ def test_hanging_tool_does_not_hang_doctor(monkeypatch: pytest.MonkeyPatch) -> N
         return None  # what run_command returns for a tool that timed out
 
     report = diagnose(runner)
-    assert calls and not report.finding("gpu").ok
+    assert calls and report.finding("gpu").detail.endswith("(nvidia-smi absent)")
+
+
+def test_jetson_is_recognized_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    release = tmp_path / "nv_tegra_release"
+    release.write_text("# R36 (release), REVISION: 4.3, GCID: 38968081, BOARD: generic, EABI: aarch64\n")
+    monkeypatch.setattr(doctor, "TEGRA_RELEASE", release)
+    report = diagnose(lambda argv: None)
+    assert report.finding("gpu").ok
+    assert report.finding("gpu").detail.startswith("Jetson (R36 (release), REVISION: 4.3")

@@ -20,6 +20,8 @@ from typing import Any
 from perception.inference.ort_gpu import GPU_PROVIDERS, ORT_GPU_INSTALL
 from perception.inference.trt_build import TENSORRT_INSTALL_HINT
 
+TEGRA_RELEASE = Path("/etc/nv_tegra_release")  # Jetson: L4T release, where there is no nvidia-smi
+DRIVER_VERSION = Path("/proc/driver/nvidia/version")  # the kernel driver is loaded
 PYCUDA_HINT = "pip install 'perception-node[tensorrt]' (builds against the CUDA toolkit; needs nvcc and cuda.h)"
 
 
@@ -125,12 +127,12 @@ def _gpu(report: Report, run: Runner) -> None:
                          for g in report.gpus)
         report.findings.append(Finding("gpu", bool(report.gpus), text or "nvidia-smi gave no GPUs"))
         return
-    tegra = Path("/etc/nv_tegra_release")
+    tegra = TEGRA_RELEASE
     if tegra.exists():  # Jetson has no nvidia-smi; L4T names the platform
         first = tegra.read_text(errors="replace").splitlines()[:1]
         report.findings.append(Finding("gpu", True, f"Jetson ({first[0].strip('# ') if first else 'L4T'})"))
         return
-    driver = Path("/proc/driver/nvidia/version")
+    driver = DRIVER_VERSION
     detail = "NVIDIA kernel driver loaded but nvidia-smi missing" if driver.exists() else "no NVIDIA GPU found"
     report.findings.append(Finding("gpu", False, detail + " (nvidia-smi absent)",
                                    "install the NVIDIA driver, or use --engine onnxruntime (CPU)"))
