@@ -74,4 +74,5 @@ def apply_look(image: np.ndarray, semantic: np.ndarray, look: Look, rng: np.rand
     ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, look.jpeg_quality])
     if not ok:  # never expected from an in-memory uint8 image; keep the clean frame rather than fail
         return out
-    return cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    decoded = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+    return out if decoded is None else decoded

@@ -200,7 +200,7 @@ def build_world(seed: int, z_start: float, z_end: float, density: float = 1.0,
     z = z_start + rng.uniform(20, 80)
     while z < z_end:
         crosswalks.append(float(z))
-        for _ in range(int(rng.integers(0, 4 * density + 1))):
+        for _ in range(int(rng.integers(0, int(4 * density + 1)))):
             direction = float(rng.choice([-1, 1]))
             add(class_id=PERSON, x=float(-direction * rng.uniform(0, road_half)), z=float(z + rng.uniform(-1, 3)),
                 vx=float(direction * rng.uniform(0.7, 1.5)), vz=0.0, yaw=0.0, length=0.3,

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from perception.synth.scene import TRAIN_SEED_BASE, VOID_CLASS, single_threaded, training_sample
+from perception.synth.scene import VOID_CLASS, single_threaded, training_sample
 
 SMALL_INSTANCE_PIXELS = 150
 SMALL_INSTANCE_WEIGHT = 3.0

@@ -23,7 +23,7 @@ class ExportCheck:
 
 def export_onnx(model: TinyPanoptic, path: Path, opset: int = 18,
                 height: int = DEFAULT_HEIGHT, width: int = DEFAULT_WIDTH) -> Path:
-    model = model.float().cpu().eval().to(memory_format=torch.contiguous_format)
+    model = model.float().cpu().eval().to(memory_format=torch.contiguous_format)  # type: ignore[call-overload]
     dummy = torch.rand(1, 3, height, width)
     tmp = path.with_suffix(".tmp.onnx")
     torch.onnx.export(model, (dummy,), str(tmp), input_names=[INPUT_NAME], output_names=list(OUTPUT_NAMES),

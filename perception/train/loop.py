@@ -14,8 +14,7 @@ import torch
 import torch.nn.functional as F  # noqa: N812
 
 from perception.synth.classes import NUM_CLASSES
-from perception.synth.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH, VOID_CLASS
-from perception.synth.scene import TRAIN_SEED_BASE
+from perception.synth.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH, TRAIN_SEED_BASE, VOID_CLASS
 from perception.train.data import Batch, Producer, SceneBuffer, make_batch
 from perception.train.model import TinyPanoptic, count_parameters
 
@@ -61,14 +60,15 @@ def losses(model_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Ba
 
 
 class Trainer:
-    def __init__(self, cfg: TrainConfig, log: TextIO = sys.stdout) -> None:
+    def __init__(self, cfg: TrainConfig, log: TextIO | None = None) -> None:
         self.cfg = cfg
-        self.log = log
+        self.log = log or sys.stdout
         self.device = torch.device(cfg.device)
         if cfg.threads:
             torch.set_num_threads(cfg.threads)
         torch.manual_seed(cfg.seed)
-        self.model = TinyPanoptic(NUM_CLASSES).to(self.device).to(memory_format=torch.channels_last)
+        self.model = TinyPanoptic(NUM_CLASSES).to(self.device)
+        self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.iteration = 0
         self.elapsed = 0.0  # training seconds over all runs (resumes add up)

@@ -39,6 +39,9 @@ class AsppLite(nn.Module):
 
 
 class TinyPanoptic(nn.Module):
+    mean: torch.Tensor
+    std: torch.Tensor
+
     def __init__(self, num_classes: int = 8, widths: tuple[int, int, int, int] = (24, 48, 96, 160),
                  decoder: int = 48) -> None:
         super().__init__()
@@ -57,12 +60,11 @@ class TinyPanoptic(nn.Module):
         self.lateral4 = conv_bn(widths[1], decoder, 1)
         self.fuse4 = conv_bn(decoder, decoder)
         self.semantic_head = nn.Sequential(conv_bn(decoder, decoder), nn.Conv2d(decoder, num_classes, 1))
-        self.instance_head = nn.Sequential(conv_bn(decoder, decoder), nn.Conv2d(decoder, 3, 1))
-        last = self.instance_head[1]
+        instance_out = nn.Conv2d(decoder, 3, 1)
         # start with no offsets and a low centre score: otherwise the offset loss stalls at first
-        with torch.no_grad():
-            last.weight.zero_()
-            last.bias.copy_(torch.tensor([-4.0, 0.0, 0.0]))
+        nn.init.zeros_(instance_out.weight)
+        instance_out.bias = nn.Parameter(torch.tensor([-4.0, 0.0, 0.0]))
+        self.instance_head = nn.Sequential(conv_bn(decoder, decoder), instance_out)
 
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         x = (image - self.mean) / self.std

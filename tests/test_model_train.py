@@ -1,0 +1,59 @@
+"""Training end to end on a tiny budget: progress, checkpoint, resume, ONNX export checked with ORT."""
+
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+pytest.importorskip("onnx")
+
+from perception.cli import main  # noqa: E402
+from perception.pipeline import Pipeline, PipelineSpec  # noqa: E402
+
+pytestmark = pytest.mark.slow
+
+
+def test_train_resume_and_export(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "run"
+    common = ["train", "--out", str(out), "--scenes", "4", "--batch", "2", "--threads", "1", "--log-every-s", "0"]
+    assert main([*common, "--iterations", "2"]) == 0
+    first = capsys.readouterr().out
+    assert "it 1 |" in first and "eta" in first and "semantic" in first
+    assert "argmax agreement 100.000%" in first
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["iteration"] == 2
+    assert main([*common, "--iterations", "3", "--resume"]) == 0
+    second = capsys.readouterr().out
+    assert "resumed from" in second and "iteration 2" in second
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["iteration"] == 3
+    # the export runs in the node's own pipeline with the shipped card's contract
+    card = tmp_path / "card.toml"
+    shipped = (Path(__file__).resolve().parent.parent / "engines" / "panoptic-tiny.toml").read_text()
+    card.write_text(shipped.replace('onnx = "panoptic-tiny.onnx"', f'onnx = "{out / "model.onnx"}"'))
+    with Pipeline.open(PipelineSpec(card)) as pipeline:
+        seg = pipeline.process(np.zeros((192, 320, 3), np.uint8))
+    assert seg.id_map.shape == (192, 320)
+
+
+def test_same_seed_same_weights(tmp_path: Path) -> None:
+    from perception.train.cli import add_arguments, run
+
+    parser = argparse.ArgumentParser()
+    add_arguments(parser)
+    weights = []
+    for name in ("a", "b"):
+        args = parser.parse_args(["--out", str(tmp_path / name), "--scenes", "2", "--batch", "2", "--threads", "1",
+                                  "--iterations", "2", "--log-every-s", "0"])
+        assert run(args) == 0
+        weights.append(torch.load(tmp_path / name / "checkpoint.pt", weights_only=True)["model"])
+    for key in weights[0]:
+        assert torch.equal(weights[0][key], weights[1][key]), key
+
+
+def test_training_without_a_budget_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "x")]) == 2
+    assert "budget" in capsys.readouterr().err
