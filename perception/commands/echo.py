@@ -73,7 +73,7 @@ class Printer:
         if isinstance(msg, FrameMessage):
             self.frame(msg)
         elif isinstance(msg, StatusMessage):
-            counters = " ".join(f"{k}={v}" for k, v in msg.counters.items())
+            counters = flat_counters(msg.counters)
             detail = f" ({msg.detail})" if msg.detail else ""
             self.emit(
                 f"status {msg.state}{detail} {counters}",
@@ -109,6 +109,17 @@ class Printer:
             "publish_to_receive_ms": round(msg.publish_to_receive_ns / 1e6, 3),
         }
         self.emit(text, record)
+
+
+def flat_counters(counters: Mapping[str, Any], prefix: str = "") -> str:
+    """{"read": 3, "dropped": {"stale": 1}} -> 'read=3 dropped.stale=1' (an empty map shows as 0)."""
+    parts = []
+    for key, value in counters.items():
+        if isinstance(value, Mapping):
+            parts.append(flat_counters(value, f"{prefix}{key}.") or f"{prefix}{key}=0")
+        else:
+            parts.append(f"{prefix}{key}={value}")
+    return " ".join(parts)
 
 
 def _plain_json(value: object) -> object:

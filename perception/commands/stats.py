@@ -7,7 +7,7 @@ import sys
 from collections.abc import Mapping
 from typing import Any, TextIO
 
-from perception.commands.echo import add_subscriber_arguments, check_counts
+from perception.commands.echo import add_subscriber_arguments, check_counts, flat_counters
 from perception.wire.errors import WireError
 from perception.wire.messages import StatsMessage, StatusMessage
 from perception.wire.schema import Kind
@@ -55,19 +55,8 @@ def format_stats(msg: StatsMessage, status: StatusMessage | None = None) -> str:
             lines.append(f"{name:<14}" + "".join(_ms(row, k) for k in PERCENTILE_KEYS) + f"{count!s:>9}")
     counters = s.get("counters")
     if isinstance(counters, Mapping):
-        lines.append("counters " + _flat(counters))
+        lines.append("counters " + flat_counters(counters))
     return "\n".join(lines)
-
-
-def _flat(counters: Mapping[str, Any], prefix: str = "") -> str:
-    parts = []
-    for key, value in counters.items():
-        if isinstance(value, Mapping):
-            inner = _flat(value, f"{prefix}{key}.")
-            parts.append(inner if inner else f"{prefix}{key}=0")
-        else:
-            parts.append(f"{prefix}{key}={value}")
-    return " ".join(parts)
 
 
 def stats(args: argparse.Namespace, out: TextIO | None = None) -> int:
