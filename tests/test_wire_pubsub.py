@@ -45,6 +45,9 @@ def test_frames_arrive_decoded_with_names_latency_and_contiguous_seq(endpoint: s
         assert msg.capture_to_receive_ns is not None and msg.capture_to_receive_ns > msg.publish_to_receive_ns >= 0
     assert got[0].summary() == "car×2 road person"
     assert sub.totals.missed_frames == 0 and sub.totals.decode_errors == 0
+    assert sub.last_receive_ns == got[-1].receive_ns
+    silence = sub.silence_s()
+    assert silence is not None and silence >= 0
 
 
 def test_new_subscriber_gets_metadata_on_request(endpoint: str) -> None:

@@ -62,6 +62,9 @@ class Subscriber:
         self.on_gap, self.on_restart, self.on_error = on_gap, on_restart, on_error
         self.totals = Totals()
         self.metadata: MetadataMessage | None = None
+        # CLOCK_MONOTONIC of the last message of any topic: the node heartbeats at ~1 Hz, so
+        # several seconds of silence mean it is gone (see silence_s).
+        self.last_receive_ns: int | None = None
         self._class_names: Mapping[int, str] = {}
         self._tracker = SequenceTracker()
         self._decoder = IdMapDecoder()
@@ -135,7 +138,14 @@ class Subscriber:
         if newest_frame is not None:
             self._accept_frame(newest_frame)
 
+    def silence_s(self) -> float | None:
+        """Seconds since the last message arrived (None before the first one)."""
+        if self.last_receive_ns is None:
+            return None
+        return (monotonic_ns() - self.last_receive_ns) / 1e9
+
     def _decode(self, parts: list[memoryview], receive_ns: int) -> Message | None:
+        self.last_receive_ns = receive_ns
         try:
             msg = decode_message(parts, receive_ns=receive_ns, class_names=self._class_names, decoder=self._decoder)
         except WireError as exc:
