@@ -66,6 +66,13 @@ class Publisher:
         tap: Tap | None = None,
         nodrop: bool = False,
     ) -> None:
+        """Bind now; a bad, public (without allow_public) or busy endpoint raises WireError.
+
+        endpoint: tcp://HOST:PORT (PORT may be * for any free port; see self.endpoint),
+        ipc://PATH or inproc://NAME. compression: zstd, lz4 or raw for the id map.
+        tap: called after every send attempt with (topic, [topic, header, payload...]) as bytes,
+        also for messages the socket refused, so a recording holds everything published.
+        """
         self.camera = check_camera(camera)
         self._encoder = FrameEncoder(camera, compression)
         if sndhwm < 1:
