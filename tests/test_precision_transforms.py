@@ -28,7 +28,7 @@ def _init(name: str, array: np.ndarray) -> onnx.TensorProto:
     return numpy_helper.from_array(array, name)
 
 
-def seg_net(path: Path, seed: int = 0) -> Path:
+def seg_net(path: Path, seed: int = 0, classes: int = 5) -> Path:
     """A tiny segmentation-shaped net: normalize, conv-relu x2, upsample x2 (Resize), three heads.
 
     semantic = conv(features) (logits), probs = Softmax(semantic), center = Sigmoid(conv),
@@ -42,8 +42,8 @@ def seg_net(path: Path, seed: int = 0) -> Path:
         _init("b1", rng.normal(size=(8,)).astype(np.float32) * 0.1),
         _init("w2", (rng.normal(size=(8, 8, 3, 3)) * 0.2).astype(np.float32)),
         _init("b2", rng.normal(size=(8,)).astype(np.float32) * 0.1),
-        _init("ws", (rng.normal(size=(5, 8, 1, 1)) * 0.5).astype(np.float32)),
-        _init("bs", rng.normal(size=(5,)).astype(np.float32) * 0.1),
+        _init("ws", (rng.normal(size=(classes, 8, 1, 1)) * 0.5).astype(np.float32)),
+        _init("bs", rng.normal(size=(classes,)).astype(np.float32) * 0.1),
         _init("wc", (rng.normal(size=(1, 8, 1, 1)) * 0.5).astype(np.float32)),
         _init("scales", np.array([1, 1, 2, 2], np.float32)),
         _init("axes", np.array([2, 3], np.int64)),
@@ -66,8 +66,8 @@ def seg_net(path: Path, seed: int = 0) -> Path:
     graph = helper.make_graph(
         nodes, "seg",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, H, W])],
-        [helper.make_tensor_value_info("semantic", TensorProto.FLOAT, [1, 5, H, W]),
-         helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, 5, H, W]),
+        [helper.make_tensor_value_info("semantic", TensorProto.FLOAT, [1, classes, H, W]),
+         helper.make_tensor_value_info("probs", TensorProto.FLOAT, [1, classes, H, W]),
          helper.make_tensor_value_info("center", TensorProto.FLOAT, [1, 1, H, W])],
         inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 18)])

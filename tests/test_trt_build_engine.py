@@ -24,20 +24,17 @@ decoder = "semantic"
 name = "image"
 width = {w}
 height = {h}
+""" + "".join(f"""
 [[classes]]
-id = 0
-name = "road"
-thing = false
-[[classes]]
-id = 1
-name = "car"
-thing = true
-"""
+id = {i}
+name = "{name}"
+thing = {str(i >= 5).lower()}
+""" for i, name in enumerate(("road", "sidewalk", "vegetation", "sky", "building", "car", "person", "sign")))
 
 
 @pytest.fixture
 def model(tmp_path: Path) -> Path:
-    path = seg_net(tmp_path / "seg.onnx")
+    path = seg_net(tmp_path / "seg.onnx", classes=8)
     path.with_suffix(".toml").write_text(CARD.format(w=W, h=H))
     return path
 
@@ -140,7 +137,7 @@ def test_full_build_then_list_and_clear(model: Path, tmp_path: Path, fake_gpu: t
     cache = tmp_path / "c"
     assert main(["build-engine", str(model), "--precision", "fp16", "--cache-dir", str(cache)]) == 0
     out = capsys.readouterr().out
-    assert "TensorRT stage: plan built" in out and "semantic: [1, 5, 16, 24] float32" in out
+    assert "TensorRT stage: plan built" in out and "semantic: [1, 8, 16, 24] float32" in out
     assert main(["build-engine", str(model), "--precision", "fp16", "--cache-dir", str(cache)]) == 0
     assert "TensorRT stage: plan hit" in capsys.readouterr().out  # the variant is deterministic: same bytes, same key
     assert len(fake_gpu.builds) == 1
