@@ -227,3 +227,41 @@ def test_unknown_header_keys_are_ignored_for_forward_compatibility() -> None:
 def test_payload_spec_from_wire_rejects_bool_dimensions() -> None:
     with pytest.raises(DecodeError):
         PayloadSpec.from_wire({"name": "id_map", "dtype": "uint16", "shape": [True, 2], "compression": "raw"})
+
+
+def _mutations(parts: list[bytes], rng: np.random.Generator) -> list[bytes]:
+    """Flip, insert, delete or cut bytes of one random part (topic excluded: it has its own test)."""
+    out = list(parts)
+    i = int(rng.integers(1, len(parts)))
+    data = bytearray(out[i])
+    action = int(rng.integers(4))
+    if action == 0 and data:
+        for _ in range(int(rng.integers(1, 4))):
+            data[int(rng.integers(len(data)))] = int(rng.integers(256))
+    elif action == 1:
+        at = int(rng.integers(len(data) + 1))
+        data[at:at] = rng.integers(0, 256, int(rng.integers(1, 8)), dtype=np.uint8).tobytes()
+    elif action == 2 and data:
+        at = int(rng.integers(len(data)))
+        del data[at : at + int(rng.integers(1, 8))]
+    else:
+        del data[int(rng.integers(len(data) + 1)) :]
+    out[i] = bytes(data)
+    return out
+
+
+@pytest.mark.parametrize("compression", ["zstd", "raw"])
+def test_mutated_messages_decode_or_raise_decode_error_never_anything_else(compression: str) -> None:
+    rng = np.random.default_rng(2024)
+    base = encode(compression)
+    outcomes = {"decoded": 0, "refused": 0}
+    for _ in range(1500):
+        try:
+            msg = decode(_mutations(base, rng), names={0: "road"})
+            msg.id_map  # noqa: B018
+            msg.summary()
+            msg.objects  # noqa: B018
+            outcomes["decoded"] += 1
+        except DecodeError:
+            outcomes["refused"] += 1
+    assert outcomes["refused"] > 0 and sum(outcomes.values()) == 1500

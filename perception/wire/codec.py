@@ -213,6 +213,11 @@ def segments_from_wire(raw: object) -> Segments:
             column = raw.get(name)
             if not isinstance(column, list) or len(column) != count:
                 raise DecodeError(f"segments.{name} is not a list of {count} values", "corrupt message")
+            if dtype is np.float32:
+                wide = np.asarray(column, dtype=np.float64)
+                if not np.isfinite(wide).all() or (np.abs(wide) > 1e30).any():
+                    raise DecodeError(f"segments.{name} has non-finite or absurd values", "corrupt message")
+                column = wide
             arrays[name] = np.asarray(column, dtype=dtype) if count else np.zeros(0, dtype)
         boxes = raw.get("bbox")
         if not isinstance(boxes, list) or len(boxes) != count:

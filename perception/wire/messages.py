@@ -7,6 +7,7 @@ it on its topic, and whether the publisher restarted (epoch changed) since the p
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -157,11 +158,15 @@ def class_names_of(metadata: Mapping[str, Any]) -> dict[int, str]:
     [{id, name, ...}] at the top or in `model`; {} if none is there."""
     by_id = metadata.get("class_names")
     if isinstance(by_id, Mapping):
-        return {int(k): v for k, v in by_id.items() if str(k).lstrip("-").isdigit() and isinstance(v, str)}
+        names: dict[int, str] = {}
+        for key, name in by_id.items():
+            if isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key) and isinstance(name, str):
+                names[int(key)] = name
+        return names
     classes = metadata.get("classes")
     if classes is None and isinstance(metadata.get("model"), Mapping):
         classes = metadata["model"].get("classes")
-    names: dict[int, str] = {}
+    names = {}
     if isinstance(classes, list):
         for entry in classes:
             if isinstance(entry, Mapping) and isinstance(entry.get("id"), int) and isinstance(entry.get("name"), str):
