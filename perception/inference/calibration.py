@@ -1,9 +1,10 @@
 """Frames for INT8 calibration: synthetic scenes, a recorded drive, or a folder of images.
 
 Calibration frames go through the model card's own Preprocessor, so the activation ranges
-are those the node will feed. Synthetic calibration uses seeds of its own, disjoint from the
-training, test and validation seed ranges (1e6, 5e6, 6e6), so the gate's held-out drive
-never leaks into calibration.
+are those the node will feed. Synthetic calibration renders drives of its own (seeds 100 and
+up, frames 0.5 s apart): below the training range (1e6 and up) and away from the held-out
+evaluation drives (11-14) and the threshold-tuning drives (21-24), so the gate's frames never
+leak into calibration.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ from perception.inference.precision import FrameReader, PrecisionError
 from perception.models.card import ModelCard
 from perception.models.preprocess import Preprocessor
 
-CALIBRATION_SEED = 7_000_000
+CALIBRATION_SEED = 100
+FRAMES_PER_DRIVE = 8
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp")
 
 
@@ -50,11 +52,18 @@ def calibration_images(source: str, count: int) -> Iterator[np.ndarray]:
 
 
 def _synthetic(seed: int, count: int) -> Iterator[np.ndarray]:
-    from perception.synth import random_scene
+    from perception.synth import Drive
+    from perception.synth.scene import TRAIN_SEED_BASE
 
-    for k in range(count):
-        bgr, _ = random_scene(seed + k)
-        yield bgr
+    drives = -(-count // FRAMES_PER_DRIVE)
+    if seed + drives > TRAIN_SEED_BASE:
+        raise PrecisionError(f"calibration seeds {seed}..{seed + drives - 1} reach the training seeds",
+                             f"use seeds below {TRAIN_SEED_BASE}")
+    produced = 0
+    for k in range(drives):
+        for frame in Drive(seed + k, min(FRAMES_PER_DRIVE, count - produced), fps=2.0):
+            produced += 1
+            yield frame.bgr
 
 
 def _images(files: list[Path]) -> Iterator[np.ndarray]:
