@@ -32,6 +32,9 @@ def register(subparsers: Any) -> None:
     parser.add_argument("--frames", type=int, default=25, help="frames per rendered drive (default 25)")
     parser.add_argument("--fps", type=float, default=2.0, help="frame rate of rendered drives (default 2: "
                         "frames 0.5 s apart, less alike)")
+    parser.add_argument("--min-gt-area", type=int, default=0, metavar="PIXELS",
+                        help="analysis: score only ground-truth things of at least PIXELS (at the drive's "
+                             "resolution); smaller ones count as void. Default 0: all labelled things")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)
 
@@ -71,11 +74,15 @@ def run(args: argparse.Namespace) -> int:
     from perception.inference.engine import EngineOptions
     from perception.pipeline import Pipeline, PipelineSpec
 
+    if args.min_gt_area < 0:
+        raise ConfigError(f"--min-gt-area {args.min_gt_area} is negative", "pass 0 (all things) or a pixel count")
     if args.frames <= 0:
         raise ConfigError(f"--frames {args.frames} is not positive", "pass --frames N with N >= 1")
     seeds = list(args.seed or DEFAULT_SEEDS)
     frames = _from_file(args.drive) if args.drive else _rendered(seeds, args.frames, args.fps)
     what = str(args.drive) if args.drive else f"synthetic drives {seeds}, {args.frames} frames at {args.fps:g} fps"
+    if args.min_gt_area > 0:
+        what += f", ground-truth things >= {args.min_gt_area} px"
     started = time.monotonic()
 
     def progress(done: int) -> None:
@@ -84,7 +91,7 @@ def run(args: argparse.Namespace) -> int:
 
     spec = PipelineSpec(card=args.card, engine=args.engine, options=EngineOptions(threads=args.threads))
     with Pipeline.open(spec) as pipeline:
-        report = evaluate(pipeline.card, pipeline.process, frames, progress)
+        report = evaluate(pipeline.card, pipeline.process, frames, progress, min_thing_area=args.min_gt_area)
     if args.json:
         out = report.to_dict()
         out["model"] = pipeline.card.name
