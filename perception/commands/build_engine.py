@@ -65,7 +65,7 @@ def build_engine(args: argparse.Namespace) -> int:
                                  "FP16/INT8 need the card (preprocessing, decoder) to calibrate and score the variant")
         target = variant_path(onnx_path, args.precision, cache_root)
         result = make_variant(onnx_path, card, target, args)
-        print(f"ONNX stage: {args.precision} variant {target}" + (f" ({result.summary()})" if result else ""))
+        print(f"ONNX stage: {args.precision} variant {target}" + ("" if result else " (not scored)"))
     else:
         target = onnx_path
         print(f"ONNX stage: FP32, {onnx_path} as is")
