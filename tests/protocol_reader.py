@@ -111,7 +111,8 @@ def class_names(metadata: dict[str, Any]) -> dict[int, str]:
 
 def mask(decoded: Decoded, segment_id: int) -> np.ndarray:
     """Section 5.1.1: a segment's mask is its pixels in the id map."""
-    assert decoded.id_map is not None
+    if decoded.id_map is None:
+        raise ProtocolViolation("only frame messages have masks")
     return decoded.id_map == segment_id
 
 
