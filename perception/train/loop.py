@@ -72,7 +72,9 @@ class Trainer:
         self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
         self.iteration = 0
         self.elapsed = 0.0  # training seconds over all runs (resumes add up)
-        self.ema: dict[str, float] = {}
+        # losses summed on the device between progress lines (no per-iteration host sync)
+        self._loss_sums: dict[str, torch.Tensor] = {}
+        self._loss_count = 0
         cfg.out.mkdir(parents=True, exist_ok=True)
         if cfg.resume and (cfg.out / CHECKPOINT).exists():
             self._load(cfg.out / CHECKPOINT)
@@ -149,10 +151,13 @@ class Trainer:
                 self.opt.step()
                 self.iteration += 1
                 images_seen += cfg.batch
+                for key, value in parts.items():
+                    total = self._loss_sums.get(key)
+                    self._loss_sums[key] = value.detach() if total is None else total + value.detach()
+                self._loss_count += 1
                 now = time.monotonic()
                 if now - last_log >= cfg.log_every_s or self.iteration == 1:
-                    self._progress_line(parts, fraction, first_fraction, now - run_start, images_seen,
-                                        buffer.filled)
+                    self._progress_line(fraction, first_fraction, now - run_start, images_seen, buffer.filled)
                     last_log = now
                 if now - last_ckpt >= cfg.checkpoint_every_s:
                     self.elapsed += now - start
@@ -165,15 +170,15 @@ class Trainer:
         path = self.save()
         self._say(f"done: iteration {self.iteration}, {self.elapsed:.0f} s trained; checkpoint {path}")
 
-    def _progress_line(self, parts: dict[str, torch.Tensor], fraction: float, first_fraction: float,
-                       run_s: float, images: int, filled: int) -> None:
-        for key, value in parts.items():
-            v = float(value.detach())
-            self.ema[key] = v if key not in self.ema else 0.95 * self.ema[key] + 0.05 * v
+    def _progress_line(self, fraction: float, first_fraction: float, run_s: float, images: int,
+                       filled: int) -> None:
+        """One line: progress, throughput, mean losses since the previous line, ETA."""
+        means = {k: float(v) / max(1, self._loss_count) for k, v in self._loss_sums.items()}
+        self._loss_sums, self._loss_count = {}, 0
         rate = images / max(run_s, 1e-6)
         done = fraction - first_fraction
         eta = run_s * (1 - fraction) / done if done > 0 else float("nan")
-        losses_text = " ".join(f"{k} {v:.4f}" for k, v in self.ema.items())
+        losses_text = " ".join(f"{k} {v:.4f}" for k, v in means.items())
         self._say(f"it {self.iteration} | {100 * min(fraction, 1):5.1f}% | {rate:6.1f} img/s | "
                   f"scenes {filled}/{self.cfg.scenes} | lr {self.opt.param_groups[0]['lr']:.2e} | "
                   f"{losses_text} | eta {eta:.0f} s")
