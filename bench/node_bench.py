@@ -10,21 +10,22 @@ compares its fps with `session.run` alone in a loop. Target: node/bare >= 0.95.
 from __future__ import annotations
 
 import argparse
+import subprocess
+import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 
 from perception.capture.source import open_source
+from perception.commands.run import SWITCH_INTERVAL_S
 from perception.config import NodeConfig, load_launch, override
 from perception.frame import STAGES
 from perception.inference.engine import EngineOptions, open_engine
 from perception.models.card import load_card
 from perception.models.preprocess import Preprocessor
 from perception.node import Node
-from perception.wire.subscriber import Subscriber
 
 
 def bare_ort_fps(config: NodeConfig, frames: list[np.ndarray]) -> float:
@@ -53,28 +54,31 @@ def read_frames(uri: str, n: int) -> list[np.ndarray]:
     return frames
 
 
+_COUNTER = """
+import sys, time
+from perception.wire.subscriber import Subscriber
+n, idle = 0, time.monotonic() + 60.0  # the first frame may take the node's start-up
+with Subscriber(sys.argv[1], "cam0", topics=("frame",), rcvhwm=100000, eager=False) as sub:
+    print("ready", flush=True)
+    while time.monotonic() - idle < 3.0:
+        if sub.recv(timeout=0.2) is not None:
+            n, idle = n + 1, time.monotonic()
+print(n, flush=True)
+"""
+
+
 def node_run(config: NodeConfig) -> tuple[float, dict[str, object], int]:
-    received = []
-    stop = threading.Event()
-
-    def subscribe() -> None:
-        with Subscriber(config.publish.endpoint, config.publish.camera, topics=("frame",)) as sub:
-            while not stop.is_set():
-                msg = sub.receive(timeout=0.2)
-                if msg is not None:
-                    received.append(msg)
-
-    listener = threading.Thread(target=subscribe, daemon=True)
-    listener.start()
-    time.sleep(0.3)
+    """The node with a subscriber in its own process, as planners run."""
+    counter = subprocess.Popen([sys.executable, "-c", _COUNTER, config.publish.endpoint], stdout=subprocess.PIPE,
+                               text=True)
+    assert counter.stdout is not None
+    counter.stdout.readline()
     node = Node(config)
     start = time.perf_counter()
     report = node.run()
     elapsed = time.perf_counter() - start
-    time.sleep(0.3)
-    stop.set()
-    listener.join()
-    return report.published / elapsed, report.latency, len(received)
+    received = int(counter.communicate(timeout=30)[0].strip() or 0)
+    return report.published / elapsed, report.latency, received
 
 
 def main() -> None:
@@ -83,11 +87,12 @@ def main() -> None:
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--threads", type=int, default=2)
     args = parser.parse_args()
+    sys.setswitchinterval(SWITCH_INTERVAL_S)  # as `perception run` does
     config = load_launch(Path(__file__).resolve().parent.parent / "launch" / "default.toml")
     endpoint = f"ipc://{tempfile.mkdtemp()}/bench.sock"
     config = override(config, "source", uri=args.source or config.source.uri, rate=0.0)
     config = override(config, "model", threads=args.threads)
-    config = override(config, "publish", endpoint=endpoint)
+    config = override(config, "publish", endpoint=endpoint, wait_subscribers=1, sndhwm=100000)
     config = override(config, "run", max_frames=args.frames, summary=False)
     frames = read_frames(config.source.uri, args.frames)
     bare = bare_ort_fps(config, frames)
