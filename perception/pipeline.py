@@ -38,6 +38,7 @@ class Pipeline:
         self.engine = engine
         self.preprocessor = Preprocessor(card.input)
         self.decoder = decoder or make_decoder(card)
+        self._copy_outputs = bool(getattr(engine, "reuses_outputs", True))
         self._check()
 
     @classmethod
@@ -82,6 +83,10 @@ class Pipeline:
         tensor, geometry = self.preprocessor(image)
         stamps.mark(Stage.PREPROCESS)
         outputs = self.engine.infer({self.card.input.name: tensor})
+        if self._copy_outputs:
+            # the node decodes frame N while the engine runs N+1 and N+2: buffers an engine
+            # reuses (TensorRT's pinned host slots) would be overwritten under the decoder
+            outputs = {name: array.copy() for name, array in outputs.items()}
         stamps.mark(Stage.INFERENCE)
         return Inferred(outputs, geometry)
 

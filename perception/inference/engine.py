@@ -61,7 +61,11 @@ class Engine(Protocol):
     def outputs(self) -> tuple[TensorSpec, ...]: ...
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        """Run once; returns every output by name. Arrays may be reused by the next call."""
+        """Run once; returns every output by name.
+
+        The arrays may be overwritten by later calls unless the engine has a class attribute
+        `reuses_outputs = False`; the pipeline copies them otherwise.
+        """
         ...
 
     def close(self) -> None: ...

@@ -37,6 +37,7 @@ class OrtEngine:
     """
 
     name = "onnxruntime"
+    reuses_outputs = False  # session.run returns fresh arrays every call
 
     def __init__(self, model: Path, options: EngineOptions | None = None,
                  providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None) -> None:
