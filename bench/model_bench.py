@@ -47,6 +47,7 @@ def main() -> int:
                                   "onnxruntime": ort.__version__, "cpu": platform.processor() or platform.machine(),
                                   "runs": args.runs}
     outputs = []
+    timings: dict[str, dict[str, float]] = {}
     for threads in (1, 2):
         with open_engine("onnxruntime", card.onnx, EngineOptions(threads=threads)) as engine:
             for i in range(args.warmup):
@@ -59,7 +60,7 @@ def main() -> int:
                 samples.append(time.perf_counter() - t)
                 if threads == 1 and len(outputs) < len(tensors):
                     outputs.append(out)
-            results[f"inference_{threads}_thread"] = _ms(samples)
+            timings[f"inference_{threads}_thread"] = _ms(samples)
     pre_samples, dec_samples = [], []
     for i in range(args.runs):
         bgr = frames[i % len(frames)]
@@ -70,15 +71,16 @@ def main() -> int:
         t = time.perf_counter()
         decoder.decode(out, geometry)
         dec_samples.append(time.perf_counter() - t)
-    results["preprocess"] = _ms(pre_samples)
-    results["decode"] = _ms(dec_samples)
+    timings["preprocess"] = _ms(pre_samples)
+    timings["decode"] = _ms(dec_samples)
+    results.update(timings)
     if args.json:
         print(json.dumps(results))
         return 0
-    print(f"{card.name} {results['input']}, onnxruntime {ort.__version__}, {args.runs} runs after {args.warmup} warm-up")
+    print(f"{card.name} {results['input']}, onnxruntime {ort.__version__}, "
+          f"{args.runs} runs after {args.warmup} warm-up")
     for key in ("inference_1_thread", "inference_2_thread", "preprocess", "decode"):
-        r = results[key]
-        assert isinstance(r, dict)
+        r = timings[key]
         print(f"  {key:20s} median {r['median_ms']:7.2f} ms   p90 {r['p90_ms']:7.2f} ms")
     return 0
 
