@@ -46,7 +46,7 @@ def main() -> int:
     results: dict[str, object] = {"model": card.name, "input": f"{card.input.width}x{card.input.height}",
                                   "onnxruntime": ort.__version__, "cpu": platform.processor() or platform.machine(),
                                   "runs": args.runs}
-    outputs = []
+    outputs: list[dict[str, np.ndarray]] = []
     timings: dict[str, dict[str, float]] = {}
     for threads in (1, 2):
         with open_engine("onnxruntime", card.onnx, EngineOptions(threads=threads)) as engine:
