@@ -37,4 +37,4 @@ def require(module: str, purpose: str, install: str) -> object:
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingDependencyError(module.split(".")[0], purpose, install) from exc
+        raise MissingDependencyError(module.split(".", maxsplit=1)[0], purpose, install) from exc

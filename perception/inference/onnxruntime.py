@@ -85,7 +85,7 @@ class OrtEngine:
         return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:
-        self._session = None  # type: ignore[assignment]
+        self._session = None
 
     def __enter__(self) -> OrtEngine:
         return self

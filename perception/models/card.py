@@ -188,7 +188,8 @@ def _classes(raw: Any, where: str) -> tuple[ClassInfo, ...]:
         try:
             classes.append(ClassInfo(id=int(entry["id"]), name=str(entry["name"]), thing=bool(entry["thing"])))
         except (KeyError, TypeError, ValueError) as exc:
-            raise ModelCardError(f"{where} has a class entry {entry!r} that is incomplete", "give id, name, thing") from exc
+            raise ModelCardError(f"{where} has a class entry {entry!r} that is incomplete",
+                                 "give id, name, thing") from exc
     ids = [c.id for c in classes]
     if len(set(ids)) != len(ids):
         raise ModelCardError(f"{where} repeats class ids", "each class id must appear once")
