@@ -7,6 +7,7 @@ msgpack), so training code never imports it.
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Callable
 from pathlib import Path
 
@@ -65,5 +66,8 @@ def cached_drive(seed: int, frames: int, fps: float = 10.0, width: int = 320, he
     name = f"synthetic-v{GENERATOR_VERSION}-seed{seed}-n{frames}-fps{fps:g}-{width}x{height}.mcap"
     path = cache_dir() / name
     if not path.is_file():
+        # first start only: tell the user why nothing is published for a few seconds
+        print(f"perception: rendering synthetic drive seed {seed} ({frames} frames) once into {path}",
+              file=sys.stderr)
         write_drive(path, seed, frames, fps, width, height, image_format="png")
     return path
