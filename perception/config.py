@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.errors import ConfigError
-from perception.tomlcompat import tomllib
+from perception.tomlcompat import read_toml
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_LAUNCH = REPO_ROOT / "launch" / "default.toml"
@@ -97,12 +97,7 @@ _SECTIONS = ("source", "model", "publish", "record", "tracking", "run")
 
 def load_launch(path: str | Path) -> NodeConfig:
     path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"launch file {path} does not exist", "see launch/*.toml for examples")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"launch file {path} is not valid TOML ({exc})", "fix the syntax") from exc
+    data = read_toml(path, "launch file", ConfigError, "see launch/*.toml for examples")
     return config_from_dict(data, where=f"launch file {path}", base=path.parent, launch_file=path)
 
 

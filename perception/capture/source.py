@@ -11,14 +11,17 @@ from __future__ import annotations
 import importlib
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 from urllib.parse import parse_qsl
 
 import numpy as np
 
 from perception.capture.errors import SourceError
+
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -34,23 +37,19 @@ class SourceUri:
         return self.options.get(key, default)
 
     def int_option(self, key: str, default: int) -> int:
-        value = self.options.get(key)
-        if value is None:
-            return default
-        try:
-            return int(value)
-        except ValueError as exc:
-            raise SourceError(f"source option {key}={value!r} in {self.raw!r} is not an integer",
-                              f"write {key}=<number>") from exc
+        return self._typed_option(key, default, int, "an integer")
 
     def float_option(self, key: str, default: float) -> float:
+        return self._typed_option(key, default, float, "a number")
+
+    def _typed_option(self, key: str, default: T, cast: Callable[[str], T], kind: str) -> T:
         value = self.options.get(key)
         if value is None:
             return default
         try:
-            return float(value)
+            return cast(value)
         except ValueError as exc:
-            raise SourceError(f"source option {key}={value!r} in {self.raw!r} is not a number",
+            raise SourceError(f"source option {key}={value!r} in {self.raw!r} is not {kind}",
                               f"write {key}=<number>") from exc
 
 

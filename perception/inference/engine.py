@@ -15,7 +15,7 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from perception.inference.errors import EngineError
+from perception.inference.errors import EngineError, ModelMismatchError
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,16 @@ class Engine(Protocol):
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None: ...
+
+
+def check_feeds(inputs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray]) -> None:
+    """Refuse a feed that does not match the model's inputs, naming both."""
+    for spec in inputs:
+        array = feeds.get(spec.name)
+        if array is None or not spec.accepts(array):
+            got = "nothing" if array is None else f"{array.shape} {array.dtype}"
+            raise ModelMismatchError(f"input {spec.name!r} expects {spec.shape} {spec.dtype}, got {got}",
+                                     "make the model card's [input] match the ONNX graph")
 
 
 EngineFactory = Callable[[Path, EngineOptions], Engine]

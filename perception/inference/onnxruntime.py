@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from perception.inference.engine import EngineOptions, TensorSpec
-from perception.inference.errors import EngineError, ModelMismatchError
+from perception.inference.engine import EngineOptions, TensorSpec, check_feeds
+from perception.inference.errors import EngineError
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -75,12 +75,7 @@ class OrtEngine:
         return self._outputs
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        for spec in self._inputs:
-            array = feeds.get(spec.name)
-            if array is None or not spec.accepts(array):
-                got = "nothing" if array is None else f"{array.shape} {array.dtype}"
-                raise ModelMismatchError(f"input {spec.name!r} expects {spec.shape} {spec.dtype}, got {got}",
-                                         "make the model card's [input] match the ONNX graph")
+        check_feeds(self._inputs, feeds)
         results = self._session.run(self._output_names, dict(feeds))
         return dict(zip(self._output_names, results, strict=True))
 

@@ -20,7 +20,7 @@ from types import TracebackType
 import numpy as np
 
 from perception.inference.cuda import CudaDevice, DeviceBuffer, Event, PinnedBuffer, Stream, cuda_errors
-from perception.inference.engine import EngineOptions, TensorSpec
+from perception.inference.engine import EngineOptions, TensorSpec, check_feeds
 from perception.inference.errors import EngineError, ModelMismatchError
 from perception.inference.plan_cache import CachedPlan, PlanCache, PlanKey
 from perception.inference.trt_build import (
@@ -171,13 +171,9 @@ class TrtEngine:
         if len(self._pending) >= self.SLOTS:
             raise EngineError(f"{self.SLOTS} inferences already in flight", "collect() one before submitting more")
         slot = self._slots[self._next]
+        check_feeds(self._inputs, feeds)
         for spec in self._inputs:
-            array = feeds.get(spec.name)
-            if array is None or not spec.accepts(array):
-                got = "nothing" if array is None else f"{array.shape} {array.dtype}"
-                raise ModelMismatchError(f"input {spec.name!r} expects {spec.shape} {spec.dtype}, got {got}",
-                                         "make the model card's [input] match the ONNX graph")
-            np.copyto(slot.inputs[spec.name].array, array)
+            np.copyto(slot.inputs[spec.name].array, feeds[spec.name])
         stream = self.stream
         with self.device.active():
             slot.start.record(stream)

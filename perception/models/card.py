@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from perception.models.errors import ModelCardError
-from perception.tomlcompat import tomllib
+from perception.tomlcompat import read_toml
 
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR")
@@ -96,12 +96,7 @@ _INPUT_KEYS = set(InputSpec.__dataclass_fields__)
 def load_card(path: str | Path) -> ModelCard:
     """Read and validate a card; every problem names the file and the fix."""
     path = Path(path)
-    if not path.is_file():
-        raise ModelCardError(f"model card {path} does not exist", "pass the .toml card that sits next to the ONNX")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise ModelCardError(f"model card {path} is not valid TOML ({exc})", "fix the syntax") from exc
+    data = read_toml(path, "model card", ModelCardError, "pass the .toml card that sits next to the ONNX")
     return card_from_dict(data, path)
 
 
