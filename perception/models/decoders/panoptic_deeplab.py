@@ -37,6 +37,8 @@ DEFAULTS: dict[str, Any] = {
     "top_k": 100,
     "min_stuff_area": 64,
     "min_thing_area": 10,
+    "class_aware_grouping": False,
+    "max_center_distance": 0.0,
     "semantic_argmax": False,
     "confidence": "",
     "centers_folded": False,
@@ -56,6 +58,9 @@ class PanopticDeepLabDecoder:
         self.top_k = int(params["top_k"])
         self.min_stuff_area = int(params["min_stuff_area"])
         self.min_thing_area = int(params["min_thing_area"])
+        # a thing pixel joins only a center of its own class, and none farther than this (0 = any)
+        self.class_aware = bool(params["class_aware_grouping"])
+        self.max_center_distance = float(params["max_center_distance"])
         self.semantic_argmax = bool(params["semantic_argmax"])
         self.confidence_name = str(params["confidence"])
         self.centers_folded = bool(params["centers_folded"])
@@ -137,16 +142,26 @@ class PanopticDeepLabDecoder:
             target_y = ys + offsets[0, ys, xs]
             target_x = xs + offsets[1, ys, xs]
             d2 = (target_y[None, :] - points[:, 0:1]) ** 2 + (target_x[None, :] - points[:, 1:2]) ** 2
-            nearest = d2.argmin(axis=0)
             pixel_class = semantic[ys, xs]
-            votes = np.bincount(nearest * self.num_classes + pixel_class,
+            if self.class_aware:
+                rows = points[:, 0].astype(np.int64).clip(0, h - 1)
+                cols = points[:, 1].astype(np.int64).clip(0, w - 1)
+                d2 = np.where(semantic[rows, cols][:, None] == pixel_class[None, :], d2, np.inf)
+            nearest = d2.argmin(axis=0)
+            nearest_d2 = d2[nearest, np.arange(len(nearest))]
+            # pixels no center claims stay void rather than corrupting a neighbour's mask
+            claimed = np.isfinite(nearest_d2)
+            if self.max_center_distance > 0:
+                claimed &= nearest_d2 <= self.max_center_distance ** 2
+            votes = np.bincount(nearest[claimed] * self.num_classes + pixel_class[claimed],
                                 minlength=len(points) * self.num_classes).reshape(len(points), -1)
             areas = votes.sum(axis=1)
             majority = votes.argmax(axis=1)
             kept = np.nonzero(areas >= self.min_thing_area)[0]
             label = np.full(len(points), -1, np.int64)
             label[kept] = np.arange(len(kept))
-            canvas.paste_labels(ys, xs, label[nearest],
+            pixel_label = np.where(claimed, label[nearest], -1)
+            canvas.paste_labels(ys, xs, pixel_label,
                                 [(int(majority[k]), float(center_scores[k])) for k in kept])
         canvas.fill_stuff(semantic, self.stuff_ids, self.min_stuff_area, confidence)
         return canvas.to_source(geometry)

@@ -1,0 +1,56 @@
+"""Panoptic-DeepLab grouping options: class-aware centers and a maximum center distance."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+
+from perception.models.card import ClassInfo, InputSpec, ModelCard
+from perception.models.decoders.panoptic_deeplab import PanopticDeepLabDecoder
+from perception.models.preprocess import Preprocessor
+
+CLASSES = (ClassInfo(0, "road", False), ClassInfo(1, "car", True), ClassInfo(2, "person", True))
+H, W = 40, 60
+
+
+def _decoder(**params: object) -> PanopticDeepLabDecoder:
+    base = {"center_threshold": 0.5, "nms_kernel": 3, "min_thing_area": 1, "min_stuff_area": 1}
+    card = ModelCard("t", Path("t.onnx"), "panoptic_deeplab", InputSpec("image", W, H), CLASSES,
+                     {**base, **params})
+    return PanopticDeepLabDecoder(card)
+
+
+def _heads() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A car (center at 10,10) and, 30 px to its right, a person whose center head missed it."""
+    semantic = np.zeros((H, W), np.int32)
+    semantic[5:16, 5:16] = 1
+    semantic[5:16, 35:41] = 2
+    heat = np.zeros((H, W), np.float32)
+    heat[10, 10] = 1.0
+    offsets = np.zeros((2, H, W), np.float32)
+    ys, xs = np.mgrid[0:H, 0:W]
+    car = semantic == 1
+    offsets[0][car] = 10 - ys[car]
+    offsets[1][car] = 10 - xs[car]
+    return semantic, heat, offsets
+
+
+def _decode(decoder: PanopticDeepLabDecoder) -> dict[int, int]:
+    semantic, heat, offsets = _heads()
+    geometry = Preprocessor(InputSpec("image", W, H)).geometry(H, W)
+    result = decoder.decode_heads(semantic, heat, offsets, geometry)
+    segs = result.segments
+    return {int(c): int(a) for c, a, t in zip(segs.class_ids, segs.areas, segs.is_thing, strict=True) if t}
+
+
+def test_plain_grouping_lets_the_car_swallow_the_unclaimed_person() -> None:
+    assert _decode(_decoder()) == {1: 11 * 11 + 11 * 6}  # majority class car, mask includes the person
+
+
+def test_class_aware_grouping_leaves_the_person_void_instead() -> None:
+    assert _decode(_decoder(class_aware_grouping=True)) == {1: 11 * 11}
+
+
+def test_max_center_distance_leaves_far_pixels_void() -> None:
+    assert _decode(_decoder(max_center_distance=15.0)) == {1: 11 * 11}
