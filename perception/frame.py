@@ -5,16 +5,21 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
 
 class Stage(str, enum.Enum):
-    """Pipeline stages, in order; each is stamped with CLOCK_MONOTONIC ns when it ends."""
+    """Pipeline stages, in order; each is stamped with CLOCK_MONOTONIC ns when it ends.
+
+    Preprocessing runs in the capture thread, before the hand-off, so the engine's thread
+    does nothing but run the engine; dequeue is when that thread took the frame.
+    """
 
     CAPTURE = "capture"
-    DEQUEUE = "dequeue"
     PREPROCESS = "preprocess"
+    DEQUEUE = "dequeue"
     INFERENCE = "inference"
     POSTPROCESS = "postprocess"
     ENCODE = "encode"
@@ -41,6 +46,8 @@ class Frame:
     index: int  # 0-based count of frames read from this source
     stamp_ns: int
     capture_ns: int
+    prepared: Any = None  # the engine input made by the capture thread (Pipeline.prepare), if any
+    prepared_ns: int = 0  # CLOCK_MONOTONIC when `prepared` was ready
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:

@@ -81,7 +81,7 @@ class Node:
             recorder = self._open_recorder(pipeline, publisher)
             publisher.publish_metadata(self._metadata(pipeline, source))
             self._wait_for_subscribers(publisher)
-            capture = self._start_capture(source)
+            capture = self._start_capture(source, pipeline)
             self._status(publisher, "ready")
             self._work(capture, pipeline, publisher, recorder)
         except PerceptionError as exc:
@@ -135,11 +135,12 @@ class Node:
         publisher.tap = recorder.record_message
         return recorder
 
-    def _start_capture(self, source: Source) -> CaptureThread:
+    def _start_capture(self, source: Source, pipeline: Pipeline) -> CaptureThread:
         s = self.config.source
         lossless = not source.live and s.rate == 0
         capture = CaptureThread(source, FrameSlot(lossless=lossless), self.counters, rate=s.rate,
-                                max_frames=self.config.run.max_frames, on_state=self._on_source_state)
+                                max_frames=self.config.run.max_frames, on_state=self._on_source_state,
+                                prepare=pipeline.prepare)
         capture.start()
         return capture
 

@@ -18,6 +18,11 @@ from perception.models.preprocess import Geometry, Preprocessor
 from perception.models.segmentation import Segmentation
 
 
+class Prepared(NamedTuple):
+    tensor: np.ndarray
+    geometry: Geometry
+
+
 class Inferred(NamedTuple):
     outputs: dict[str, np.ndarray]
     geometry: Geometry
@@ -78,17 +83,26 @@ class Pipeline:
         for _ in range(runs):
             self.engine.infer({spec.name: blank})
 
-    def infer(self, image: np.ndarray, stamps: StageStamps) -> Inferred:
-        """Preprocess and run the engine (the part that holds the engine)."""
+    def prepare(self, image: np.ndarray) -> Prepared:
+        """The engine input for one BGR frame (any thread may do this; the node's capture thread does)."""
         tensor, geometry = self.preprocessor(image)
-        stamps.mark(Stage.PREPROCESS)
-        outputs = self.engine.infer({self.card.input.name: tensor})
+        return Prepared(tensor, geometry)
+
+    def run_engine(self, prepared: Prepared, stamps: StageStamps) -> Inferred:
+        """Run the engine on a prepared input (the part that holds the engine)."""
+        outputs = self.engine.infer({self.card.input.name: prepared.tensor})
         if self._copy_outputs:
             # the node decodes frame N while the engine runs N+1 and N+2: buffers an engine
             # reuses (TensorRT's pinned host slots) would be overwritten under the decoder
             outputs = {name: array.copy() for name, array in outputs.items()}
         stamps.mark(Stage.INFERENCE)
-        return Inferred(outputs, geometry)
+        return Inferred(outputs, prepared.geometry)
+
+    def infer(self, image: np.ndarray, stamps: StageStamps) -> Inferred:
+        """Preprocess and run the engine."""
+        prepared = self.prepare(image)
+        stamps.mark(Stage.PREPROCESS)
+        return self.run_engine(prepared, stamps)
 
     def decode(self, inferred: Inferred, stamps: StageStamps) -> Segmentation:
         """Decode engine outputs to the segmentation at source resolution (no engine needed)."""

@@ -1,4 +1,7 @@
-"""The inference stage thread: slot -> staleness check -> preprocess -> engine -> hand-off.
+"""The inference stage thread: slot -> staleness check -> engine -> hand-off.
+
+Frames arrive preprocessed by the capture thread (Frame.prepared), so this thread's time is
+the engine's.
 
 Decoding, tracking, encoding and publishing run in the node's output loop, so they overlap
 the engine's work on the next frame instead of adding to it. The hand-off queue is small
@@ -71,12 +74,18 @@ class InferenceThread(threading.Thread):
             if frame is None:
                 continue
             stamps = StageStamps({Stage.CAPTURE.value: frame.capture_ns})
-            dequeued = stamps.mark(Stage.DEQUEUE)
-            if self.max_age_ns and dequeued - frame.capture_ns > self.max_age_ns:
-                self.counters.add_dropped(DROP_STALE)
-                continue
             try:
-                inferred = self.pipeline.infer(frame.image, stamps)
+                if frame.prepared is None:
+                    prepared = self.pipeline.prepare(frame.image)
+                    stamps.mark(Stage.PREPROCESS)
+                else:
+                    prepared = frame.prepared
+                    stamps.mark(Stage.PREPROCESS, frame.prepared_ns)
+                dequeued = stamps.mark(Stage.DEQUEUE)
+                if self.max_age_ns and dequeued - frame.capture_ns > self.max_age_ns:
+                    self.counters.add_dropped(DROP_STALE)
+                    continue
+                inferred = self.pipeline.run_engine(prepared, stamps)
             except PerceptionError as exc:
                 self.counters.add_dropped(DROP_ERROR)
                 self.handoff.put(FrameFailed(frame, exc))

@@ -13,6 +13,8 @@ import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 
+import numpy as np
+
 from perception.capture.counters import DROP_OVERWRITTEN, DROP_SHUTDOWN, FrameCounters
 from perception.capture.errors import SourceError, SourceLost
 from perception.capture.slot import FrameSlot
@@ -55,6 +57,7 @@ class CaptureThread(threading.Thread):
         max_frames: int = 0,
         backoff: Backoff | None = None,
         on_state: StateListener | None = None,
+        prepare: Callable[[np.ndarray], object] | None = None,
     ) -> None:
         super().__init__(name="capture", daemon=True)
         self.source = source
@@ -64,6 +67,7 @@ class CaptureThread(threading.Thread):
         self.max_frames = max_frames
         self.backoff = backoff or Backoff()
         self._on_state = on_state
+        self._prepare = prepare  # e.g. Pipeline.prepare: the engine input is made here, off the engine's thread
         self._stop_event = threading.Event()
         self.state = SourceState.CONNECTING
         self.error: BaseException | None = None
@@ -127,7 +131,9 @@ class CaptureThread(threading.Thread):
                 if due > now and self._stop_event.wait((due - now) / 1e9):
                     return
                 now = monotonic_ns()
-            frame = Frame(image=image, index=index, stamp_ns=stamp_ns, capture_ns=now)
+            prepared = self._prepare(image) if self._prepare is not None else None
+            frame = Frame(image=image, index=index, stamp_ns=stamp_ns, capture_ns=now, prepared=prepared,
+                          prepared_ns=monotonic_ns() if prepared is not None else 0)
             index += 1
             self.last_frame_ns = now
             self.counters.add_read()

@@ -29,8 +29,8 @@ CAMERA = "cam0"
 STAMP_NS = 1_700_000_000_123_456_789
 STAMPS = {
     "capture": 5_000_000_000,
-    "dequeue": 5_000_400_000,
-    "preprocess": 5_002_000_000,
+    "preprocess": 5_000_400_000,
+    "dequeue": 5_002_000_000,
     "inference": 5_020_000_000,
     "postprocess": 5_023_000_000,
 }
@@ -60,7 +60,7 @@ STATS = {
     "clock": "CLOCK_MONOTONIC",
     "window_frames": 117,
     "fps": 29.75,
-    "stages": dict.fromkeys(("dequeue", "preprocess", "inference", "postprocess", "encode", "publish"), ROW),
+    "stages": dict.fromkeys(("preprocess", "dequeue", "inference", "postprocess", "encode", "publish"), ROW),
     "end_to_end": {
         "p50_ns": 25_000_000,
         "p90_ns": 30_000_000,
