@@ -85,8 +85,11 @@ def run(args: argparse.Namespace) -> int:
         what += f", ground-truth things >= {args.min_gt_area} px"
     started = time.monotonic()
 
+    interactive = sys.stderr.isatty()
+
     def progress(done: int) -> None:
-        if not args.json and done % 20 == 0:
+        # a counter that rewrites itself on a terminal; logs and pipes get no progress noise
+        if interactive and not args.json and done % 20 == 0:
             print(f"\r{done} frames", end="", file=sys.stderr, flush=True)
 
     spec = PipelineSpec(card=args.card, engine=args.engine, options=EngineOptions(threads=args.threads))
@@ -98,7 +101,8 @@ def run(args: argparse.Namespace) -> int:
         out["data"] = what
         print(json.dumps(out))
     else:
-        print(file=sys.stderr)
+        if interactive:
+            print(file=sys.stderr)  # end the progress line
         title = (f"{pipeline.card.name} on {what} ({args.engine}, {time.monotonic() - started:.1f} s)")
         print(format_report(report, title))
     return 0
