@@ -11,6 +11,7 @@ from types import FrameType
 from perception.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
 from perception.errors import ConfigError
 from perception.latency import format_table
+from perception.wire.payload import CODECS
 
 SWITCH_INTERVAL_S = 0.0005
 
@@ -30,7 +31,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU inference threads")
     p.add_argument("--endpoint", help="ZeroMQ bind endpoint, e.g. tcp://127.0.0.1:5560 or ipc:///tmp/p.sock")
     p.add_argument("--camera", help="camera name in topics (perception/<camera>/frame/)")
-    p.add_argument("--compression", choices=("zstd", "raw"), help="id map compression")
+    p.add_argument("--compression", choices=sorted(CODECS),
+                   help="id map compression (lz4 needs the [lz4] extra)")
     p.add_argument("--allow-public", action="store_true", default=None,
                    help="allow binding a non-loopback address (no encryption: trusted networks only)")
     p.add_argument("--wait-subscribers", type=int, metavar="N",
