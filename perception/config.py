@@ -1,7 +1,8 @@
 """Launch files (TOML) -> a typed, immutable NodeConfig; command-line overrides on top.
 
 Unknown sections or keys and wrong types are refused with the file, the key and the fix.
-Relative paths in a launch file are relative to the launch file's folder.
+Relative input paths in a launch file (the model card) are relative to the launch file's
+folder; output paths (the recording) are relative to the working directory.
 """
 
 from __future__ import annotations
@@ -93,6 +94,7 @@ class NodeConfig:
 
 
 _SECTIONS = ("source", "model", "publish", "record", "tracking", "run")
+_OUTPUT_SECTIONS = ("record",)
 
 
 def load_launch(path: str | Path) -> NodeConfig:
@@ -111,7 +113,9 @@ def config_from_dict(data: dict[str, Any], *, where: str, base: Path, launch_fil
         table = data.get(name, {})
         if not isinstance(table, dict):
             raise ConfigError(f"{where}: [{name}] must be a table", f"write [{name}] then key = value lines")
-        sections[name] = _build(type(getattr(defaults, name)), table, f"{where} [{name}]", base)
+        # inputs (model card) are found next to the launch file; outputs (recordings) go where the user runs
+        section_base = Path.cwd() if name in _OUTPUT_SECTIONS else base
+        sections[name] = _build(type(getattr(defaults, name)), table, f"{where} [{name}]", section_base)
     return NodeConfig(**sections, launch_file=launch_file)
 
 
