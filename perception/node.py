@@ -1,5 +1,5 @@
-"""The node: capture thread -> inference thread (preprocess, engine) -> output loop (decode,
-track, encode, publish, record).
+"""The node: capture thread (read, preprocess) -> inference thread (engine) -> output loop
+(decode, track, encode, publish, record).
 
 The output loop is the calling thread; it alone touches the ZeroMQ socket and the recorder,
 and it keeps the status heartbeat and the stats beating while frames are scarce. Decoding
