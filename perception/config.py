@@ -8,6 +8,7 @@ folder; output paths (the recording) are relative to the working directory.
 from __future__ import annotations
 
 import dataclasses
+import sys
 import types
 import typing
 from dataclasses import dataclass, field
@@ -17,8 +18,18 @@ from typing import Any
 from perception.errors import ConfigError
 from perception.tomlcompat import read_toml
 
-REPO_ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_LAUNCH = REPO_ROOT / "launch" / "default.toml"
+
+def _bundle_root() -> Path:
+    """Where launch/ and engines/ are: the checkout (editable install) or the wheel's data files."""
+    checkout = Path(__file__).resolve().parent.parent
+    if (checkout / "launch" / "default.toml").is_file():
+        return checkout
+    return Path(sys.prefix) / "share" / "perception-node"
+
+
+BUNDLE_ROOT = _bundle_root()
+DEFAULT_LAUNCH = BUNDLE_ROOT / "launch" / "default.toml"
+DEFAULT_CARD = BUNDLE_ROOT / "engines" / "panoptic-tiny.toml"
 DEFAULT_ENDPOINT = "tcp://127.0.0.1:5560"
 
 
@@ -32,7 +43,7 @@ class SourceConfig:
 
 @dataclass(frozen=True)
 class ModelConfig:
-    card: Path = REPO_ROOT / "engines" / "panoptic-tiny.toml"
+    card: Path = DEFAULT_CARD
     engine: str = "onnxruntime"
     threads: int = 2
     spin: bool = False

@@ -10,9 +10,9 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from perception.config import DEFAULT_CARD
 from perception.errors import ConfigError
 
-DEFAULT_CARD = Path(__file__).resolve().parent.parent.parent / "engines" / "panoptic-tiny.toml"
 DEFAULT_SEEDS = (11, 12, 13, 14, 15, 16, 17, 18)  # the held-out test drives of the training report
 
 
