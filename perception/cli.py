@@ -14,25 +14,28 @@ from perception import __version__
 from perception.errors import PerceptionError
 
 # command -> module with `register(subparsers)`; the module sets `func(args) -> int` on its parser
-COMMANDS: dict[str, str] = {
-    "train": "perception.commands.train",
-    "synth": "perception.commands.synth",
-    "eval": "perception.commands.eval",
+COMMANDS: dict[str, str] = {  # in the order `perception --help` lists them
     "run": "perception.commands.run",
     "echo": "perception.commands.echo",
     "stats": "perception.commands.stats",
-    "inspect": "perception.commands.inspect",
-    "fold": "perception.commands.fold",
     "record": "perception.commands.record",
     "compare": "perception.commands.compare",
-    "doctor": "perception.commands.doctor",
-    "engines": "perception.commands.engines",
+    "eval": "perception.commands.eval",
+    "synth": "perception.commands.synth",
+    "train": "perception.commands.train",
+    "inspect": "perception.commands.inspect",
+    "fold": "perception.commands.fold",
     "build-engine": "perception.commands.build_engine",
+    "engines": "perception.commands.engines",
+    "doctor": "perception.commands.doctor",
 }
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="perception", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="perception",
+        description="Real-time perception node: camera frames -> segmentation engine -> ZeroMQ (msgpack).",
+        epilog="`perception COMMAND -h` for each command; docs/protocol.md for the wire format.")
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():
