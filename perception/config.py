@@ -8,6 +8,7 @@ folder; output paths (the recording) are relative to the working directory.
 from __future__ import annotations
 
 import dataclasses
+import math
 import sys
 import types
 import typing
@@ -40,6 +41,11 @@ class SourceConfig:
     max_age_ms: float = 0.0  # drop frames older than this before inference (0 = no limit)
     stall_timeout_s: float = 2.0  # a live source silent this long is reported source_lost
 
+    def __post_init__(self) -> None:
+        _at_least(self.rate, 0.0, "[source] rate", "0 = lossless, 1 = recorded timing, N = N times faster")
+        _at_least(self.max_age_ms, 0.0, "[source] max_age_ms", "0 turns the staleness budget off")
+        _above(self.stall_timeout_s, 0.0, "[source] stall_timeout_s", "e.g. 2.0")
+
 
 @dataclass(frozen=True)
 class ModelConfig:
@@ -49,6 +55,10 @@ class ModelConfig:
     spin: bool = False
     precision: str = "fp32"
     warmup_runs: int = 3
+
+    def __post_init__(self) -> None:
+        _at_least(self.threads, 0, "[model] threads", "0 = the engine's default")
+        _at_least(self.warmup_runs, 0, "[model] warmup_runs", "e.g. 3")
 
 
 @dataclass(frozen=True)
@@ -61,6 +71,11 @@ class PublishConfig:
     # lock-step regression runs: hold the first frame until this many frame subscribers joined
     wait_subscribers: int = 0
     wait_timeout_s: float = 10.0
+
+    def __post_init__(self) -> None:
+        _at_least(self.sndhwm, 1, "[publish] sndhwm", "a few messages, e.g. 4")
+        _at_least(self.wait_subscribers, 0, "[publish] wait_subscribers", "0 = do not wait")
+        _at_least(self.wait_timeout_s, 0.0, "[publish] wait_timeout_s", "e.g. 10")
 
 
 @dataclass(frozen=True)
@@ -75,6 +90,12 @@ class TrackingConfig:
     iou_threshold: float = 0.3
     max_missed: int = 5
 
+    def __post_init__(self) -> None:
+        _above(self.iou_threshold, 0.0, "[tracking] iou_threshold", "a box overlap in (0, 1], e.g. 0.3")
+        if self.iou_threshold > 1:
+            raise ConfigError(f"[tracking] iou_threshold = {self.iou_threshold} is above 1", "use (0, 1], e.g. 0.3")
+        _at_least(self.max_missed, 0, "[tracking] max_missed", "frames a track survives unseen, e.g. 5")
+
 
 @dataclass(frozen=True)
 class RunConfig:
@@ -83,6 +104,12 @@ class RunConfig:
     heartbeat_interval_s: float = 1.0
     latency_window: int = 300
     summary: bool = True
+
+    def __post_init__(self) -> None:
+        _at_least(self.max_frames, 0, "[run] max_frames", "0 = until the source ends")
+        _above(self.stats_interval_s, 0.0, "[run] stats_interval_s", "e.g. 1.0")
+        _above(self.heartbeat_interval_s, 0.0, "[run] heartbeat_interval_s", "e.g. 1.0")
+        _at_least(self.latency_window, 1, "[run] latency_window", "frames in the percentile window, e.g. 300")
 
 
 @dataclass(frozen=True)
@@ -106,6 +133,17 @@ class NodeConfig:
 
 _SECTIONS = ("source", "model", "publish", "record", "tracking", "run")
 _OUTPUT_SECTIONS = ("record",)
+
+
+def _at_least(value: float, low: float, name: str, hint: str) -> None:
+    if not math.isfinite(value) or value < low:
+        problem = "is negative" if low == 0 and value < 0 else f"must be at least {low:g}"
+        raise ConfigError(f"{name} = {value:g} {problem}", hint)
+
+
+def _above(value: float, low: float, name: str, hint: str) -> None:
+    if not math.isfinite(value) or value <= low:
+        raise ConfigError(f"{name} = {value:g} must be above {low:g}", hint)
 
 
 def load_launch(path: str | Path) -> NodeConfig:

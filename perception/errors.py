@@ -22,6 +22,13 @@ class ConfigError(PerceptionError):
     """A launch file or command-line override that is not valid."""
 
 
+class FrameError(PerceptionError):
+    """One frame could not be processed (e.g. an image the model's preprocessing cannot take).
+
+    The frame is dropped and reported; the stream goes on.
+    """
+
+
 class MissingDependencyError(PerceptionError):
     """An optional package is needed for what was asked and is not installed."""
 

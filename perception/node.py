@@ -96,6 +96,8 @@ class Node:
             else:
                 source.close()
             final_state = capture.state.value if capture is not None else "not_started"
+            if capture is not None and capture.error is not None:
+                self._status(publisher, "error", str(capture.error))
             self._status(publisher, "stopped", final_state)
             publisher.publish_stats(self._stats())
             if recorder is not None:
@@ -118,10 +120,16 @@ class Node:
         return pipeline
 
     def _wait_for_subscribers(self, publisher: Publisher) -> None:
-        wanted = self.config.publish.wait_subscribers
-        if wanted and not publisher.wait_for_subscription("frame", self.config.publish.wait_timeout_s, wanted):
-            print(f"perception: {wanted} subscriber(s) did not join within "
-                  f"{self.config.publish.wait_timeout_s:g} s; starting anyway", file=sys.stderr)
+        wanted, timeout = self.config.publish.wait_subscribers, self.config.publish.wait_timeout_s
+        if not wanted:
+            return
+        deadline = time.monotonic() + timeout
+        while not self._stop.is_set() and time.monotonic() < deadline:  # short slices: a signal ends the wait
+            if publisher.wait_for_subscription("frame", 0.1, wanted):
+                return
+        if not self._stop.is_set():
+            print(f"perception: {wanted} subscriber(s) did not join within {timeout:g} s; starting anyway",
+                  file=sys.stderr)
 
     def _open_recorder(self, pipeline: Pipeline, publisher: Publisher) -> Recorder | None:
         rec = self.config.record
@@ -139,17 +147,18 @@ class Node:
         s = self.config.source
         lossless = not source.live and s.rate == 0
         capture = CaptureThread(source, FrameSlot(lossless=lossless), self.counters, rate=s.rate,
-                                max_frames=self.config.run.max_frames, on_state=self._on_source_state,
-                                prepare=pipeline.prepare)
+                                max_frames=self.config.run.max_frames, prepare=pipeline.prepare)
         capture.start()
         return capture
 
-    def _on_source_state(self, state: SourceState, detail: str) -> None:
-        # called from the capture thread: only record it; the worker publishes
-        if state is SourceState.RECONNECTING:
-            self.state, self._detail = "source_lost", detail
-        elif state is SourceState.STREAMING and self.state == "source_lost":
-            self.state, self._detail = "ready", detail
+    def _source_state(self, capture: CaptureThread, stall_ns: int) -> tuple[str, str]:
+        """ready, or source_lost while the capture thread reconnects or a live source is silent."""
+        if capture.state is SourceState.RECONNECTING:
+            return "source_lost", capture.state_detail
+        if (capture.source.live and capture.last_frame_ns
+                and monotonic_ns() - capture.last_frame_ns > stall_ns):
+            return "source_lost", f"no frame for {self.config.source.stall_timeout_s:g} s"
+        return "ready", ""
 
     def _work(self, capture: CaptureThread, pipeline: Pipeline, publisher: Publisher,
               recorder: Recorder | None) -> None:
@@ -158,20 +167,20 @@ class Node:
         stall_ns = int(self.config.source.stall_timeout_s * 1e9)
         tracker = (IouTracker(self.config.tracking.iou_threshold, self.config.tracking.max_missed)
                    if self.config.tracking.enabled else None)
-        self._inference = InferenceThread(capture.slot, pipeline, self.counters,
-                                          int(self.config.source.max_age_ms * 1e6))
+        # a lossless replay queues frames on purpose: their age is backpressure, not staleness
+        max_age_ns = 0 if capture.slot.lossless else int(self.config.source.max_age_ms * 1e6)
+        self._inference = InferenceThread(capture.slot, pipeline, self.counters, max_age_ns)
         self._inference.start()
         next_beat = next_stats = time.monotonic()
         while True:
             if self._stop.is_set() and not capture.stopping:
                 capture.stop()  # the inference stage finishes what the slot holds, then ends
             now = time.monotonic()
+            state, detail = self._source_state(capture, stall_ns)
+            if state != self.state:
+                next_beat = now  # a change is published at once, then repeated by the heartbeat
             if now >= next_beat:
-                if (capture.source.live and self.state == "ready" and capture.last_frame_ns
-                        and monotonic_ns() - capture.last_frame_ns > stall_ns):
-                    self.state = "source_lost"
-                    self._detail = f"no frame for {self.config.source.stall_timeout_s:g} s"
-                self._status(publisher, self.state, self._detail)
+                self._status(publisher, state, detail)
                 next_beat = now + run.heartbeat_interval_s
             if now >= next_stats:
                 publisher.publish_stats(self._stats())

@@ -78,6 +78,8 @@ class InferenceThread(threading.Thread):
                 if frame.prepared is None:
                     prepared = self.pipeline.prepare(frame.image)
                     stamps.mark(Stage.PREPROCESS)
+                elif isinstance(frame.prepared, PerceptionError):
+                    raise frame.prepared  # the capture thread could not preprocess this frame
                 else:
                     prepared = frame.prepared
                     stamps.mark(Stage.PREPROCESS, frame.prepared_ns)

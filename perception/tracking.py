@@ -38,14 +38,14 @@ class IouTracker:
         iou = _iou_matrix(np.array([t.box for t in self._tracks], np.float32).reshape(-1, 4), boxes)
         same_class = (np.array([t.class_id for t in self._tracks]).reshape(-1, 1)
                       == seg.class_ids[things].reshape(1, -1))
-        iou = np.where(same_class, iou, 0.0)
+        iou = np.where(same_class, iou, -1.0)  # never matched, whatever the threshold
         matched_tracks: set[int] = set()
         matched_dets: set[int] = set()
         if iou.size:
             order = np.argsort(-iou, axis=None, kind="stable")
             for flat in order:
                 t, d = divmod(int(flat), iou.shape[1])
-                if iou[t, d] < self.iou_threshold:
+                if iou[t, d] < self.iou_threshold or iou[t, d] <= 0.0:
                     break
                 if t in matched_tracks or d in matched_dets:
                     continue

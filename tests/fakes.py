@@ -19,13 +19,19 @@ from perception.capture.source import PLUGIN_VARIABLE, SOURCES, SourceUri
 
 
 class FakeCamera:
-    """URI: fake:?fps=50&lose_after=20&fail_opens=2&width=64&height=48&total=0."""
+    """URI: fake:?fps=50&lose_after=20&fail_opens=2&width=64&height=48&total=0.
 
-    live = True
+    pause_after=N&pause_s=S: after N frames the camera goes silent for S seconds (read blocks, as
+    a stalled USB camera does) and then delivers again. live=0 makes it a replay whose
+    lose_after failure cannot be reconnected.
+    """
     instances: ClassVar[list[FakeCamera]] = []
 
     def __init__(self, uri: SourceUri) -> None:
         self.uri = uri
+        self.live = uri.option("live", "1") == "1"
+        self.pause_after = uri.int_option("pause_after", 0)
+        self.pause_s = uri.float_option("pause_s", 0.0)
         self.fps = uri.float_option("fps", 50.0)
         self.lose_after = uri.int_option("lose_after", 0)
         self.fail_opens = uri.int_option("fail_opens", 0)
@@ -62,6 +68,10 @@ class FakeCamera:
             self._lost_once = True
             self._is_open = False
             raise SourceLost("camera unplugged")
+        if self.pause_after and self.delivered == self.pause_after:
+            self.pause_after = 0
+            time.sleep(self.pause_s)
+            self._next_due = time.monotonic()
         delay = self._next_due - time.monotonic()
         if delay > 0:
             time.sleep(delay)

@@ -216,3 +216,11 @@ def test_undecodable_video_file_is_refused(tmp_path: Path) -> None:
     path.write_bytes(b"\x00not a video" * 100)
     with pytest.raises(SourceError, match="cannot be decoded"):
         open_source(str(path)).open()
+
+
+def test_malformed_camera_options_and_plugins_are_source_errors(monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(SourceError, match="not 4 characters"):
+        open_source("camera:0?fourcc=MJP").open()
+    monkeypatch.setenv("PERCEPTION_SOURCES", "thermal=no_such_module:Thermal")
+    with pytest.raises(SourceError, match="cannot be loaded"):
+        open_source("thermal:0")

@@ -5,9 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from perception.models.card import ClassInfo, InputSpec, ModelCard
 from perception.models.decoders.panoptic_deeplab import PanopticDeepLabDecoder
+from perception.models.errors import DecodeError
 from perception.models.preprocess import Preprocessor
 
 CLASSES = (ClassInfo(0, "road", False), ClassInfo(1, "car", True), ClassInfo(2, "person", True))
@@ -54,3 +56,14 @@ def test_class_aware_grouping_leaves_the_person_void_instead() -> None:
 
 def test_max_center_distance_leaves_far_pixels_void() -> None:
     assert _decode(_decoder(max_center_distance=15.0)) == {1: 11 * 11}
+
+
+def test_folded_argmax_with_class_ids_outside_the_card_is_a_decode_error() -> None:
+    decoder = _decoder(semantic_argmax=True)
+    semantic, heat, offsets = _heads()
+    semantic[0, 0] = 9  # the model knows more classes than the card lists
+    outputs = {"semantic_logits": semantic[None].astype(np.int64), "center_heatmap": heat[None, None],
+               "offsets": offsets[None]}
+    geometry = Preprocessor(InputSpec("image", W, H)).geometry(H, W)
+    with pytest.raises(DecodeError, match=r"outside 0\.\.2"):
+        decoder.decode(outputs, geometry)

@@ -65,3 +65,10 @@ def test_tracker_forgets_after_max_missed_and_leaves_stuff_at_zero() -> None:
     assert again.segments.instance_ids[0] != first.segments.instance_ids[0]
     stuff = Segmentation.from_id_map(np.ones((5, 5), np.uint16), np.array([0]), np.ones(1), np.zeros(1, bool))
     assert tracker.update(stuff).segments.instance_ids.tolist() == [0]
+
+
+def test_tracker_never_matches_across_classes_even_with_a_zero_threshold() -> None:
+    tracker = IouTracker(iou_threshold=0.0)
+    first = tracker.update(_scene([(0, 0, 10, 10)], [5]))
+    other = tracker.update(_scene([(60, 40, 70, 50)], [7]))
+    assert other.segments.instance_ids[0] != first.segments.instance_ids[0]

@@ -25,6 +25,12 @@ class FrameCounters:
         with self._lock:
             self.read += 1
 
+    def add_read_dropped(self, cause: str) -> None:
+        """A frame read and dropped at once: both counts change together, so the balance never breaks."""
+        with self._lock:
+            self.read += 1
+            self.dropped[cause] += 1
+
     def add_processed(self) -> None:
         with self._lock:
             self.processed += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import math
 import sys
 from pathlib import Path
 
@@ -21,7 +22,7 @@ class ImageFolderSource:
     def __init__(self, uri: SourceUri) -> None:
         self.uri = uri
         self.fps = uri.float_option("fps", 10.0)
-        if self.fps <= 0:
+        if not (math.isfinite(self.fps) and 1e-3 <= self.fps <= 1e6):
             raise SourceError(f"fps={self.fps} in {uri.raw!r} must be positive", "e.g. images:frames/?fps=10")
         self._paths: list[Path] = []
         self._next = 0

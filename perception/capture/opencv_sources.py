@@ -62,17 +62,21 @@ class CameraSource(_CaptureSource):
         if not target.isdigit() and not device.startswith("/dev/video"):
             raise SourceError(f"camera {target!r} is not a camera index or /dev/videoN path",
                               "use e.g. camera:0 or /dev/video0")
+        fourcc = self.uri.option("fourcc", "")
+        if fourcc and len(fourcc) != 4:
+            raise SourceError(f"fourcc={fourcc!r} in {self.uri.raw!r} is not 4 characters", "e.g. fourcc=MJPG or YUYV")
+        # every option is parsed before the device is opened, so a bad one leaks no handle
+        settings = [(prop, self.uri.float_option(key, 0.0)) for key, prop in (
+            ("width", cv2.CAP_PROP_FRAME_WIDTH), ("height", cv2.CAP_PROP_FRAME_HEIGHT), ("fps", cv2.CAP_PROP_FPS))
+            if key in self.uri.options]
         if not os.path.exists(device):
             raise SourceError(f"camera {device} is not there",
                               "check `ls /dev/video*`, the cable, and that your user is in the 'video' group")
         cap = cv2.VideoCapture(device, cv2.CAP_V4L2)
-        fourcc = self.uri.option("fourcc", "")
         if fourcc:
-            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*fourcc[:4]))
-        for key, prop in (("width", cv2.CAP_PROP_FRAME_WIDTH), ("height", cv2.CAP_PROP_FRAME_HEIGHT),
-                          ("fps", cv2.CAP_PROP_FPS)):
-            if key in self.uri.options:
-                cap.set(prop, self.uri.float_option(key, 0.0))
+            cap.set(cv2.CAP_PROP_FOURCC, cv2.VideoWriter.fourcc(*fourcc))
+        for prop, value in settings:
+            cap.set(prop, value)
         cap.set(cv2.CAP_PROP_BUFFERSIZE, 1)  # do not let the driver queue stale frames
         if not cap.isOpened():
             cap.release()

@@ -152,5 +152,10 @@ def open_source(text: str) -> Source:
         raise SourceError(f"unknown source scheme {uri.scheme!r} in {text!r}",
                           f"use one of {', '.join(s + ':' for s in available_schemes())} or a path")
     module_name, _, attr = target.partition(":")
-    source: Source = getattr(importlib.import_module(module_name), attr)(uri)
+    try:
+        cls = getattr(importlib.import_module(module_name), attr)
+    except (ImportError, AttributeError) as exc:
+        raise SourceError(f"source {uri.scheme!r} points at {target!r}, which cannot be loaded ({exc})",
+                          f"fix the {PLUGIN_VARIABLE} entry or install the module") from exc
+    source: Source = cls(uri)
     return source

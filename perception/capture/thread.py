@@ -19,6 +19,7 @@ from perception.capture.counters import DROP_OVERWRITTEN, DROP_SHUTDOWN, FrameCo
 from perception.capture.errors import SourceError, SourceLost
 from perception.capture.slot import FrameSlot
 from perception.capture.source import Source
+from perception.errors import FrameError
 from perception.frame import Frame, monotonic_ns
 
 
@@ -38,7 +39,8 @@ class Backoff:
     max_s: float = 10.0
 
     def delay(self, attempt: int) -> float:
-        return float(min(self.max_s, self.first_s * (2 ** max(0, attempt - 1))))
+        # the exponent is capped so a camera gone for hours never overflows the float
+        return float(min(self.max_s, self.first_s * 2.0 ** min(max(0, attempt - 1), 60)))
 
 
 StateListener = Callable[[SourceState, str], None]
@@ -70,6 +72,7 @@ class CaptureThread(threading.Thread):
         self._prepare = prepare  # e.g. Pipeline.prepare: the engine input is made here, off the engine's thread
         self._stop_event = threading.Event()
         self.state = SourceState.CONNECTING
+        self.state_detail = ""
         self.error: BaseException | None = None
         self.last_frame_ns = 0  # monotonic time of the last frame read
         self.reconnects = 0
@@ -83,7 +86,7 @@ class CaptureThread(threading.Thread):
         return self._stop_event.is_set()
 
     def _set_state(self, state: SourceState, detail: str = "") -> None:
-        self.state = state
+        self.state, self.state_detail = state, detail
         if self._on_state is not None:
             self._on_state(state, detail)
 
@@ -123,6 +126,9 @@ class CaptureThread(threading.Thread):
                 self._set_state(SourceState.ENDED, "end of stream")
                 return
             image, stamp_ns = item
+            if self._stop_event.is_set():  # a read that outlived the node's stop: count it, do not queue it
+                self.counters.add_read_dropped(DROP_SHUTDOWN)
+                return
             now = monotonic_ns()
             if not self.source.live and self.rate > 0:
                 if first_stamp is None:
@@ -131,7 +137,7 @@ class CaptureThread(threading.Thread):
                 if due > now and self._stop_event.wait((due - now) / 1e9):
                     return
                 now = monotonic_ns()
-            prepared = self._prepare(image) if self._prepare is not None else None
+            prepared = _prepared(self._prepare, image, index) if self._prepare is not None else None
             frame = Frame(image=image, index=index, stamp_ns=stamp_ns, capture_ns=now, prepared=prepared,
                           prepared_ns=monotonic_ns() if prepared is not None else 0)
             index += 1
@@ -156,6 +162,16 @@ class CaptureThread(threading.Thread):
                 self._set_state(SourceState.RECONNECTING, f"attempt {attempt} failed: {exc}")
                 continue
             self.reconnects += 1
+            self.last_frame_ns = monotonic_ns()  # the stall clock restarts with the new connection
             self._set_state(SourceState.STREAMING, f"reconnected after {attempt} attempt(s)")
             return True
         return False
+
+
+def _prepared(prepare: Callable[[np.ndarray], object], image: np.ndarray, index: int) -> object:
+    """The engine input, or the FrameError that this one frame's preprocessing raised."""
+    try:
+        return prepare(image)
+    except Exception as exc:  # cv2/numpy errors on one odd image must not end the stream
+        return FrameError(f"frame {index} ({image.shape[1]}x{image.shape[0]}) cannot be preprocessed "
+                          f"({type(exc).__name__}: {exc})", "check the source's images and the model card's [input]")

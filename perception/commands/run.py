@@ -9,7 +9,6 @@ from pathlib import Path
 from types import FrameType
 
 from perception.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
-from perception.errors import ConfigError
 from perception.latency import format_table
 from perception.wire.payload import CODECS
 
@@ -45,10 +44,6 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def build_config(args: argparse.Namespace) -> NodeConfig:
     config = load_launch(args.launch or DEFAULT_LAUNCH)
-    for name in ("rate", "max_age_ms", "threads", "max_frames"):
-        value = getattr(args, name)
-        if value is not None and value < 0:
-            raise ConfigError(f"--{name.replace('_', '-')} {value} is negative", "give a value >= 0")
     config = override(config, "source", uri=args.source, rate=args.rate, max_age_ms=args.max_age_ms)
     config = override(config, "model", card=args.card.resolve() if args.card else None, engine=args.engine,
                       threads=args.threads)

@@ -164,6 +164,8 @@ def _input_spec(raw: dict[str, Any], where: str) -> InputSpec:
             raise ModelCardError(f"{where} [input] {key} = {value!r} is not supported", f"use one of {allowed}")
     if spec.width <= 0 or spec.height <= 0:
         raise ModelCardError(f"{where} [input] size {spec.width}x{spec.height} is not positive", "fix it")
+    if not 0 <= spec.pad_value <= 255:
+        raise ModelCardError(f"{where} [input] pad_value = {spec.pad_value} is not a pixel value", "use 0..255")
     if any(s == 0 for s in spec.std):
         raise ModelCardError(f"{where} [input] std has a zero", "std values divide the input; use non-zero")
     return spec

@@ -65,7 +65,7 @@ class Preprocessor:
         spec = self.spec
         if spec.resize == "letterbox":
             s = min(spec.width / src_w, spec.height / src_h)
-            new_w, new_h = round(src_w * s), round(src_h * s)
+            new_w, new_h = max(1, round(src_w * s)), max(1, round(src_h * s))
             return Geometry(src_h, src_w, spec.height, spec.width, s, s,
                             (spec.width - new_w) // 2, (spec.height - new_h) // 2)
         return Geometry(src_h, src_w, spec.height, spec.width, spec.width / src_w, spec.height / src_h, 0, 0)
@@ -74,7 +74,7 @@ class Preprocessor:
         spec = self.spec
         geo = self.geometry(bgr.shape[0], bgr.shape[1])
         if spec.resize == "letterbox":
-            new_w, new_h = round(geo.src_w * geo.scale_x), round(geo.src_h * geo.scale_y)
+            new_w, new_h = max(1, round(geo.src_w * geo.scale_x)), max(1, round(geo.src_h * geo.scale_y))
             inner = bgr if (new_w, new_h) == (geo.src_w, geo.src_h) else cv2.resize(
                 bgr, (new_w, new_h), interpolation=cv2.INTER_LINEAR)
             out: np.ndarray = np.full((spec.height, spec.width, 3), spec.pad_value, np.uint8)

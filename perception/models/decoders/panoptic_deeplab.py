@@ -106,6 +106,10 @@ class PanopticDeepLabDecoder:
         require_finite(self.offsets_name, offsets)
         if self.semantic_argmax:
             semantic = raw[0].astype(np.int32, copy=False)
+            if semantic.size and (int(semantic.min()) < 0 or int(semantic.max()) >= self.num_classes):
+                raise DecodeError(f"engine output {self.semantic_name!r} has class ids outside "
+                                  f"0..{self.num_classes - 1} ({int(semantic.min())}..{int(semantic.max())})",
+                                  "make the card's [[classes]] cover every class the model predicts")
             confidence = None
             if self.confidence_name:
                 confidence = outputs[self.confidence_name][0, 0]
