@@ -81,9 +81,10 @@ class Node:
             recorder = self._open_recorder(pipeline, publisher)
             publisher.publish_metadata(self._metadata(pipeline, source))
             self._wait_for_subscribers(publisher)
-            capture = self._start_capture(source, pipeline)
-            self._status(publisher, "ready")
-            self._work(capture, pipeline, publisher, recorder)
+            if not self._stop.is_set():  # a signal during start-up ends the run before any frame is read
+                capture = self._start_capture(source, pipeline)
+                self._status(publisher, "ready")
+                self._work(capture, pipeline, publisher, recorder)
         except PerceptionError as exc:
             self._status(publisher, "error", str(exc))
             raise
@@ -124,9 +125,13 @@ class Node:
         if not wanted:
             return
         deadline = time.monotonic() + timeout
+        next_beat = time.monotonic() + self.config.run.heartbeat_interval_s
         while not self._stop.is_set() and time.monotonic() < deadline:  # short slices: a signal ends the wait
             if publisher.wait_for_subscription("frame", 0.1, wanted):
                 return
+            if time.monotonic() >= next_beat:  # watchdogs expect a status about once a second, always
+                self._status(publisher, self.state, f"waiting for {wanted} subscriber(s)")
+                next_beat += self.config.run.heartbeat_interval_s
         if not self._stop.is_set():
             print(f"perception: {wanted} subscriber(s) did not join within {timeout:g} s; starting anyway",
                   file=sys.stderr)
@@ -213,6 +218,7 @@ class Node:
         result = FrameResult(camera=self.config.publish.camera, frame_index=frame.index, stamp_ns=frame.stamp_ns,
                              width=frame.width, height=frame.height, segmentation=segmentation,
                              stamps=stamps.as_dict())
+        publisher.service()  # a subscriber that just joined gets the metadata before its first frame
         published = publisher.publish_frame(result)
         self._published += 1
         self.counters.add_processed()

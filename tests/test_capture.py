@@ -173,6 +173,11 @@ def test_stop_interrupts_reconnecting() -> None:
         ("frames/*.png", "images", "frames/*.png"),
         ("rtsp://10.0.0.2/stream?x=1", "rtsp", "rtsp://10.0.0.2/stream?x=1"),
         ("gst:videotestsrc ! appsink", "gst", "videotestsrc ! appsink"),
+        ("/dev/video0?width=1280&fourcc=MJPG", "camera", "/dev/video0"),
+        ("0?width=640", "camera", "0"),
+        ("drive.mp4?x=1", "file", "drive.mp4"),
+        ("frames/img?.png", "images", "frames/img?.png"),
+        ("frames/*.png?fps=5", "images", "frames/*.png"),
     ],
 )
 def test_uri_parsing(text: str, scheme: str, target: str) -> None:
@@ -224,3 +229,12 @@ def test_malformed_camera_options_and_plugins_are_source_errors(monkeypatch: pyt
     monkeypatch.setenv("PERCEPTION_SOURCES", "thermal=no_such_module:Thermal")
     with pytest.raises(SourceError, match="cannot be loaded"):
         open_source("thermal:0")
+
+
+def test_a_folder_of_only_unreadable_images_is_an_error(tmp_path: Path) -> None:
+    for name in ("a.png", "b.png"):
+        (tmp_path / name).write_bytes(b"junk")
+    source = open_source(f"images:{tmp_path}")
+    source.open()
+    with pytest.raises(SourceError, match="none of the 2 image"):
+        source.read()

@@ -194,3 +194,11 @@ def test_sigkill_mid_stream_is_readable_up_to_the_last_complete_chunk(tmp_path: 
     assert frames == [1_000 + i for i in range(len(frames))]
     assert 0 < len(frames) <= written + 1
     assert strict is None or strict == frames
+
+
+def test_an_existing_file_that_is_not_a_recording_is_never_overwritten(tmp_path: Path) -> None:
+    image = tmp_path / "003.png"
+    image.write_bytes(b"\x89PNG\r\n\x1a\n not really")
+    with pytest.raises(RecordingError, match="exists and is not a recording"):
+        Recorder(image)
+    assert image.read_bytes().startswith(b"\x89PNG")

@@ -287,3 +287,17 @@ def test_control_message_helper_matches_publisher_output(tmp_path: Path) -> None
         body={"stats": {"fps": 12.5, "stages": {}}},
     )
     assert msgpack.unpackb(expected[1]) == dict(msg.header)
+
+
+def test_latest_only_keeps_arrival_order_so_stopped_never_overtakes_the_last_frame(tmp_path: Path) -> None:
+    with (
+        Publisher(ipc_endpoint(tmp_path), sndhwm=100) as pub,
+        Subscriber(pub.endpoint, latest_only=True, rcvhwm=100) as sub,
+    ):
+        assert pub.wait_for_subscription(Kind.STATUS)
+        for i in range(5):
+            pub.publish_frame(result(i))
+        pub.publish_status("stopped", {"read": 5})
+        time.sleep(0.5)  # everything is queued before the subscriber reads
+        kinds = [type(msg).__name__ for msg in sub.messages(timeout=1.0, count=2)]
+    assert kinds == ["FrameMessage", "StatusMessage"]

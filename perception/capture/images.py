@@ -52,6 +52,9 @@ class ImageFolderSource:
                 print(f"perception: skipping unreadable image {path}", file=sys.stderr)
                 continue
             return image, round(index * 1e9 / self.fps)
+        if self.unreadable and len(self.unreadable) == len(self._paths):
+            raise SourceError(f"none of the {len(self._paths)} image(s) at {self.uri.target!r} can be read",
+                              "check that they are image files OpenCV can decode")
         return None
 
     def close(self) -> None:

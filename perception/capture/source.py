@@ -102,21 +102,26 @@ def parse_uri(text: str) -> SourceUri:
         scheme, rest = guess_scheme(text), text
     if scheme in ("rtsp", "http", "https"):
         return SourceUri(scheme, text, {}, text)  # the query belongs to the stream URL
-    target, _, query = rest.partition("?")
+    target, sep, query = rest.partition("?")
+    if sep and "=" not in query:  # a `?` glob wildcard, not options
+        target, query = rest, ""
     if target.startswith("//"):
         target = target[2:]
     return SourceUri(scheme, target, dict(parse_qsl(query)), text)
 
 
 def guess_scheme(text: str) -> str:
-    if text.isdigit() or _VIDEO_DEVICE.match(text):
+    path, sep, query = text.partition("?")
+    has_options = bool(sep) and "=" in query  # `?key=value` options, not a `?` glob wildcard
+    if text.isdigit() or _VIDEO_DEVICE.match(text) or (
+            has_options and (path.isdigit() or _VIDEO_DEVICE.match(path))):
         return "camera"
-    path = text.partition("?")[0]  # before the glob check: a recording's options use '?'
     if path.lower().endswith(".mcap"):
         return "mcap"
     if path.endswith(".bag") or (Path(path) / "metadata.yaml").is_file():
         return "rosbag"  # ROS 1 bag, or a rosbag2 folder
-    if any(ch in text for ch in "*?[") or Path(text).is_dir():
+    glob_part = path if has_options else text
+    if any(ch in glob_part for ch in "*?[") or Path(path if has_options else text).is_dir():
         return "images"
     if "!" in text:
         return "gst"

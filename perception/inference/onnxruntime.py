@@ -45,7 +45,7 @@ class OrtEngine:
 
         options = options or EngineOptions()
         if not Path(model).is_file():
-            raise EngineError(f"model file {model} does not exist", "check the path in the model card or --model")
+            raise EngineError(f"model file {model} does not exist", "check the onnx path in the model card (--card)")
         so = ort.SessionOptions()
         so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

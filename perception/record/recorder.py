@@ -84,6 +84,14 @@ class _DirectFile:
         os.close(self._fd)
 
 
+def _is_mcap(path: Path) -> bool:
+    with path.open("rb") as file:
+        return file.read(len(MCAP_MAGIC)) == MCAP_MAGIC
+
+
+MCAP_MAGIC = b"\x89MCAP0\r\n"
+
+
 class Recorder:
     """Context manager; every method is called from the node's worker thread only (no locking)."""
 
@@ -95,6 +103,10 @@ class Recorder:
         if self.path.is_dir():
             raise RecordingError(f"cannot record to {str(self.path)!r}: it is a folder",
                                  "give a file name ending .mcap")
+        if self.path.is_file() and not _is_mcap(self.path):
+            # a typo must never overwrite an input (an image, a launch file) with a recording
+            raise RecordingError(f"cannot record to {str(self.path)!r}: it exists and is not a recording",
+                                 "give a new file name ending .mcap")
         try:
             file = _DirectFile(self.path)
         except OSError as exc:

@@ -120,23 +120,29 @@ class Subscriber:
 
     def _read_available(self) -> None:
         """Read one message, or in latest_only mode everything queued, keeping only the newest frame."""
-        newest_frame: FrameMessage | None = None
+        batch: list[Message] = []
+        newest_frame = -1  # index in batch of the newest frame
         while True:
             try:
                 frames = self._socket.recv_multipart(zmq.NOBLOCK, copy=False)
             except zmq.Again:
                 break
             msg = self._decode([f.buffer for f in frames], monotonic_ns())
-            if msg is not None and isinstance(msg, FrameMessage) and self.latest_only:
-                if newest_frame is not None:
-                    self.totals.superseded += 1
-                newest_frame = msg
-            elif msg is not None:
-                self._pending.append(msg)
+            if msg is not None:
+                if isinstance(msg, FrameMessage):
+                    if newest_frame >= 0:
+                        self.totals.superseded += 1
+                    newest_frame = len(batch)
+                batch.append(msg)
             if not self.latest_only:
                 break
-        if newest_frame is not None:
-            self._accept_frame(newest_frame)
+        # arrival order is kept (a `stopped` status never overtakes the last frame); older frames are skipped
+        for i, msg in enumerate(batch):
+            if isinstance(msg, FrameMessage):
+                if i == newest_frame:
+                    self._accept_frame(msg)
+            else:
+                self._pending.append(msg)
 
     def silence_s(self) -> float | None:
         """Seconds since the last message arrived (None before the first one)."""
