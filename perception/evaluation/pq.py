@@ -24,6 +24,14 @@ class EvaluationError(PerceptionError):
     """Prediction and ground truth that cannot be compared."""
 
 
+def panoptic_quality(tp: int, fp: int, fn: int, iou_sum: float, empty: float = 0.0) -> tuple[float, float, float]:
+    """(PQ, SQ, RQ) from matched-segment counts; `empty` is PQ and RQ when there is nothing at all."""
+    denominator = tp + 0.5 * fp + 0.5 * fn
+    if not denominator:
+        return empty, 0.0, empty
+    return iou_sum / denominator, (iou_sum / tp if tp else 0.0), tp / denominator
+
+
 @dataclass
 class ClassStats:
     tp: int = 0
@@ -40,17 +48,15 @@ class ClassStats:
 
     @property
     def pq(self) -> float:
-        denom = self.tp + 0.5 * self.fp + 0.5 * self.fn
-        return self.iou_sum / denom if denom else 0.0
+        return panoptic_quality(self.tp, self.fp, self.fn, self.iou_sum)[0]
 
     @property
     def sq(self) -> float:
-        return self.iou_sum / self.tp if self.tp else 0.0
+        return panoptic_quality(self.tp, self.fp, self.fn, self.iou_sum)[1]
 
     @property
     def rq(self) -> float:
-        denom = self.tp + 0.5 * self.fp + 0.5 * self.fn
-        return self.tp / denom if denom else 0.0
+        return panoptic_quality(self.tp, self.fp, self.fn, self.iou_sum)[2]
 
     @property
     def iou(self) -> float:

@@ -20,6 +20,7 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from perception.evaluation.pq import panoptic_quality
 from perception.models.segmentation import Segments
 from perception.record.errors import CorruptRecordingError, EmptyRecordingError, RecordingError
 from perception.record.mcap_file import McapRecording
@@ -57,10 +58,9 @@ class FrameDiff:
 
     @property
     def pq(self) -> float:
-        tp, fp, fn = len(self.matched_ious), len(self.added), len(self.removed)
-        if tp + fp + fn == 0:
-            return 1.0  # both empty: nothing to disagree about
-        return sum(self.matched_ious) / (tp + 0.5 * fp + 0.5 * fn)
+        # both empty: nothing to disagree about
+        return panoptic_quality(len(self.matched_ious), len(self.added), len(self.removed),
+                                sum(self.matched_ious), empty=1.0)[0]
 
 
 @dataclass
@@ -72,17 +72,15 @@ class ClassTally:
 
     @property
     def pq(self) -> float:
-        denominator = self.tp + 0.5 * self.fp + 0.5 * self.fn
-        return self.iou_sum / denominator if denominator else 1.0
+        return panoptic_quality(self.tp, self.fp, self.fn, self.iou_sum, empty=1.0)[0]
 
     @property
     def sq(self) -> float:
-        return self.iou_sum / self.tp if self.tp else 0.0
+        return panoptic_quality(self.tp, self.fp, self.fn, self.iou_sum, empty=1.0)[1]
 
     @property
     def rq(self) -> float:
-        denominator = self.tp + 0.5 * self.fp + 0.5 * self.fn
-        return self.tp / denominator if denominator else 1.0
+        return panoptic_quality(self.tp, self.fp, self.fn, self.iou_sum, empty=1.0)[2]
 
 
 @dataclass
