@@ -57,3 +57,51 @@ def test_same_seed_same_weights(tmp_path: Path) -> None:
 def test_training_without_a_budget_is_a_user_error(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--out", str(tmp_path / "x")]) == 2
     assert "budget" in capsys.readouterr().err
+
+
+SMALL = ["--widths", "8,8,8,8", "--decoder", "8", "--scenes", "2", "--batch", "2", "--threads", "1",
+         "--iterations", "1", "--log-every-s", "0"]
+
+
+def test_fine_tune_adds_a_refinement_and_resume_keeps_the_layout(tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    base, refined = tmp_path / "base", tmp_path / "refined"
+    assert main(["train", "--out", str(base), *SMALL, "--fine", "8"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(refined), *SMALL, "--fine", "8", "--refine", "4",
+                 "--init-from", str(base / "checkpoint.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "new layers: refine_features, refine_head, refine_image" in out
+    state = torch.load(refined / "checkpoint.pt", weights_only=True)
+    assert state["arch"]["refine"] == 4 and state["iteration"] == 1
+    # resumed without the layout flags: the checkpoint's layout is rebuilt, not the defaults
+    assert main(["train", "--out", str(refined), "--scenes", "2", "--batch", "2", "--threads", "1",
+                 "--iterations", "2", "--log-every-s", "0", "--resume"]) == 0
+    assert "stride-2 level 8 ch, full-resolution semantic refinement 4 ch" in capsys.readouterr().out
+
+
+def test_zero_initialised_refinement_starts_as_the_network_it_refines() -> None:
+    from perception.train.model import Arch, TinyPanoptic
+
+    torch.manual_seed(0)
+    plain = TinyPanoptic(8, Arch((8, 8, 8, 8), 8, 8)).eval()
+    refined = TinyPanoptic(8, Arch((8, 8, 8, 8), 8, 8, refine=4)).eval()
+    refined.load_state_dict(plain.state_dict(), strict=False)
+    image = torch.rand(1, 3, 32, 64)
+    with torch.no_grad():
+        for a, b in zip(plain(image), refined(image), strict=True):
+            assert torch.equal(a, b)
+
+
+def test_init_from_a_checkpoint_of_another_layout_is_a_user_error(tmp_path: Path,
+                                                                   capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["train", "--out", str(tmp_path / "a"), *SMALL]) == 0
+    capsys.readouterr()
+    wider = [*SMALL]
+    wider[1] = "16,16,16,16"
+    checkpoint = str(tmp_path / "a" / "checkpoint.pt")
+    assert main(["train", "--out", str(tmp_path / "b"), *wider, "--init-from", checkpoint]) == 2
+    err = capsys.readouterr().err
+    assert "does not fit this architecture" in err and "--widths" in err
+    assert main(["train", "--out", str(tmp_path / "c"), *SMALL, "--init-from", str(tmp_path / "missing.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -29,9 +29,19 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--amp", action="store_true", help="bfloat16 autocast (GPU)")
     parser.add_argument("--seed", type=int, default=0, help="weights and batch sampling seed")
     parser.add_argument("--w-offset", type=float, default=0.1)
+    parser.add_argument("--widths", default="24,48,96,160", help="encoder stage widths (strides 2, 4, 8, 16)")
+    parser.add_argument("--decoder", type=int, default=48, help="decoder channels at strides 8 and 4")
+    parser.add_argument("--fine", type=int, default=0,
+                        help="channels of a stride-2 decoder level carrying the heads, for small things "
+                             "(0 = heads at stride 4); a resumed run keeps its checkpoint's layout")
     parser.add_argument("--checkpoint-every-s", type=float, default=60.0)
     parser.add_argument("--log-every-s", type=float, default=10.0)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
+    parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
+                        help="start a new run (fresh optimizer and schedule) from another run's weights; layers "
+                             "the given architecture adds (e.g. --refine) start fresh")
+    parser.add_argument("--refine", type=int, default=0,
+                        help="channels of a full-resolution semantic refinement from image edges (0 = none)")
     parser.add_argument("--export-only", action="store_true", help="export OUT/checkpoint.pt to ONNX and stop")
     parser.add_argument("--opset", type=int, default=18)
 
@@ -45,15 +55,32 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(f"--opset {args.opset} is too old", "use 17 or newer")
     from perception.train.export import check_export, export_onnx
     from perception.train.loop import CHECKPOINT, TrainConfig, Trainer
+    from perception.train.model import Arch
+
+    try:
+        widths = tuple(int(w) for w in args.widths.split(","))
+        arch = Arch.from_dict({"widths": widths, "decoder": args.decoder, "fine": args.fine, "refine": args.refine})
+    except ValueError as exc:
+        raise ConfigError(f"--widths {args.widths!r}: {exc}", "pass four integers, e.g. --widths 24,48,96,160") \
+            from exc
+    if min(*arch.widths, arch.decoder) <= 0 or min(arch.fine, arch.refine) < 0:
+        raise ConfigError("layer widths must be positive (--fine and --refine may be 0)",
+                          "e.g. --widths 24,48,96,160 --decoder 48")
+    if args.init_from is not None and not args.init_from.is_file():
+        raise ConfigError(f"--init-from {args.init_from} does not exist", "point it at a run's checkpoint.pt")
 
     cfg = TrainConfig(out=args.out, scenes=args.scenes, seed_base=args.seed_base, budget_s=args.budget_s,
                       iterations=args.iterations, batch=args.batch, lr=args.lr, workers=args.workers,
                       device=args.device, threads=args.threads, amp=args.amp, seed=args.seed,
-                      w_offset=args.w_offset, checkpoint_every_s=args.checkpoint_every_s,
-                      log_every_s=args.log_every_s, resume=args.resume or args.export_only)
+                      w_offset=args.w_offset, arch=arch, init_from=args.init_from,
+                      checkpoint_every_s=args.checkpoint_every_s, log_every_s=args.log_every_s,
+                      resume=args.resume or args.export_only)
     if args.export_only and not (args.out / CHECKPOINT).exists():
         raise ConfigError(f"{args.out / CHECKPOINT} does not exist", "train first, or point --out at a run folder")
-    trainer = Trainer(cfg)
+    try:
+        trainer = Trainer(cfg)
+    except ValueError as exc:  # a checkpoint that does not fit the architecture asked for
+        raise ConfigError(str(exc), "pass the --widths/--decoder/--fine the checkpoint was trained with") from exc
     if not args.export_only:
         trainer.run()
     started = time.monotonic()

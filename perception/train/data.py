@@ -1,90 +1,52 @@
-"""Training data: synthetic scenes rendered by worker processes into a device-side ring buffer.
+"""Training data on the training device: a scene store filled from the render pool, and batches.
 
-Workers render (image, semantic, instance) triples; targets (centre heatmap, offsets, pixel
-weights) are derived on the training device from the instance map, so only 368 kB per scene
-crosses process boundaries. Scenes arrive in seed order; training may start before the
-buffer is full and samples uniformly from what has arrived.
+The render pool (perception.train.staging) hands over (RGB, semantic, instance) triples;
+targets (centre heatmap, offsets, pixel weights) are derived here on the training device from
+the instance map. Training may start before the store is full and samples uniformly from
+what has arrived.
 """
 
 from __future__ import annotations
 
-import multiprocessing
-import os
-import threading
-from collections.abc import Iterator
 from dataclasses import dataclass
 
-import numpy as np
 import torch
 
-from perception.synth.scene import VOID_CLASS, single_threaded, training_sample
+from perception.synth.scene import VOID_CLASS
+from perception.train.staging import Scenes
 
 SMALL_INSTANCE_PIXELS = 150
 SMALL_INSTANCE_WEIGHT = 3.0
 CENTER_SIGMA = 4.0
+CENTER_CHUNK = 16
 
 
 @dataclass
-class SceneBuffer:
+class SceneStore:
     images: torch.Tensor  # (N, 3, H, W) uint8 RGB
     semantic: torch.Tensor  # (N, H, W) uint8
     instances: torch.Tensor  # (N, H, W) int16
     filled: int = 0
+    max_instance: int = 0  # largest instance id stored: batches size their per-instance sums by it
 
     @classmethod
-    def allocate(cls, capacity: int, height: int, width: int, device: torch.device) -> SceneBuffer:
+    def allocate(cls, capacity: int, height: int, width: int, device: torch.device) -> SceneStore:
         return cls(torch.zeros((capacity, 3, height, width), dtype=torch.uint8, device=device),
                    torch.full((capacity, height, width), VOID_CLASS, dtype=torch.uint8, device=device),
                    torch.zeros((capacity, height, width), dtype=torch.int16, device=device))
 
-    def put(self, index: int, sample: tuple[np.ndarray, np.ndarray, np.ndarray]) -> None:
-        rgb, sem, inst = sample
-        self.images[index].copy_(torch.from_numpy(rgb).permute(2, 0, 1))
-        self.semantic[index].copy_(torch.from_numpy(sem))
-        self.instances[index].copy_(torch.from_numpy(inst.astype(np.int16)))
-        self.filled = max(self.filled, index + 1)
-
-
-class Producer:
-    """Fills a SceneBuffer from a process pool on a background thread, in seed order."""
-
-    def __init__(self, buffer: SceneBuffer, seeds: list[int], workers: int) -> None:
-        self.buffer, self.seeds, self.workers = buffer, seeds, workers
-        self.error: BaseException | None = None
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="scene-producer", daemon=True)
-
-    def start(self) -> Producer:
-        self._thread.start()
-        return self
-
-    def _samples(self) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
-        if self.workers <= 1:
-            for seed in self.seeds:
-                yield training_sample(seed)
+    def add(self, scenes: Scenes) -> None:
+        """Append scenes in arrival order (one host-to-device copy per array)."""
+        n = min(len(scenes.rgb), len(self.images) - self.filled)
+        if n <= 0:
             return
-        # spawn: the parent has CUDA state and threads, which fork would copy unsafely
-        ctx = multiprocessing.get_context("spawn")
-        for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
-            os.environ[var] = "1"  # inherited by the spawned workers: one thread each
-        with ctx.Pool(self.workers, initializer=single_threaded) as pool:
-            yield from pool.imap(training_sample, self.seeds, chunksize=8)
-
-    def _run(self) -> None:
-        try:
-            for i, sample in enumerate(self._samples()):
-                if self._stop.is_set():
-                    return
-                self.buffer.put(i, sample)
-        except BaseException as exc:  # surfaced to the training loop, which re-raises it
-            self.error = exc
-
-    def stop(self) -> None:
-        self._stop.set()
-
-    @property
-    def done(self) -> bool:
-        return not self._thread.is_alive()
+        at = slice(self.filled, self.filled + n)
+        device = self.images.device
+        self.images[at] = torch.from_numpy(scenes.rgb[:n]).to(device).permute(0, 3, 1, 2)
+        self.semantic[at] = torch.from_numpy(scenes.semantic[:n]).to(device)
+        self.instances[at] = torch.from_numpy(scenes.instances[:n].astype("int16")).to(device)
+        self.max_instance = max(self.max_instance, int(scenes.instances[:n].max(initial=0)))
+        self.filled += n
 
 
 @dataclass(frozen=True)
@@ -97,18 +59,18 @@ class Batch:
     thing_mask: torch.Tensor  # (B, 1, H, W) float, 1 on thing pixels
 
 
-def make_batch(buffer: SceneBuffer, index: torch.Tensor, flip: torch.Tensor) -> Batch:
+def make_batch(store: SceneStore, index: torch.Tensor, flip: torch.Tensor) -> Batch:
     """Gather scenes, flip some horizontally, and build Panoptic-DeepLab targets on the device."""
-    images = buffer.images[index]
-    semantic = buffer.semantic[index].long()
-    inst = buffer.instances[index].long()
+    images = store.images[index]
+    semantic = store.semantic[index].long()
+    inst = store.instances[index].long()
     f = flip.view(-1, 1, 1)
     semantic = torch.where(f, semantic.flip(-1), semantic)
     inst = torch.where(f, inst.flip(-1), inst)
     images = torch.where(f.unsqueeze(1), images.flip(-1), images)
     b, h, w = inst.shape
     device = inst.device
-    k = int(inst.max().item()) + 1
+    k = store.max_instance + 1  # known on the host: no device sync per batch
     group = (torch.arange(b, device=device).view(-1, 1, 1) * k + inst).view(-1)
     ys = torch.arange(h, device=device, dtype=torch.float32).view(1, -1, 1).expand(b, h, w).reshape(-1)
     xs = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, -1).expand(b, h, w).reshape(-1)
@@ -125,7 +87,11 @@ def make_batch(buffer: SceneBuffer, index: torch.Tensor, flip: torch.Tensor) -> 
     rx = torch.where(present, cx.view(b, k).round(), torch.full_like(cx.view(b, k), 1e4))
     gy = torch.arange(h, device=device, dtype=torch.float32).view(1, h, 1, 1)
     gx = torch.arange(w, device=device, dtype=torch.float32).view(1, 1, w, 1)
-    d2 = ((gy - ry.view(b, 1, 1, k)) ** 2 + (gx - rx.view(b, 1, 1, k)) ** 2).amin(dim=3)
+    ry, rx = ry.view(b, 1, 1, k), rx.view(b, 1, 1, k)
+    d2 = torch.full((b, h, w), float("inf"), device=device)
+    for lo in range(0, k, CENTER_CHUNK):  # (b, h, w, chunk) at a time: memory stays bounded in crowds
+        hi = lo + CENTER_CHUNK
+        d2 = torch.minimum(d2, ((gy - ry[..., lo:hi]) ** 2 + (gx - rx[..., lo:hi]) ** 2).amin(dim=3))
     heat = torch.exp(-d2 / (2 * CENTER_SIGMA**2)).unsqueeze(1)
     area = count[group].view(b, h, w)
     small = (inst > 0) & (area < SMALL_INSTANCE_PIXELS)

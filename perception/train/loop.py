@@ -6,17 +6,18 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Any, TextIO
 
 import torch
 import torch.nn.functional as F  # noqa: N812
 
 from perception.synth.classes import NUM_CLASSES
 from perception.synth.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH, TRAIN_SEED_BASE, VOID_CLASS
-from perception.train.data import Batch, Producer, SceneBuffer, make_batch
-from perception.train.model import TinyPanoptic, count_parameters
+from perception.train.data import Batch, SceneStore, make_batch
+from perception.train.model import Arch, TinyPanoptic, count_parameters
+from perception.train.staging import RenderPool
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -43,18 +44,22 @@ class TrainConfig:
     checkpoint_every_s: float = 60.0
     log_every_s: float = 10.0
     resume: bool = False
+    arch: Arch = field(default_factory=Arch)  # ignored on resume: the checkpoint's architecture is rebuilt
+    init_from: Path | None = None  # a checkpoint whose weights start a new run (layers it lacks start fresh)
 
 
 def losses(model_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Batch,
            cfg: TrainConfig) -> dict[str, torch.Tensor]:
     semantic, center, offsets = (o.float() for o in model_out)
     pixel = F.cross_entropy(semantic, batch.semantic, ignore_index=VOID_CLASS, reduction="none") * batch.pixel_weight
-    valid = pixel[batch.semantic != VOID_CLASS]
-    k = max(1, int(valid.numel() * cfg.hard_pixel_ratio))
-    sem_loss = valid.topk(k).values.mean() if valid.numel() else pixel.sum() * 0
+    # void pixels have loss 0 (ignore_index), so they rank last; k from the full size keeps the
+    # device free of a host sync (void is ~1% of pixels)
+    k = max(1, int(pixel.numel() * cfg.hard_pixel_ratio))
+    sem_loss = pixel.flatten().topk(k).values.mean()
     ctr_loss = F.mse_loss(center, batch.center)
-    n_thing = batch.thing_mask.sum().clamp(min=1)
-    off_loss = ((offsets - batch.offsets).abs() * batch.thing_mask).sum() / n_thing
+    # small things weigh more here too: a 5 px offset error moves a small person onto its neighbour
+    thing_weight = batch.thing_mask * batch.pixel_weight.unsqueeze(1)
+    off_loss = ((offsets - batch.offsets).abs() * thing_weight).sum() / thing_weight.sum().clamp(min=1)
     total = sem_loss + cfg.w_center * ctr_loss + cfg.w_offset * off_loss
     return {"total": total, "semantic": sem_loss, "center": ctr_loss, "offset_px": off_loss}
 
@@ -69,34 +74,55 @@ class Trainer:
         torch.manual_seed(cfg.seed)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True  # fixed input shapes: let cuDNN pick the fastest kernels
-        self.model = TinyPanoptic(NUM_CLASSES).to(self.device)
+        state = None
+        if cfg.resume and (cfg.out / CHECKPOINT).exists():
+            state = torch.load(cfg.out / CHECKPOINT, map_location=self.device, weights_only=True)
+        # a checkpoint knows its architecture: resume and export build that one
+        arch = Arch.from_dict(state.get("arch", {})) if state is not None else cfg.arch
+        self.model = TinyPanoptic(NUM_CLASSES, arch).to(self.device)
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
+        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+                                     fused=self.device.type == "cuda")
         self.iteration = 0
         self.elapsed = 0.0  # training seconds over all runs (resumes add up)
         # losses summed on the device between progress lines (no per-iteration host sync)
         self._loss_sums: dict[str, torch.Tensor] = {}
         self._loss_count = 0
         cfg.out.mkdir(parents=True, exist_ok=True)
-        if cfg.resume and (cfg.out / CHECKPOINT).exists():
-            self._load(cfg.out / CHECKPOINT)
+        if state is not None:
+            self._load(state)
+        elif cfg.init_from is not None:
+            self._init_from(cfg.init_from)
 
     def _say(self, text: str) -> None:
         print(text, file=self.log, flush=True)
 
-    def _load(self, path: Path) -> None:
-        state = torch.load(path, map_location=self.device, weights_only=True)
+    def _load(self, state: dict[str, Any]) -> None:
         self.model.load_state_dict(state["model"])
         self.opt.load_state_dict(state["optimizer"])
         self.iteration = int(state["iteration"])
         self.elapsed = float(state["elapsed"])
-        self._say(f"resumed from {path}: iteration {self.iteration}, {self.elapsed:.0f} s trained")
+        self._say(f"resumed from {self.cfg.out / CHECKPOINT}: iteration {self.iteration}, "
+                  f"{self.elapsed:.0f} s trained ({self.model.arch.describe()})")
+
+    def _init_from(self, path: Path) -> None:
+        """Start from another run's weights: every tensor it has must fit; layers it lacks stay new."""
+        weights = torch.load(path, map_location=self.device, weights_only=True)["model"]
+        own = self.model.state_dict()
+        misfit = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
+        if misfit:
+            raise ValueError(f"{path} does not fit this architecture ({self.model.arch.describe()}): "
+                             f"{len(misfit)} tensors differ, e.g. {misfit[0]}")
+        self.model.load_state_dict(weights, strict=False)
+        fresh = sorted({k.split(".")[0] for k in own if k not in weights})
+        self._say(f"initialised from {path}: {len(weights)} tensors; new layers: {', '.join(fresh) or 'none'}")
 
     def save(self) -> Path:
         path = self.cfg.out / CHECKPOINT
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                     "iteration": self.iteration, "elapsed": self.elapsed,
+                    "arch": self.model.arch.to_dict(),
                     "config": json.dumps({k: str(v) for k, v in asdict(self.cfg).items()})}, tmp)
         tmp.replace(path)
         return path
@@ -119,31 +145,41 @@ class Trainer:
         cfg = self.cfg
         if cfg.budget_s <= 0 and cfg.iterations <= 0:
             raise ValueError("set a time budget or an iteration count")
-        buffer = SceneBuffer.allocate(cfg.scenes, DEFAULT_HEIGHT, DEFAULT_WIDTH, self.device)
+        store = SceneStore.allocate(cfg.scenes, DEFAULT_HEIGHT, DEFAULT_WIDTH, self.device)
         seeds = [cfg.seed_base + i for i in range(cfg.scenes)]
-        producer = Producer(buffer, seeds, cfg.workers).start()
-        gen = torch.Generator(device="cpu").manual_seed(cfg.seed + self.iteration)
-        self._say(f"model: {count_parameters(self.model):,} parameters; {cfg.scenes} scenes from seed "
-                  f"{cfg.seed_base}, {cfg.workers} workers, device {self.device}, batch {cfg.batch}")
+        pool = RenderPool(seeds, cfg.workers, DEFAULT_HEIGHT, DEFAULT_WIDTH).start()
+        # batches drawn on the training device: a host-side draw copied over would sync every step
+        gen = torch.Generator(device=self.device).manual_seed(cfg.seed + self.iteration)
+        self._say(f"model: {count_parameters(self.model):,} parameters ({self.model.arch.describe()}); "
+                  f"{cfg.scenes} scenes from seed {cfg.seed_base}, {cfg.workers} workers, device {self.device}, "
+                  f"batch {cfg.batch}")
         start = time.monotonic()
         last_log = last_ckpt = start
         images_seen = 0
         run_start, first_fraction = start, self.progress(0.0)
+        last_poll = 0.0
+        min_fill = min(cfg.scenes, cfg.batch * 4)
         self.model.train()
         try:
             while self.progress(time.monotonic() - start) < 1.0:
-                if producer.error is not None:
-                    raise producer.error
-                if buffer.filled < min(cfg.scenes, cfg.batch * 4):
+                # a copy to the device waits for queued work: take new scenes a few times a second only
+                if store.filled < cfg.scenes and (store.filled < min_fill or time.monotonic() - last_poll >= 0.25):
+                    last_poll = time.monotonic()
+                    scenes = pool.poll()
+                    if pool.error is not None:
+                        raise pool.error
+                    if scenes is not None:
+                        store.add(scenes)
+                if store.filled < min_fill:
                     time.sleep(0.05)
                     start += 0.05  # waiting for the first scenes is not training time
                     continue
                 fraction = self.progress(time.monotonic() - start)
                 for group in self.opt.param_groups:
                     group["lr"] = self.lr_at(fraction)
-                index = torch.randint(0, buffer.filled, (cfg.batch,), generator=gen).to(self.device)
-                flip = (torch.rand(cfg.batch, generator=gen) < 0.5).to(self.device)
-                batch = make_batch(buffer, index, flip)
+                index = torch.randint(0, store.filled, (cfg.batch,), generator=gen, device=self.device)
+                flip = torch.rand(cfg.batch, generator=gen, device=self.device) < 0.5
+                batch = make_batch(store, index, flip)
                 image = batch.image.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
                     out = self.model(image)
@@ -159,7 +195,7 @@ class Trainer:
                 self._loss_count += 1
                 now = time.monotonic()
                 if now - last_log >= cfg.log_every_s or self.iteration == 1:
-                    self._progress_line(fraction, first_fraction, now - run_start, images_seen, buffer.filled)
+                    self._progress_line(fraction, first_fraction, now - run_start, images_seen, store.filled)
                     last_log = now
                 if now - last_ckpt >= cfg.checkpoint_every_s:
                     self.elapsed += now - start
@@ -167,7 +203,7 @@ class Trainer:
                     self.save()
                     last_ckpt = now
         finally:
-            producer.stop()
+            pool.stop()
         self.elapsed += time.monotonic() - start
         path = self.save()
         self._say(f"done: iteration {self.iteration}, {self.elapsed:.0f} s trained; checkpoint {path}")

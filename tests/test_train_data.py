@@ -1,0 +1,143 @@
+"""Training data path: the render pool (processes writing shared staging slots), the device-side
+scene store and the Panoptic-DeepLab targets built from it."""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from dataclasses import astuple
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from perception.synth.scene import training_sample
+from perception.train.staging import RenderPool, Scenes
+
+torch = pytest.importorskip("torch")
+
+from perception.train.data import CENTER_CHUNK, CENTER_SIGMA, SceneStore, make_batch  # noqa: E402
+
+H, W = 192, 320
+
+
+def _drain(pool: RenderPool, count: int, timeout_s: float = 120.0) -> list[Scenes]:
+    got: list[Scenes] = []
+    deadline = time.monotonic() + timeout_s
+    while sum(len(s.rgb) for s in got) < count:
+        assert time.monotonic() < deadline, "render pool stalled"
+        assert pool.error is None, pool.error
+        scenes = pool.poll()
+        if scenes is None:
+            time.sleep(0.02)
+        else:
+            got.append(scenes)
+    return got
+
+
+def _fingerprints(batches: list[Scenes]) -> set[bytes]:
+    return {s.rgb[i].tobytes()[:4096] + s.instances[i].tobytes() for s in batches for i in range(len(s.rgb))}
+
+
+@pytest.mark.slow
+def test_worker_processes_render_every_seed_through_recycled_slots() -> None:
+    seeds = [1_000_000 + i for i in range(5)]
+    staging_before = set(Path(tempfile.gettempdir()).glob("perception-scenes-*"))
+    pool = RenderPool(seeds, workers=2, height=H, width=W, slots=2).start()  # 5 scenes through 2 slots
+    try:
+        batches = _drain(pool, len(seeds))
+    finally:
+        pool.stop()
+    assert set(Path(tempfile.gettempdir()).glob("perception-scenes-*")) == staging_before  # staging removed
+    assert sum(len(s.rgb) for s in batches) == len(seeds)
+    expected = [training_sample(seed) for seed in seeds]
+    want = {rgb.tobytes()[:4096] + inst.tobytes() for rgb, _, inst in expected}
+    assert _fingerprints(batches) == want  # every scene exactly once, none torn by a recycled slot
+    first = batches[0]
+    assert first.rgb.dtype == np.uint8 and first.rgb.shape[1:] == (H, W, 3)
+    assert first.semantic.shape[1:] == (H, W) and first.instances.dtype == np.uint16
+
+
+def test_thread_renderer_delivers_in_seed_order() -> None:
+    seeds = [1_000_010, 1_000_011]
+    pool = RenderPool(seeds, workers=1, height=H, width=W).start()
+    try:
+        batches = _drain(pool, len(seeds))
+    finally:
+        pool.stop()
+    rgb = np.concatenate([s.rgb for s in batches])
+    for got, seed in zip(rgb, seeds, strict=True):
+        assert np.array_equal(got, training_sample(seed)[0])
+
+
+@pytest.mark.slow
+def test_a_failing_worker_is_reported_not_waited_for() -> None:
+    pool = RenderPool([-1], workers=2, height=H, width=W).start()  # a negative seed: the generator refuses it
+    try:
+        deadline = time.monotonic() + 60
+        while pool.error is None and time.monotonic() < deadline:
+            assert pool.poll() is None
+            time.sleep(0.05)
+    finally:
+        pool.stop()
+    assert isinstance(pool.error, RuntimeError)
+    assert "exited with code" in str(pool.error)
+
+
+def _scene(instances: np.ndarray, thing_class: int = 5) -> Scenes:
+    semantic = np.where(instances > 0, thing_class, 0).astype(np.uint8)
+    rgb = np.zeros((*instances.shape, 3), np.uint8)
+    return Scenes(rgb[None], semantic[None], instances[None].astype(np.uint16))
+
+
+def test_store_appends_in_arrival_order_up_to_capacity() -> None:
+    store = SceneStore.allocate(2, 4, 6, torch.device("cpu"))
+    a = np.zeros((4, 6), np.uint16)
+    a[1, 1] = 3
+    store.add(_scene(a))
+    b = np.zeros((4, 6), np.uint16)
+    b[2, 2] = 7
+    both = Scenes(*(np.concatenate(pair) for pair in zip(astuple(_scene(b)), astuple(_scene(a)), strict=True)))
+    store.add(both)  # only one of the two fits
+    assert store.filled == 2
+    assert int(store.instances[1, 2, 2]) == 7 and store.max_instance == 7
+    store.add(_scene(a))
+    assert store.filled == 2
+
+
+def test_targets_for_more_instances_than_one_centre_chunk() -> None:
+    instances = np.zeros((48, 96), np.uint16)
+    count = CENTER_CHUNK + 5  # the heatmap is built chunk by chunk: more instances than one chunk
+    for k in range(count):
+        y, x = 4 + 20 * (k % 2), 2 + 4 * k
+        instances[y:y + 3, x:x + 3] = k + 1
+    store = SceneStore.allocate(1, 48, 96, torch.device("cpu"))
+    store.add(_scene(instances))
+    batch = make_batch(store, torch.tensor([0]), torch.tensor([False]))
+    heat = batch.center[0, 0].numpy()
+    ys, xs = np.mgrid[0:48, 0:96]
+    expected = np.zeros((48, 96))
+    for k in range(count):
+        cy, cx = 5 + 20 * (k % 2), 3 + 4 * k  # centroid of the 3x3 square
+        expected = np.maximum(expected, np.exp(-((ys - cy) ** 2 + (xs - cx) ** 2) / (2 * CENTER_SIGMA**2)))
+        assert heat[cy, cx] == pytest.approx(1.0)
+        # offsets point from each pixel of the square to its centroid
+        assert batch.offsets[0, 0, cy - 1, cx + 1].item() == pytest.approx(1.0)
+        assert batch.offsets[0, 1, cy - 1, cx + 1].item() == pytest.approx(-1.0)
+    np.testing.assert_allclose(heat, expected, atol=1e-6)
+    # every thing here is small: semantic and offset losses weigh its pixels up
+    assert batch.pixel_weight[0, 5, 3].item() > 1.0 and batch.pixel_weight[0, 40, 40].item() == 1.0
+
+
+def test_flip_mirrors_image_labels_and_offsets() -> None:
+    instances = np.zeros((8, 16), np.uint16)
+    instances[2:5, 1:4] = 1
+    store = SceneStore.allocate(1, 8, 16, torch.device("cpu"))
+    store.add(_scene(instances))
+    plain = make_batch(store, torch.tensor([0]), torch.tensor([False]))
+    flipped = make_batch(store, torch.tensor([0]), torch.tensor([True]))
+    assert torch.equal(flipped.semantic, plain.semantic.flip(-1))
+    assert torch.equal(flipped.center, plain.center.flip(-1))
+    # dy unchanged, dx mirrored
+    assert torch.allclose(flipped.offsets[:, 0], plain.offsets[:, 0].flip(-1))
+    assert torch.allclose(flipped.offsets[:, 1], -plain.offsets[:, 1].flip(-1))
