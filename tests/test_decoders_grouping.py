@@ -67,3 +67,39 @@ def test_folded_argmax_with_class_ids_outside_the_card_is_a_decode_error() -> No
     geometry = Preprocessor(InputSpec("image", W, H)).geometry(H, W)
     with pytest.raises(DecodeError, match=r"outside 0\.\.2"):
         decoder.decode(outputs, geometry)
+
+
+def _decode_with_confidence(decoder: PanopticDeepLabDecoder, confidence: np.ndarray) -> tuple[dict[int, int], int]:
+    semantic, heat, offsets = _heads()
+    geometry = Preprocessor(InputSpec("image", W, H)).geometry(H, W)
+    result = decoder.decode_heads(semantic, heat, offsets, geometry, confidence)
+    segs = result.segments
+    things = {int(c): int(a) for c, a, t in zip(segs.class_ids, segs.areas, segs.is_thing, strict=True) if t}
+    return things, int((result.id_map == 0).sum())
+
+
+def test_unsure_thing_pixels_are_left_void_not_given_to_a_neighbour() -> None:
+    confidence = np.full((H, W), 0.9, np.float32)
+    confidence[5:16, 13:16] = 0.5  # the car's right edge: the model hesitates there
+    sure = _decoder(class_aware_grouping=True, min_thing_confidence=0.65)
+    things, void = _decode_with_confidence(sure, confidence)
+    assert things == {1: 11 * 8}
+    assert void == 11 * 3 + 11 * 6  # the unsure edge and the unclaimed person
+    # off by default: the same heads keep the whole car
+    assert _decode_with_confidence(_decoder(class_aware_grouping=True), confidence)[0] == {1: 11 * 11}
+
+
+def test_unsure_stuff_pixels_stay_stuff() -> None:
+    confidence = np.full((H, W), 0.3, np.float32)
+    things, void = _decode_with_confidence(_decoder(class_aware_grouping=True, min_thing_confidence=0.65), confidence)
+    assert things == {} and void == 11 * 11 + 11 * 6  # every thing pixel unsure; road untouched
+
+
+@pytest.mark.parametrize(("params", "message"), [
+    ({"min_thing_confidence": 1.0}, "not in"),
+    ({"min_thing_confidence": -0.1}, "not in"),
+    ({"min_thing_confidence": 0.5, "semantic_argmax": True}, "only the class map"),
+])
+def test_bad_min_thing_confidence_is_refused(params: dict[str, object], message: str) -> None:
+    with pytest.raises(DecodeError, match=message):
+        _decoder(**params)

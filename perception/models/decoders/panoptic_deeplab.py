@@ -39,12 +39,17 @@ DEFAULTS: dict[str, Any] = {
     "min_thing_area": 10,
     "class_aware_grouping": False,
     "max_center_distance": 0.0,
+    "min_thing_confidence": 0.0,
     "semantic_argmax": False,
     "confidence": "",
     "centers_folded": False,
     "center_scores": "center_scores",
     "center_indices": "center_indices",
 }
+
+
+# a class id no class has: neither thing nor stuff, so the pixel stays void
+VOID_CLASS = -1
 
 
 class PanopticDeepLabDecoder:
@@ -61,6 +66,9 @@ class PanopticDeepLabDecoder:
         # a thing pixel joins only a center of its own class, and none farther than this (0 = any)
         self.class_aware = bool(params["class_aware_grouping"])
         self.max_center_distance = float(params["max_center_distance"])
+        # thing pixels the model is less sure of than this are left void: a small thing's blob
+        # spills past its outline, and the spill costs it its match (IoU <= 0.5)
+        self.min_thing_confidence = float(params["min_thing_confidence"])
         self.semantic_argmax = bool(params["semantic_argmax"])
         self.confidence_name = str(params["confidence"])
         self.centers_folded = bool(params["centers_folded"])
@@ -74,6 +82,14 @@ class PanopticDeepLabDecoder:
         for c in card.classes:
             self.thing_lut[c.id] = c.thing
         self.stuff_ids = [c.id for c in card.classes if not c.thing]
+        if not 0.0 <= self.min_thing_confidence < 1.0:
+            raise DecodeError(f"model card {card.name!r}: min_thing_confidence = {self.min_thing_confidence} "
+                              "is not in [0, 1)", "use a class probability such as 0.65, or 0 for none")
+        if self.min_thing_confidence > 0 and self.semantic_argmax and not self.confidence_name:
+            raise DecodeError(f"model card {card.name!r}: min_thing_confidence needs the class probability, and "
+                              "this folded graph gives only the class map",
+                              "name the graph's probability output in decoder_params confidence, or set "
+                              "min_thing_confidence = 0")
 
     def check(self, outputs: tuple[TensorSpec, ...]) -> None:
         by_name = {o.name: o for o in outputs}
@@ -136,11 +152,18 @@ class PanopticDeepLabDecoder:
 
     def group(self, semantic: np.ndarray, centers: tuple[np.ndarray, np.ndarray], offsets: np.ndarray,
               geometry: Geometry, confidence: np.ndarray | None = None) -> Segmentation:
-        """Assign thing pixels to the nearest center after their offset; stuff from the semantics."""
+        """Assign thing pixels to the nearest center after their offset; stuff from the semantics.
+
+        With min_thing_confidence and a confidence map, unsure thing pixels become void first.
+        """
         points, center_scores = centers
         h, w = semantic.shape
         canvas = Canvas(h, w, max_segments=len(points) + len(self.stuff_ids))
         thing_mask = self.thing_lut[np.clip(semantic, 0, self.num_classes - 1)]
+        if self.min_thing_confidence > 0 and confidence is not None:
+            unsure = thing_mask & (confidence < self.min_thing_confidence)
+            semantic = np.where(unsure, VOID_CLASS, semantic)
+            thing_mask &= ~unsure
         if len(points) and thing_mask.any():
             ys, xs = np.nonzero(thing_mask)
             target_y = ys + offsets[0, ys, xs]
