@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.models.decoders.fusion import Canvas
+from perception.models.decoders.fusion import Canvas, classes_and_confidence
 from perception.models.decoders.nms import box_iou_matrix, class_aware_nms, top_k
 from perception.models.segmentation import Segmentation, segment_stats
 
@@ -115,3 +115,18 @@ def test_to_source_counts_the_same_as_a_full_recount(src_h: int, src_w: int, res
     assert (fast.id_map == slow.id_map).all() and fast.id_map.dtype == slow.id_map.dtype
     for name in ("ids", "class_ids", "is_thing", "scores", "bboxes", "areas"):
         assert (getattr(fast.segments, name) == getattr(slow.segments, name)).all(), name
+
+
+@pytest.mark.parametrize(("channels", "dtype"), [(8, np.float32), (3, np.float16), (150, np.float32)])
+def test_classes_and_confidence_equal_argmax_and_softmax(channels: int, dtype: type) -> None:
+    rng = np.random.default_rng(channels)
+    logits = rng.normal(0, 3, (channels, 24, 40)).astype(dtype)
+    logits[:, 0, :5] = 1.0  # all classes tied: argmax takes the lowest
+    logits[2, 1, :5] = logits[1, 1, :5] = 9.0  # two tied winners
+    classes, confidence = classes_and_confidence(logits)
+    assert classes.dtype == np.int32 and confidence.dtype == np.float32
+    assert np.array_equal(classes, logits.argmax(axis=0))
+    wide = logits.astype(np.float64)
+    softmax = np.exp(wide - wide.max(axis=0)) / np.exp(wide - wide.max(axis=0)).sum(axis=0)
+    np.testing.assert_allclose(confidence, softmax.max(axis=0), rtol=1e-5)
+    assert classes[0, 0] == 0 and classes[1, 0] == 1

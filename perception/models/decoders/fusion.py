@@ -190,7 +190,17 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def max_softmax(logits: np.ndarray) -> np.ndarray:
-    """Per-pixel probability of the winning class for logits (C, H, W)."""
+def classes_and_confidence(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-pixel winning class (int32, the lowest id on ties, as argmax) and its softmax
+    probability, for finite logits (C, H, W).
+
+    The class comes from comparing each channel with the per-pixel maximum, which the
+    probability needs anyway: numpy's argmax along the first axis of (C, H, W) costs ~2x that.
+    """
+    logits = logits.astype(np.float32, copy=False)
     top = logits.max(axis=0)
-    return (1.0 / np.exp(logits - top).sum(axis=0)).astype(np.float32)
+    classes = np.zeros(top.shape, np.int16 if logits.shape[0] <= np.iinfo(np.int16).max else np.int32)
+    for c in range(logits.shape[0] - 1, -1, -1):  # downwards, so the lowest tied class is written last
+        np.putmask(classes, logits[c] == top, c)
+    confidence = (1.0 / np.exp(logits - top).sum(axis=0)).astype(np.float32)
+    return classes.astype(np.int32), confidence

@@ -22,7 +22,7 @@ from perception.inference.engine import TensorSpec
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ModelCard
 from perception.models.decoders.base import require_finite
-from perception.models.decoders.fusion import Canvas, max_softmax
+from perception.models.decoders.fusion import Canvas, classes_and_confidence
 from perception.models.decoders.nms import center_peaks, centers_from_flat
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
@@ -132,8 +132,7 @@ class PanopticDeepLabDecoder:
                 require_finite(self.confidence_name, confidence)
         else:
             require_finite(self.semantic_name, raw)
-            semantic = raw.argmax(axis=0).astype(np.int32)
-            confidence = max_softmax(raw)
+            semantic, confidence = classes_and_confidence(raw)
         if self.centers_folded:
             scores = outputs[self.center_scores_name].reshape(-1)
             require_finite(self.center_scores_name, scores)
@@ -166,16 +165,14 @@ class PanopticDeepLabDecoder:
             thing_mask &= ~unsure
         if len(points) and thing_mask.any():
             ys, xs = np.nonzero(thing_mask)
-            target_y = ys + offsets[0, ys, xs]
-            target_x = xs + offsets[1, ys, xs]
-            d2 = (target_y[None, :] - points[:, 0:1]) ** 2 + (target_x[None, :] - points[:, 1:2]) ** 2
+            target = np.stack([ys + offsets[0, ys, xs], xs + offsets[1, ys, xs]])
             pixel_class = semantic[ys, xs]
             if self.class_aware:
                 rows = points[:, 0].astype(np.int64).clip(0, h - 1)
                 cols = points[:, 1].astype(np.int64).clip(0, w - 1)
-                d2 = np.where(semantic[rows, cols][:, None] == pixel_class[None, :], d2, np.inf)
-            nearest = d2.argmin(axis=0)
-            nearest_d2 = d2[nearest, np.arange(len(nearest))]
+                nearest, nearest_d2 = _nearest_of_own_class(target, pixel_class, points, semantic[rows, cols])
+            else:
+                nearest, nearest_d2 = _nearest(target, points)
             # pixels no center claims stay void rather than corrupting a neighbour's mask
             claimed = np.isfinite(nearest_d2)
             if self.max_center_distance > 0:
@@ -192,3 +189,29 @@ class PanopticDeepLabDecoder:
                                 [(int(majority[k]), float(center_scores[k])) for k in kept])
         canvas.fill_stuff(semantic, self.stuff_ids, self.min_stuff_area, confidence)
         return canvas.to_source(geometry)
+
+
+def _nearest(target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """For pixels' offset targets (2, N): index of the nearest point (M, 2) and its squared distance."""
+    d2 = (target[0][None, :] - points[:, 0:1]) ** 2 + (target[1][None, :] - points[:, 1:2]) ** 2
+    nearest = d2.argmin(axis=0)
+    return nearest, d2[nearest, np.arange(len(nearest))]
+
+
+def _nearest_of_own_class(target: np.ndarray, pixel_class: np.ndarray, points: np.ndarray,
+                          point_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """_nearest among the points of each pixel's own class (distance inf where its class has none).
+
+    One distance matrix per class instead of one masked (M, N) matrix: a third of the work with
+    three thing classes."""
+    nearest = np.zeros(len(pixel_class), np.int64)
+    nearest_d2 = np.full(len(pixel_class), np.inf)
+    for cls in np.unique(point_class).tolist():
+        pixels = pixel_class == cls
+        if not pixels.any():
+            continue
+        own = np.nonzero(point_class == cls)[0]
+        index, d2 = _nearest(target[:, pixels], points[own])
+        nearest[pixels] = own[index]
+        nearest_d2[pixels] = d2
+    return nearest, nearest_d2

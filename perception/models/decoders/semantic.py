@@ -23,7 +23,7 @@ from perception.inference.engine import TensorSpec
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ModelCard
 from perception.models.decoders.base import require_finite
-from perception.models.decoders.fusion import Canvas, max_softmax
+from perception.models.decoders.fusion import Canvas, classes_and_confidence
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
 from perception.models.segmentation import Segmentation
@@ -97,8 +97,7 @@ class SemanticDecoder:
         else:
             logits = raw[0]
             require_finite(self.output_name, logits)
-            semantic = logits.argmax(axis=0).astype(np.int32)
-            confidence = max_softmax(logits.astype(np.float32, copy=False))
+            semantic, confidence = classes_and_confidence(logits)
         canvas = Canvas(int(semantic.shape[0]), int(semantic.shape[-1]), max_segments=len(self.class_ids))
         canvas.fill_stuff(semantic, self.class_ids, self.min_area, confidence)
         return canvas.to_source(geometry)

@@ -44,7 +44,7 @@ from perception.inference.engine import TensorSpec
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ClassInfo, ModelCard
 from perception.models.decoders.base import require_finite
-from perception.models.decoders.fusion import OVERLAP_THRESHOLD, Canvas, max_softmax
+from perception.models.decoders.fusion import OVERLAP_THRESHOLD, Canvas, classes_and_confidence
 from perception.models.decoders.nms import class_aware_nms, top_k
 from perception.models.errors import DecodeError, ModelCardError
 from perception.models.preprocess import Geometry
@@ -273,8 +273,7 @@ class YoloSegDecoder:
                 require_finite(self.semantic_confidence, confidence)
         else:
             require_finite(self.semantic_name, raw)
-            semantic = raw.argmax(axis=0).astype(np.int32)
-            confidence = max_softmax(raw.astype(np.float32, copy=False))
+            semantic, confidence = classes_and_confidence(raw)
         semantic = geometry.map_to_source(semantic)
         if confidence is not None:
             confidence = geometry.map_to_source(confidence.astype(np.float32, copy=False))
