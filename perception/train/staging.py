@@ -1,8 +1,8 @@
 """Scene rendering for training: worker processes write straight into shared staging slots.
 
 Workers render `training_sample(seed)` into a file-backed array (np.memmap, MAP_SHARED) and
-report only (slot, scene index) back, so nothing is pickled per scene and the trainer's own
-process does no rendering work but one bulk copy of the finished slots. Slots are recycled
+send back only the slot number, so no image data crosses a queue and the trainer's own process
+does nothing per scene but one bulk copy of the finished slots. Slots are recycled
 only after the trainer took their scene, so memory is bounded by the slot count. No torch
 here: spawned workers import this module and the generator, nothing heavier.
 """
