@@ -105,3 +105,39 @@ def test_init_from_a_checkpoint_of_another_layout_is_a_user_error(tmp_path: Path
     assert "does not fit this architecture" in err and "--widths" in err
     assert main(["train", "--out", str(tmp_path / "c"), *SMALL, "--init-from", str(tmp_path / "missing.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_shipped_onnx_weights_load_back_into_its_layout() -> None:
+    """The shipped model has no checkpoint: fine-tuning starts from its ONNX (BatchNorm folded)."""
+    import onnxruntime as ort
+
+    from perception.synth.scene import random_scene
+    from perception.train.model import Arch, TinyPanoptic
+    from perception.train.onnx_weights import state_from_onnx
+
+    shipped = Path(__file__).resolve().parent.parent / "engines" / "panoptic-tiny.onnx"
+    model = TinyPanoptic(8, Arch((32, 64, 128, 192), 64, 32))
+    model.load_state_dict(state_from_onnx(shipped, model), strict=False)
+    model.eval()
+    bgr, _ = random_scene(5_000_001)
+    image = np.ascontiguousarray(bgr[:, :, ::-1].transpose(2, 0, 1)[None], np.float32) / 255.0
+    expected = ort.InferenceSession(str(shipped), providers=["CPUExecutionProvider"]).run(None, {"image": image})
+    with torch.no_grad():
+        got = [t.numpy() for t in model(torch.from_numpy(image))]
+    for want, have in zip(expected, got, strict=True):
+        np.testing.assert_allclose(have, want, atol=1e-3)
+    assert (expected[0].argmax(1) == got[0].argmax(1)).mean() > 0.999
+    with pytest.raises(ValueError, match=r"lacks, e\.g\. fuse2"):
+        state_from_onnx(shipped, TinyPanoptic(8, Arch((32, 64, 128, 192), 64, 0)))
+
+
+def test_fine_tune_from_an_exported_onnx(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base = tmp_path / "base"
+    assert main(["train", "--out", str(base), *SMALL, "--fine", "8"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "tuned"), *SMALL, "--fine", "8", "--refine", "4",
+                 "--init-from", str(base / "model.onnx")]) == 0
+    assert "new layers: refine_features, refine_head, refine_image" in capsys.readouterr().out
+    # a layout the graph does not fit (no stride-2 level) is a user error, not a traceback
+    assert main(["train", "--out", str(tmp_path / "other"), *SMALL, "--init-from", str(base / "model.onnx")]) == 2
+    assert "lacks" in capsys.readouterr().err

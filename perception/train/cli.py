@@ -38,8 +38,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--log-every-s", type=float, default=10.0)
     parser.add_argument("--resume", action="store_true", help="continue from OUT/checkpoint.pt")
     parser.add_argument("--init-from", type=Path, metavar="CHECKPOINT",
-                        help="start a new run (fresh optimizer and schedule) from another run's weights; layers "
-                             "the given architecture adds (e.g. --refine) start fresh")
+                        help="start a new run (fresh optimizer and schedule) from another run's weights: its "
+                             "checkpoint.pt or its exported ONNX (e.g. engines/panoptic-tiny.onnx); layers the "
+                             "given architecture adds (e.g. --refine) start fresh")
     parser.add_argument("--refine", type=int, default=0,
                         help="channels of a full-resolution semantic refinement from image edges (0 = none)")
     parser.add_argument("--export-only", action="store_true", help="export OUT/checkpoint.pt to ONNX and stop")
@@ -67,7 +68,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("layer widths must be positive (--fine and --refine may be 0)",
                           "e.g. --widths 24,48,96,160 --decoder 48")
     if args.init_from is not None and not args.init_from.is_file():
-        raise ConfigError(f"--init-from {args.init_from} does not exist", "point it at a run's checkpoint.pt")
+        raise ConfigError(f"--init-from {args.init_from} does not exist",
+                          "point it at a run's checkpoint.pt or an ONNX exported by perception train")
 
     cfg = TrainConfig(out=args.out, scenes=args.scenes, seed_base=args.seed_base, budget_s=args.budget_s,
                       iterations=args.iterations, batch=args.batch, lr=args.lr, workers=args.workers,

@@ -17,6 +17,7 @@ from perception.synth.classes import NUM_CLASSES
 from perception.synth.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH, TRAIN_SEED_BASE, VOID_CLASS
 from perception.train.data import Batch, SceneStore, make_batch
 from perception.train.model import Arch, TinyPanoptic, count_parameters
+from perception.train.onnx_weights import state_from_onnx
 from perception.train.staging import RenderPool
 
 CHECKPOINT = "checkpoint.pt"
@@ -106,15 +107,19 @@ class Trainer:
                   f"{self.elapsed:.0f} s trained ({self.model.arch.describe()})")
 
     def _init_from(self, path: Path) -> None:
-        """Start from another run's weights: every tensor it has must fit; layers it lacks stay new."""
-        weights = torch.load(path, map_location=self.device, weights_only=True)["model"]
+        """Start from another run's weights (a checkpoint, or an exported ONNX such as the shipped
+        model): every tensor it has must fit; layers it lacks stay new."""
+        if path.suffix == ".onnx":
+            weights = state_from_onnx(path, self.model)
+        else:
+            weights = torch.load(path, map_location=self.device, weights_only=True)["model"]
         own = self.model.state_dict()
         misfit = [k for k, v in weights.items() if k not in own or own[k].shape != v.shape]
         if misfit:
             raise ValueError(f"{path} does not fit this architecture ({self.model.arch.describe()}): "
                              f"{len(misfit)} tensors differ, e.g. {misfit[0]}")
-        self.model.load_state_dict(weights, strict=False)
-        fresh = sorted({k.split(".")[0] for k in own if k not in weights})
+        self.model.load_state_dict({k: v.to(self.device) for k, v in weights.items()}, strict=False)
+        fresh = sorted({k.split(".")[0] for k in own if k not in weights and not k.endswith("num_batches_tracked")})
         self._say(f"initialised from {path}: {len(weights)} tensors; new layers: {', '.join(fresh) or 'none'}")
 
     def save(self) -> Path:
