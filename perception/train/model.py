@@ -93,7 +93,6 @@ class TinyPanoptic(nn.Module):
         self.fuse8 = conv_bn(decoder, decoder)
         self.lateral4 = conv_bn(widths[1], decoder, 1)
         self.fuse4 = conv_bn(decoder, decoder)
-        self.fine = fine
         head = decoder
         if fine:
             self.reduce4 = conv_bn(decoder, fine, 1)
@@ -126,7 +125,7 @@ class TinyPanoptic(nn.Module):
         x = self.fuse8(x + self.lateral8(feats[2]))
         x = F.interpolate(x, size=feats[1].shape[2:], mode="bilinear", align_corners=False)
         x = self.fuse4(x + self.lateral4(feats[1]))
-        if self.fine:
+        if self.arch.fine:
             x = F.interpolate(self.reduce4(x), size=feats[0].shape[2:], mode="bilinear", align_corners=False)
             x = self.fuse2(x + self.lateral2(feats[0]))
         size = image.shape[2:]
