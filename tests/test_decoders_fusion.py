@@ -5,8 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.models.decoders.fusion import Canvas, classes_and_confidence
+from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import box_iou_matrix, class_aware_nms, top_k
+from perception.models.errors import DecodeError
 from perception.models.segmentation import Segmentation, segment_stats
 
 
@@ -123,10 +124,76 @@ def test_classes_and_confidence_equal_argmax_and_softmax(channels: int, dtype: t
     logits = rng.normal(0, 3, (channels, 24, 40)).astype(dtype)
     logits[:, 0, :5] = 1.0  # all classes tied: argmax takes the lowest
     logits[2, 1, :5] = logits[1, 1, :5] = 9.0  # two tied winners
-    classes, confidence = classes_and_confidence(logits)
+    classes, confidence = classes_and_confidence(logits, "logits")
     assert classes.dtype == np.int32 and confidence.dtype == np.float32
     assert np.array_equal(classes, logits.argmax(axis=0))
     wide = logits.astype(np.float64)
     softmax = np.exp(wide - wide.max(axis=0)) / np.exp(wide - wide.max(axis=0)).sum(axis=0)
     np.testing.assert_allclose(confidence, softmax.max(axis=0), rtol=1e-5)
     assert classes[0, 0] == 0 and classes[1, 0] == 1
+
+
+@pytest.mark.parametrize(("where", "value"), [((3, 5, 7), np.nan), ((0, 0, 0), np.nan), ((2, 9, 1), np.inf)])
+def test_non_finite_logits_that_matter_are_refused(where: tuple[int, int, int], value: float) -> None:
+    logits = np.random.default_rng(1).normal(0, 2, (4, 12, 16)).astype(np.float32)
+    logits[where] = value
+    with pytest.raises(DecodeError, match="'logits' contains NaN or inf"):
+        classes_and_confidence(logits, "logits")
+
+
+def test_a_minus_infinite_losing_logit_is_a_zero_probability() -> None:
+    logits = np.zeros((3, 4, 4), np.float32)
+    logits[1] = 2.0
+    logits[2, 0, 0] = -np.inf
+    classes, confidence = classes_and_confidence(logits, "logits")
+    assert (classes == 1).all()
+    assert confidence[0, 0] == pytest.approx(np.exp(2) / (np.exp(2) + 1))
+
+
+@pytest.mark.parametrize(("src_h", "src_w", "resize"),
+                         [(96, 128, "stretch"), (720, 1280, "letterbox"), (50, 64, "stretch")])
+def test_grouped_pixels_track_areas_and_boxes_like_a_full_recount(src_h: int, src_w: int, resize: str) -> None:
+    from perception.models.card import InputSpec
+    from perception.models.preprocess import Preprocessor
+
+    rng = np.random.default_rng(src_w)
+    geometry = Preprocessor(InputSpec(name="x", width=128, height=96, resize=resize)).geometry(src_h, src_w)
+    canvas = Canvas(96, 128)
+    ys, xs = np.nonzero(rng.random((96, 128)) < 0.3)
+    labels = rng.integers(-1, 6, len(ys))  # label 6 never used: an empty segment, dropped
+    things = [(5 + k % 3, 0.9 - k / 10) for k in range(7)]
+    canvas.paste_labels(ys, xs, labels, things)
+    canvas.fill_stuff(rng.integers(0, 3, (96, 128)), [0, 1, 2], min_area=1)
+    fast = canvas.to_source(geometry)
+    slow = Segmentation.from_id_map(geometry.map_to_source(canvas.id_map),
+                                    np.asarray([c for c, _ in things] + [0, 1, 2]),
+                                    np.asarray([p for _, p in things] + [1.0] * 3, np.float32),
+                                    np.asarray([True] * 7 + [False] * 3))
+    assert len(fast.segments) == 6 + 3
+    assert (fast.id_map == slow.id_map).all()
+    for name in ("ids", "class_ids", "is_thing", "scores", "bboxes", "areas"):
+        assert (getattr(fast.segments, name) == getattr(slow.segments, name)).all(), name
+
+
+def test_small_unsure_stuff_stays_void_and_sure_or_large_stuff_stays() -> None:
+    semantic = np.zeros((40, 40), np.int32)
+    semantic[:5, :5] = 1  # 25 px, unsure: void
+    semantic[10:15, :5] = 2  # 25 px, sure: kept
+    semantic[20:, 20:] = 3  # 400 px, unsure but large: kept
+    confidence = np.full((40, 40), 0.95, np.float32)
+    confidence[:5, :5] = 0.6
+    confidence[20:, 20:] = 0.6
+    canvas = Canvas(40, 40)
+    canvas.fill_stuff(semantic, [0, 1, 2, 3], min_area=10, confidence=confidence, unsure=UnsureStuff(100, 0.8))
+    seg = canvas.segmentation()
+    assert seg.segments.class_ids.tolist() == [0, 2, 3]
+    assert (seg.id_map[:5, :5] == 0).all()
+    assert seg.segments.scores.tolist() == pytest.approx([0.95, 0.95, 0.6])
+
+
+@pytest.mark.parametrize("params", [{"unsure_stuff_area": -1, "unsure_stuff_confidence": 0.5},
+                                    {"unsure_stuff_area": 100, "unsure_stuff_confidence": 1.5}])
+def test_unsure_stuff_settings_out_of_range_are_refused(params: dict[str, float]) -> None:
+    with pytest.raises(DecodeError, match="unsure_stuff_area"):
+        UnsureStuff.from_params(params, "card")
+    assert UnsureStuff.from_params({}, "card") is None

@@ -51,6 +51,12 @@ def test_even_nms_kernel_is_refused(tmp_path: Path) -> None:
         open_panoptic(tmp_path, {"nms_kernel": 8})
 
 
+def test_misspelt_decoder_params_are_refused_with_the_valid_keys(tmp_path: Path) -> None:
+    with pytest.raises(DecodeError, match=r"no decoder_params \['center_treshold'\]") as caught:
+        open_panoptic(tmp_path, {"center_treshold": 0.2})
+    assert "center_threshold" in caught.value.fix
+
+
 def test_missing_head_is_named(tmp_path: Path) -> None:
     with pytest.raises(ModelMismatchError, match=r"no output 'centers' \(it has"):
         open_panoptic(tmp_path, {"center": "centers"})

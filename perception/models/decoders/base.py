@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from collections.abc import Mapping
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -54,3 +54,13 @@ def require_finite(name: str, array: np.ndarray) -> None:
     if not np.isfinite(array).all():
         raise DecodeError(f"engine output {name!r} contains NaN or inf",
                           "the model or its precision conversion is broken; check it with perception eval")
+
+
+def decoder_params(card: ModelCard, defaults: Mapping[str, Any]) -> dict[str, Any]:
+    """The card's decoder_params over the decoder's defaults; a key the decoder does not know is
+    refused (a misspelt threshold would otherwise be silently ignored)."""
+    unknown = sorted(set(card.decoder_params) - set(defaults))
+    if unknown:
+        raise DecodeError(f"model card {card.name!r}: decoder {card.decoder!r} has no decoder_params {unknown}",
+                          f"valid keys: {sorted(defaults)}")
+    return {**defaults, **card.decoder_params}

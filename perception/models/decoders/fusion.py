@@ -17,15 +17,43 @@ costs ~6 ms at 1280x720). A canvas at network resolution is resampled with to_so
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
 
 import cv2
 import numpy as np
 
+from perception.models.decoders.base import require_finite
+from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
 from perception.models.segmentation import Segmentation, Segments
 
 OVERLAP_THRESHOLD = 0.5
+
+
+@dataclass(frozen=True)
+class UnsureStuff:
+    """Stuff regions under `area` pixels whose mean class probability is under `confidence` stay
+    void: small fragments the model is unsure of (a sliver of sky between trees, a sidewalk patch)
+    mostly match nothing, while a region the model is sure of is kept at any size above
+    min_area, so perfect heads lose nothing. area = 0 turns the rule off."""
+
+    area: int = 0
+    confidence: float = 0.0
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], card_name: str) -> UnsureStuff | None:
+        area = int(params.get("unsure_stuff_area", 0))
+        confidence = float(params.get("unsure_stuff_confidence", 0.0))
+        if area < 0 or not 0.0 <= confidence <= 1.0:
+            raise DecodeError(f"model card {card_name!r}: unsure_stuff_area = {area}, unsure_stuff_confidence = "
+                              f"{confidence} (need an area >= 0 and a probability in [0, 1])",
+                              "use e.g. unsure_stuff_area = 320 and unsure_stuff_confidence = 0.8, or area 0 for none")
+        return cls(area, confidence) if area > 0 and confidence > 0 else None
+
+    def drops(self, area: int, score: float) -> bool:
+        return area < self.area and score < self.confidence
 
 
 class Canvas:
@@ -38,7 +66,7 @@ class Canvas:
         self._scores: list[float] = []
         self._things: list[bool] = []
         self._areas: list[int] = []
-        self._boxes: list[tuple[int, int, int, int] | None] = []
+        self._boxes: list[tuple[int, int, int, int]] = []
 
     def __len__(self) -> int:
         return len(self._class_ids)
@@ -66,7 +94,8 @@ class Canvas:
 
         labels index `segments` ((class_id, score) per label); label -1 leaves the pixel alone.
         Used by bottom-up decoders (Panoptic-DeepLab) whose grouping already decided every pixel,
-        at network resolution: their boxes are left to to_source() (or a recount in segmentation()).
+        at network resolution. Areas and boxes come from the listed pixels only (few: things), by
+        bincount and one row/column occupancy scatter each.
         """
         pairs = list(segments)
         if not pairs:
@@ -76,14 +105,21 @@ class Canvas:
         ys, xs, labels = ys[keep], xs[keep], labels[keep]
         self.id_map[ys, xs] = (labels + first).astype(self.id_map.dtype)
         areas = np.bincount(labels, minlength=len(pairs))
+        rows = np.zeros((len(pairs), self.id_map.shape[0]), bool)
+        cols = np.zeros((len(pairs), self.id_map.shape[1]), bool)
+        rows[labels, ys] = True
+        cols[labels, xs] = True
+        boxes = _occupancy_boxes(rows, cols).tolist()
         for k, (class_id, score) in enumerate(pairs):
-            self._record(class_id, score, True, int(areas[k]), None)
+            x0, y0, x1, y1 = boxes[k]
+            self._record(class_id, score, True, int(areas[k]), (x0, y0, x1, y1))
 
     def fill_stuff(self, semantic: np.ndarray, stuff_ids: Iterable[int], min_area: int,
-                   confidence: np.ndarray | None = None) -> None:
+                   confidence: np.ndarray | None = None, unsure: UnsureStuff | None = None) -> None:
         """Fill free pixels from a class map (same size as the canvas), one segment per stuff class.
 
-        Score: mean per-pixel confidence over the region when given, else 1.0.
+        Score: mean per-pixel confidence over the region when given, else 1.0. With `unsure` and a
+        confidence map, a region both small and unsure by its rule stays void as well.
         """
         free = self.id_map == 0
         for class_id in stuff_ids:
@@ -92,24 +128,15 @@ class Canvas:
             if area == 0 or area < min_area:
                 continue
             score = float(confidence[region].mean()) if confidence is not None else 1.0
+            if unsure is not None and confidence is not None and unsure.drops(area, score):
+                continue
             self.id_map[region] = self._next_id()
             self._record(class_id, score, False, area, _bbox(region))
 
     def segmentation(self) -> Segmentation:
         """The canvas as it is (its own resolution), with the tracked areas and boxes."""
-        if any(box is None for box in self._boxes):  # paste_labels segments: count them now
-            return Segmentation.from_id_map(self.id_map, np.asarray(self._class_ids, np.int32),
-                                            np.asarray(self._scores, np.float32), np.asarray(self._things, bool))
-        segments = Segments(
-            ids=np.arange(1, len(self) + 1, dtype=np.uint32),
-            class_ids=np.asarray(self._class_ids, np.int32),
-            instance_ids=np.zeros(len(self), np.uint32),
-            is_thing=np.asarray(self._things, bool),
-            scores=np.asarray(self._scores, np.float32),
-            bboxes=np.asarray(self._boxes, np.int32).reshape(-1, 4),
-            areas=np.asarray(self._areas, np.int64),
-        )
-        return Segmentation(id_map=self.id_map, segments=segments)
+        areas = np.asarray([0, *self._areas], np.int64)
+        return self._table(self.id_map, areas, np.asarray(self._boxes, np.int32).reshape(-1, 4))
 
     def to_source(self, geometry: Geometry) -> Segmentation:
         """A network-resolution canvas mapped back to the source image (letterbox/stretch undone).
@@ -123,24 +150,29 @@ class Canvas:
         """
         x0, y0, x1, y1 = geometry.content_box(*self.id_map.shape)
         crop = self.id_map[y0:y1, x0:x1]
+        if crop.shape == (geometry.src_h, geometry.src_w) and crop.shape == self.id_map.shape:
+            return self.segmentation()  # the network saw the frame as it is: nothing to map
         source_map = geometry.map_to_source(self.id_map)
+        n = len(self)
         # network rows/columns the resize samples, how often, and which one each source row/column is
         used_rows, row_of, row_repeats = np.unique(_nearest_source_index(crop.shape[0], geometry.src_h),
                                                    return_inverse=True, return_counts=True)
         used_cols, col_of, col_repeats = np.unique(_nearest_source_index(crop.shape[1], geometry.src_w),
                                                    return_inverse=True, return_counts=True)
         sampled = crop[used_rows][:, used_cols]  # what the source map is made of (skipped pixels left out)
-        n = len(self)
         weights = np.outer(row_repeats, col_repeats).ravel()
         areas = np.rint(np.bincount(sampled.ravel(), weights, minlength=n + 1)[: n + 1]).astype(np.int64)
         in_row = np.zeros((n + 1, sampled.shape[0]), bool)
         in_col = np.zeros((n + 1, sampled.shape[1]), bool)
         in_row[sampled, np.arange(sampled.shape[0])[:, None]] = True
         in_col[sampled, np.arange(sampled.shape[1])[None, :]] = True
-        src_rows, src_cols = in_row[:, row_of], in_col[:, col_of]  # (n + 1, src_h), (n + 1, src_w)
-        boxes = np.stack([src_cols.argmax(axis=1), src_rows.argmax(axis=1),
-                          geometry.src_w - src_cols[:, ::-1].argmax(axis=1),
-                          geometry.src_h - src_rows[:, ::-1].argmax(axis=1)], axis=1).astype(np.int32)[1:]
+        boxes = _occupancy_boxes(in_row[:, row_of], in_col[:, col_of])[1:]  # source rows/columns
+        return self._table(source_map, areas, boxes)
+
+    def _table(self, source_map: np.ndarray, areas: np.ndarray, boxes: np.ndarray) -> Segmentation:
+        """The Segmentation of a map given areas (n + 1,), void first, and boxes (n, 4); segments
+        left empty (all their pixels overwritten or skipped by the resize) are dropped."""
+        n = len(self)
         keep = areas[1:] > 0
         if not keep.all():
             lut = np.zeros(n + 1, source_map.dtype)
@@ -162,7 +194,7 @@ class Canvas:
         return len(self) + 1
 
     def _record(self, class_id: int, score: float, thing: bool, area: int,
-                box: tuple[int, int, int, int] | None) -> None:
+                box: tuple[int, int, int, int]) -> None:
         self._class_ids.append(int(class_id))
         self._scores.append(float(score))
         self._things.append(thing)
@@ -179,6 +211,13 @@ def _nearest_source_index(size: int, source_size: int) -> np.ndarray:
     return np.asarray(cv2.resize(ramp, (source_size, 1), interpolation=cv2.INTER_NEAREST)[0], np.int64)
 
 
+def _occupancy_boxes(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """xyxy-exclusive boxes (n, 4) from which rows (n, H) and columns (n, W) each segment occupies."""
+    h, w = rows.shape[1], cols.shape[1]
+    return np.stack([cols.argmax(axis=1), rows.argmax(axis=1), w - cols[:, ::-1].argmax(axis=1),
+                     h - rows[:, ::-1].argmax(axis=1)], axis=1).astype(np.int32)
+
+
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     """xyxy-exclusive box of a non-empty boolean mask."""
     rows: np.ndarray = np.any(mask, axis=1)
@@ -190,17 +229,22 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
     return x0, y0, x1, y1
 
 
-def classes_and_confidence(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def classes_and_confidence(logits: np.ndarray, output_name: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel winning class (int32, the lowest id on ties, as argmax) and its softmax
-    probability, for finite logits (C, H, W).
+    probability, from logits (C, H, W); DecodeError if the output `output_name` is not finite.
 
     The class comes from comparing each channel with the per-pixel maximum, which the
     probability needs anyway: numpy's argmax along the first axis of (C, H, W) costs ~2x that.
+    Finiteness is checked on the probability map, C times smaller than the logits: a NaN logit,
+    or an infinite winning one, makes its pixel's probability NaN (only a -inf loser, which
+    changes nothing, goes through).
     """
     logits = logits.astype(np.float32, copy=False)
     top = logits.max(axis=0)
+    with np.errstate(invalid="ignore"):
+        confidence = (1.0 / np.exp(logits - top).sum(axis=0)).astype(np.float32)
+    require_finite(output_name, confidence)
     classes = np.zeros(top.shape, np.int16 if logits.shape[0] <= np.iinfo(np.int16).max else np.int32)
     for c in range(logits.shape[0] - 1, -1, -1):  # downwards, so the lowest tied class is written last
         np.putmask(classes, logits[c] == top, c)
-    confidence = (1.0 / np.exp(logits - top).sum(axis=0)).astype(np.float32)
     return classes.astype(np.int32), confidence

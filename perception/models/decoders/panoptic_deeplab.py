@@ -21,8 +21,8 @@ import numpy as np
 from perception.inference.engine import TensorSpec
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ModelCard
-from perception.models.decoders.base import require_finite
-from perception.models.decoders.fusion import Canvas, classes_and_confidence
+from perception.models.decoders.base import decoder_params, require_finite
+from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import center_peaks, centers_from_flat
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
@@ -36,6 +36,8 @@ DEFAULTS: dict[str, Any] = {
     "nms_kernel": 7,
     "top_k": 100,
     "min_stuff_area": 64,
+    "unsure_stuff_area": 0,
+    "unsure_stuff_confidence": 0.0,
     "min_thing_area": 10,
     "class_aware_grouping": False,
     "max_center_distance": 0.0,
@@ -54,7 +56,7 @@ VOID_CLASS = -1
 
 class PanopticDeepLabDecoder:
     def __init__(self, card: ModelCard) -> None:
-        params = {**DEFAULTS, **card.decoder_params}
+        params = decoder_params(card, DEFAULTS)
         self.semantic_name = str(params["semantic"])
         self.center_name = str(params["center"])
         self.offsets_name = str(params["offsets"])
@@ -62,6 +64,8 @@ class PanopticDeepLabDecoder:
         self.kernel = int(params["nms_kernel"])
         self.top_k = int(params["top_k"])
         self.min_stuff_area = int(params["min_stuff_area"])
+        # small stuff regions the model is unsure of stay void (see fusion.UnsureStuff)
+        self.unsure_stuff = UnsureStuff.from_params(params, card.name)
         self.min_thing_area = int(params["min_thing_area"])
         # a thing pixel joins only a center of its own class, and none farther than this (0 = any)
         self.class_aware = bool(params["class_aware_grouping"])
@@ -131,8 +135,7 @@ class PanopticDeepLabDecoder:
                 confidence = outputs[self.confidence_name][0, 0]
                 require_finite(self.confidence_name, confidence)
         else:
-            require_finite(self.semantic_name, raw)
-            semantic, confidence = classes_and_confidence(raw)
+            semantic, confidence = classes_and_confidence(raw, self.semantic_name)
         if self.centers_folded:
             scores = outputs[self.center_scores_name].reshape(-1)
             require_finite(self.center_scores_name, scores)
@@ -187,7 +190,7 @@ class PanopticDeepLabDecoder:
             pixel_label = np.where(claimed, label[nearest], -1)
             canvas.paste_labels(ys, xs, pixel_label,
                                 [(int(majority[k]), float(center_scores[k])) for k in kept])
-        canvas.fill_stuff(semantic, self.stuff_ids, self.min_stuff_area, confidence)
+        canvas.fill_stuff(semantic, self.stuff_ids, self.min_stuff_area, confidence, self.unsure_stuff)
         return canvas.to_source(geometry)
 
 

@@ -22,8 +22,8 @@ import numpy as np
 from perception.inference.engine import TensorSpec
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ModelCard
-from perception.models.decoders.base import require_finite
-from perception.models.decoders.fusion import Canvas, classes_and_confidence
+from perception.models.decoders.base import decoder_params, require_finite
+from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
 from perception.models.segmentation import Segmentation
@@ -32,6 +32,8 @@ DEFAULTS: dict[str, Any] = {
     "output": "",
     "confidence": "",
     "min_area": 64,
+    "unsure_stuff_area": 0,
+    "unsure_stuff_confidence": 0.0,
 }
 
 _INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "uint16", "uint32")
@@ -39,10 +41,11 @@ _INT_DTYPES = ("int64", "int32", "int16", "int8", "uint8", "uint16", "uint32")
 
 class SemanticDecoder:
     def __init__(self, card: ModelCard) -> None:
-        params = {**DEFAULTS, **card.decoder_params}
+        params = decoder_params(card, DEFAULTS)
         self.output_name = str(params["output"])
         self.confidence_name = str(params["confidence"])
         self.min_area = int(params["min_area"])
+        self.unsure = UnsureStuff.from_params(params, card.name)
         self.class_ids = sorted(c.id for c in card.classes)
         self.num_classes = self.class_ids[-1] + 1
         self.card_name = card.name
@@ -96,8 +99,7 @@ class SemanticDecoder:
                 require_finite(self.confidence_name, confidence)
         else:
             logits = raw[0]
-            require_finite(self.output_name, logits)
-            semantic, confidence = classes_and_confidence(logits)
+            semantic, confidence = classes_and_confidence(logits, self.output_name)
         canvas = Canvas(int(semantic.shape[0]), int(semantic.shape[-1]), max_segments=len(self.class_ids))
-        canvas.fill_stuff(semantic, self.class_ids, self.min_area, confidence)
+        canvas.fill_stuff(semantic, self.class_ids, self.min_area, confidence, self.unsure)
         return canvas.to_source(geometry)

@@ -43,8 +43,8 @@ import numpy as np
 from perception.inference.engine import TensorSpec
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ClassInfo, ModelCard
-from perception.models.decoders.base import require_finite
-from perception.models.decoders.fusion import OVERLAP_THRESHOLD, Canvas, classes_and_confidence
+from perception.models.decoders.base import decoder_params, require_finite
+from perception.models.decoders.fusion import OVERLAP_THRESHOLD, Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import class_aware_nms, top_k
 from perception.models.errors import DecodeError, ModelCardError
 from perception.models.preprocess import Geometry
@@ -63,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "semantic": "",
     "semantic_confidence": "",
     "min_stuff_area": 64,
+    "unsure_stuff_area": 0,
+    "unsure_stuff_confidence": 0.0,
     "assembled": False,
     "end2end": "auto",
     "boxes": "boxes",
@@ -76,7 +78,7 @@ _MAX_NAMES_CHARS = 1 << 20
 
 class YoloSegDecoder:
     def __init__(self, card: ModelCard) -> None:
-        params = {**DEFAULTS, **card.decoder_params}
+        params = decoder_params(card, DEFAULTS)
         self.card_name = card.name
         self.output0 = str(params["output0"])
         self.protos_name = str(params["protos"])
@@ -90,6 +92,7 @@ class YoloSegDecoder:
         self.semantic_name = str(params["semantic"])
         self.semantic_confidence = str(params["semantic_confidence"])
         self.min_stuff_area = int(params["min_stuff_area"])
+        self.unsure_stuff = UnsureStuff.from_params(params, card.name)
         self.assembled = bool(params["assembled"])
         end2end = params["end2end"]
         self.end2end: bool | None = None if end2end == "auto" else bool(end2end)
@@ -164,7 +167,7 @@ class YoloSegDecoder:
             self._paste(canvas, detections, geometry)
         if self.semantic_name:
             semantic, confidence = self._semantic(outputs, geometry)
-            canvas.fill_stuff(semantic, self.stuff_ids, self.min_stuff_area, confidence)
+            canvas.fill_stuff(semantic, self.stuff_ids, self.min_stuff_area, confidence, self.unsure_stuff)
         return canvas.segmentation()
 
     def _raw(self, outputs: Mapping[str, np.ndarray]) -> _Detections:
@@ -272,8 +275,7 @@ class YoloSegDecoder:
                 confidence = outputs[self.semantic_confidence].reshape(semantic.shape)
                 require_finite(self.semantic_confidence, confidence)
         else:
-            require_finite(self.semantic_name, raw)
-            semantic, confidence = classes_and_confidence(raw)
+            semantic, confidence = classes_and_confidence(raw, self.semantic_name)
         semantic = geometry.map_to_source(semantic)
         if confidence is not None:
             confidence = geometry.map_to_source(confidence.astype(np.float32, copy=False))
