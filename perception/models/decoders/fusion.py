@@ -241,8 +241,13 @@ def classes_and_confidence(logits: np.ndarray, output_name: str) -> tuple[np.nda
     """
     logits = logits.astype(np.float32, copy=False)
     top = logits.max(axis=0)
+    total = np.zeros(top.shape, np.float32)
+    term = np.empty(top.shape, np.float32)
     with np.errstate(invalid="ignore"):
-        confidence = (1.0 / np.exp(logits - top).sum(axis=0)).astype(np.float32)
+        for channel in logits:  # one plane at a time: no (C, H, W) temporaries
+            np.subtract(channel, top, out=term)
+            total += np.exp(term, out=term)
+    confidence = np.reciprocal(total, out=total)
     require_finite(output_name, confidence)
     classes = np.zeros(top.shape, np.int16 if logits.shape[0] <= np.iinfo(np.int16).max else np.int32)
     for c in range(logits.shape[0] - 1, -1, -1):  # downwards, so the lowest tied class is written last

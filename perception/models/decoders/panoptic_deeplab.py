@@ -161,19 +161,26 @@ class PanopticDeepLabDecoder:
         points, center_scores = centers
         h, w = semantic.shape
         canvas = Canvas(h, w, max_segments=len(points) + len(self.stuff_ids))
-        thing_mask = self.thing_lut[np.clip(semantic, 0, self.num_classes - 1)]
+        thing_mask = np.take(self.thing_lut, semantic, mode="clip")
+        unsure = None
         if self.min_thing_confidence > 0 and confidence is not None:
+            # unsure thing pixels are void: they join no instance, and stuff never fills thing classes
             unsure = thing_mask & (confidence < self.min_thing_confidence)
-            semantic = np.where(unsure, VOID_CLASS, semantic)
             thing_mask &= ~unsure
         if len(points) and thing_mask.any():
-            ys, xs = np.nonzero(thing_mask)
-            target = np.stack([ys + offsets[0, ys, xs], xs + offsets[1, ys, xs]])
-            pixel_class = semantic[ys, xs]
+            flat = np.flatnonzero(thing_mask)
+            ys, xs = np.divmod(flat, w)
+            target = offsets.reshape(2, -1)[:, flat].astype(np.float32)  # where each pixel points
+            target[0] += ys
+            target[1] += xs
+            pixel_class = semantic.ravel()[flat]
             if self.class_aware:
                 rows = points[:, 0].astype(np.int64).clip(0, h - 1)
                 cols = points[:, 1].astype(np.int64).clip(0, w - 1)
-                nearest, nearest_d2 = _nearest_of_own_class(target, pixel_class, points, semantic[rows, cols])
+                point_class = semantic[rows, cols]
+                if unsure is not None:
+                    point_class = np.where(unsure[rows, cols], VOID_CLASS, point_class)
+                nearest, nearest_d2 = _nearest_of_own_class(target, pixel_class, points, point_class)
             else:
                 nearest, nearest_d2 = _nearest(target, points)
             # pixels no center claims stay void rather than corrupting a neighbour's mask
@@ -196,7 +203,10 @@ class PanopticDeepLabDecoder:
 
 def _nearest(target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """For pixels' offset targets (2, N): index of the nearest point (M, 2) and its squared distance."""
-    d2 = (target[0][None, :] - points[:, 0:1]) ** 2 + (target[1][None, :] - points[:, 1:2]) ** 2
+    d2 = target[0][None, :] - points[:, 0:1]
+    d2 *= d2
+    dx = target[1][None, :] - points[:, 1:2]
+    d2 += np.multiply(dx, dx, out=dx)
     nearest = d2.argmin(axis=0)
     return nearest, d2[nearest, np.arange(len(nearest))]
 
