@@ -141,3 +141,22 @@ def test_fine_tune_from_an_exported_onnx(tmp_path: Path, capsys: pytest.CaptureF
     # a layout the graph does not fit (no stride-2 level) is a user error, not a traceback
     assert main(["train", "--out", str(tmp_path / "other"), *SMALL, "--init-from", str(base / "model.onnx")]) == 2
     assert "lacks" in capsys.readouterr().err
+
+
+def test_train_only_some_layers_leaves_the_rest_untouched(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert main(["train", "--out", str(base), *SMALL, "--fine", "8"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(tuned), *SMALL, "--fine", "8", "--iterations", "2", "--train-only",
+                 "instance_head", "--center-sigma-per-side", "0.2", "--init-from", str(base / "checkpoint.pt")]) == 0
+    assert "training only instance_head" in capsys.readouterr().out
+    before = torch.load(base / "checkpoint.pt", weights_only=True)["model"]
+    after = torch.load(tuned / "checkpoint.pt", weights_only=True)["model"]
+    changed = {k for k in before if not torch.equal(before[k], after[k])}
+    # frozen layers keep weights and batch-norm statistics; the trained head moves
+    assert changed and all(k.startswith("instance_head.") for k in changed), sorted(changed)[:5]
+    assert any(k.endswith("running_mean") for k in changed)  # the trained head's own statistics
+    assert main(["train", "--out", str(tmp_path / "x"), *SMALL, "--train-only", "centre_head"]) == 2
+    assert "no layers ['centre_head']" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "y"), *SMALL, "--center-sigma-per-side", "-1"]) == 2
+    assert "negative" in capsys.readouterr().err

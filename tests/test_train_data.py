@@ -11,7 +11,7 @@ from perception.train.staging import Scenes
 
 torch = pytest.importorskip("torch")
 
-from perception.train.data import CENTER_CHUNK, CENTER_SIGMA, SceneStore, make_batch  # noqa: E402
+from perception.train.data import CENTER_CHUNK, CENTER_SIGMA, MIN_CENTER_SIGMA, SceneStore, make_batch  # noqa: E402
 
 
 def _scene(instances: np.ndarray, thing_class: int = 5) -> Scenes:
@@ -57,6 +57,29 @@ def test_targets_for_more_instances_than_one_centre_chunk() -> None:
     np.testing.assert_allclose(heat, expected, atol=1e-6)
     # every thing here is small: semantic and offset losses weigh its pixels up
     assert batch.pixel_weight[0, 5, 3].item() > 1.0 and batch.pixel_weight[0, 40, 40].item() == 1.0
+
+
+def test_centre_gaussians_sized_by_instance_keep_close_small_things_apart() -> None:
+    instances = np.zeros((64, 96), np.uint16)
+    instances[10:15, 10:16] = 1  # 30 px
+    instances[10:15, 17:23] = 2  # 30 px, centre 7 px to the right
+    instances[30:60, 40:80] = 3  # 1200 px
+    store = SceneStore.allocate(1, 64, 96, torch.device("cpu"))
+    store.add(_scene(instances))
+    fixed = make_batch(store, torch.tensor([0]), torch.tensor([False])).center[0, 0].numpy()
+    sized = make_batch(store, torch.tensor([0]), torch.tensor([False]), sigma_per_side=0.2).center[0, 0].numpy()
+    cy, left, right, between = 12, 12, 20, 16  # rounded centroids: rows 12; columns 12.5 -> 12, 19.5 -> 20
+    # one wide Gaussian each: the gap between the two small cars stays hot (a smeared pair)
+    assert fixed[cy, between] > 0.6
+    # sigma = 0.2 * sqrt(30) ~ 1.1 px: two separate peaks
+    assert sized[cy, left] == pytest.approx(1.0) and sized[cy, right] == pytest.approx(1.0)
+    assert sized[cy, between] < 0.05
+    sigma_small = max(MIN_CENTER_SIGMA, 0.2 * np.sqrt(30))
+    assert sized[cy, left + 1] == pytest.approx(np.exp(-1 / (2 * sigma_small**2)), rel=1e-5)
+    # a large thing keeps the full Gaussian (sigma capped at CENTER_SIGMA)
+    # centre (44.5, 59.5) rounds to (44, 60)
+    assert sized[44, 60 + 3] == pytest.approx(np.exp(-9 / (2 * CENTER_SIGMA**2)), rel=1e-5)
+    np.testing.assert_allclose(sized[30:, 30:], fixed[30:, 30:], atol=1e-5)  # the small cars are far
 
 
 def test_flip_mirrors_image_labels_and_offsets() -> None:

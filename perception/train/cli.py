@@ -43,6 +43,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "given architecture adds (e.g. --refine) start fresh")
     parser.add_argument("--refine", type=int, default=0,
                         help="channels of a full-resolution semantic refinement from image edges (0 = none)")
+    parser.add_argument("--center-sigma-per-side", type=float, default=0.0, metavar="K",
+                        help="size each instance's centre Gaussian by the instance: sigma = K * sqrt(area) px, "
+                             "1 to 4 px (0 = 4 px for all); keeps close small things apart, e.g. 0.2")
+    parser.add_argument("--train-only", default="", metavar="LAYERS",
+                        help="train only these top-level layers (comma-separated, e.g. instance_head) and keep "
+                             "the rest frozen, batch-norm statistics included; use with --init-from")
     parser.add_argument("--export-only", action="store_true", help="export OUT/checkpoint.pt to ONNX and stop")
     parser.add_argument("--opset", type=int, default=18)
 
@@ -67,6 +73,9 @@ def run(args: argparse.Namespace) -> int:
     if min(*arch.widths, arch.decoder) <= 0 or min(arch.fine, arch.refine) < 0:
         raise ConfigError("layer widths must be positive (--fine and --refine may be 0)",
                           "e.g. --widths 24,48,96,160 --decoder 48")
+    if args.center_sigma_per_side < 0:
+        raise ConfigError(f"--center-sigma-per-side {args.center_sigma_per_side} is negative",
+                          "pass 0 (one 4 px Gaussian for all) or a factor such as 0.2")
     if args.init_from is not None and not args.init_from.is_file():
         raise ConfigError(f"--init-from {args.init_from} does not exist",
                           "point it at a run's checkpoint.pt or an ONNX exported by perception train")
@@ -75,14 +84,17 @@ def run(args: argparse.Namespace) -> int:
                       iterations=args.iterations, batch=args.batch, lr=args.lr, workers=args.workers,
                       device=args.device, threads=args.threads, amp=args.amp, seed=args.seed,
                       w_offset=args.w_offset, arch=arch, init_from=args.init_from,
+                      center_sigma_per_side=args.center_sigma_per_side,
+                      train_only=tuple(n for n in args.train_only.split(",") if n),
                       checkpoint_every_s=args.checkpoint_every_s, log_every_s=args.log_every_s,
                       resume=args.resume or args.export_only)
     if args.export_only and not (args.out / CHECKPOINT).exists():
         raise ConfigError(f"{args.out / CHECKPOINT} does not exist", "train first, or point --out at a run folder")
     try:
         trainer = Trainer(cfg)
-    except ValueError as exc:  # a checkpoint that does not fit the architecture asked for
-        raise ConfigError(str(exc), "pass the --widths/--decoder/--fine the checkpoint was trained with") from exc
+    except ValueError as exc:  # a checkpoint that does not fit the architecture asked for, or --train-only
+        raise ConfigError(str(exc), "pass the --widths/--decoder/--fine the checkpoint was trained with, and "
+                          "--train-only names from that list") from exc
     if not args.export_only:
         trainer.run()
     started = time.monotonic()

@@ -47,6 +47,11 @@ class TrainConfig:
     resume: bool = False
     arch: Arch = field(default_factory=Arch)  # ignored on resume: the checkpoint's architecture is rebuilt
     init_from: Path | None = None  # a checkpoint whose weights start a new run (layers it lacks start fresh)
+    # > 0: each instance's centre Gaussian has sigma = this * sqrt(area), clamped (see make_batch)
+    center_sigma_per_side: float = 0.0
+    # top-level layers to train (e.g. ("instance_head",)); the others stay frozen, their batch-norm
+    # statistics too. Empty = train everything
+    train_only: tuple[str, ...] = ()
 
 
 def losses(model_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Batch,
@@ -82,7 +87,8 @@ class Trainer:
         arch = Arch.from_dict(state.get("arch", {})) if state is not None else cfg.arch
         self.model = TinyPanoptic(NUM_CLASSES, arch).to(self.device)
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
-        self.opt = torch.optim.AdamW(self.model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay,
+        trainable = self._freeze(cfg.train_only)
+        self.opt = torch.optim.AdamW(trainable, lr=cfg.lr, weight_decay=cfg.weight_decay,
                                      fused=self.device.type == "cuda")
         self.iteration = 0
         self.elapsed = 0.0  # training seconds over all runs (resumes add up)
@@ -94,6 +100,26 @@ class Trainer:
             self._load(state)
         elif cfg.init_from is not None:
             self._init_from(cfg.init_from)
+
+    def _freeze(self, train_only: tuple[str, ...]) -> list[torch.nn.Parameter]:
+        """Parameters to optimise: all, or those of the named top-level layers (the rest frozen)."""
+        if not train_only:
+            return list(self.model.parameters())
+        layers = dict(self.model.named_children())
+        unknown = sorted(set(train_only) - set(layers))
+        if unknown:
+            raise ValueError(f"this architecture has no layers {unknown} to train; it has {sorted(layers)}")
+        for name, layer in layers.items():
+            layer.requires_grad_(name in train_only)
+        return [p for p in self.model.parameters() if p.requires_grad]
+
+    def _train_mode(self) -> None:
+        """Training mode for the trained layers only: frozen ones keep their batch-norm statistics."""
+        self.model.train()
+        if self.cfg.train_only:
+            for name, layer in self.model.named_children():
+                if name not in self.cfg.train_only:
+                    layer.eval()
 
     def _say(self, text: str) -> None:
         print(text, file=self.log, flush=True)
@@ -155,7 +181,9 @@ class Trainer:
         pool = RenderPool(seeds, cfg.workers, DEFAULT_HEIGHT, DEFAULT_WIDTH).start()
         # batches drawn on the training device: a host-side draw copied over would sync every step
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed + self.iteration)
-        self._say(f"model: {count_parameters(self.model):,} parameters ({self.model.arch.describe()}); "
+        trained = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
+        only = f", training only {', '.join(cfg.train_only)} ({trained:,})" if cfg.train_only else ""
+        self._say(f"model: {count_parameters(self.model):,} parameters ({self.model.arch.describe()}{only}); "
                   f"{cfg.scenes} scenes from seed {cfg.seed_base}, {cfg.workers} workers, device {self.device}, "
                   f"batch {cfg.batch}")
         start = time.monotonic()
@@ -164,7 +192,7 @@ class Trainer:
         run_start, first_fraction = start, self.progress(0.0)
         last_poll = 0.0
         min_fill = min(cfg.scenes, cfg.batch * 4)
-        self.model.train()
+        self._train_mode()
         try:
             while self.progress(time.monotonic() - start) < 1.0:
                 # a copy to the device waits for queued work: take new scenes a few times a second only
@@ -184,7 +212,7 @@ class Trainer:
                     group["lr"] = self.lr_at(fraction)
                 index = torch.randint(0, store.filled, (cfg.batch,), generator=gen, device=self.device)
                 flip = torch.rand(cfg.batch, generator=gen, device=self.device) < 0.5
-                batch = make_batch(store, index, flip)
+                batch = make_batch(store, index, flip, cfg.center_sigma_per_side)
                 image = batch.image.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
                     out = self.model(image)
