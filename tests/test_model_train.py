@@ -156,6 +156,11 @@ def test_train_only_some_layers_leaves_the_rest_untouched(tmp_path: Path, capsys
     # frozen layers keep weights and batch-norm statistics; the trained head moves
     assert changed and all(k.startswith("instance_head.") for k in changed), sorted(changed)[:5]
     assert any(k.endswith("running_mean") for k in changed)  # the trained head's own statistics
+    # resume and export keep the checkpoint's choice of layers (its optimizer holds only theirs)
+    assert main(["train", "--out", str(tuned), "--threads", "1", "--iterations", "3", "--log-every-s", "0",
+                 "--resume"]) == 0
+    assert "training only instance_head" in capsys.readouterr().out
+    assert main(["train", "--out", str(tuned), "--export-only"]) == 0
     assert main(["train", "--out", str(tmp_path / "x"), *SMALL, "--train-only", "centre_head"]) == 2
     assert "no layers ['centre_head']" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "y"), *SMALL, "--center-sigma-per-side", "-1"]) == 2

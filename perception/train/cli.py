@@ -48,7 +48,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1 to 4 px (0 = 4 px for all); keeps close small things apart, e.g. 0.2")
     parser.add_argument("--train-only", default="", metavar="LAYERS",
                         help="train only these top-level layers (comma-separated, e.g. instance_head) and keep "
-                             "the rest frozen, batch-norm statistics included; use with --init-from")
+                             "the rest frozen, batch-norm statistics included; use with --init-from (a resumed "
+                             "run keeps its checkpoint's choice)")
     parser.add_argument("--export-only", action="store_true", help="export OUT/checkpoint.pt to ONNX and stop")
     parser.add_argument("--opset", type=int, default=18)
 

@@ -6,7 +6,7 @@ import json
 import math
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -83,8 +83,10 @@ class Trainer:
         state = None
         if cfg.resume and (cfg.out / CHECKPOINT).exists():
             state = torch.load(cfg.out / CHECKPOINT, map_location=self.device, weights_only=True)
-        # a checkpoint knows its architecture: resume and export build that one
+        # a checkpoint knows its architecture and which layers it trains: resume and export keep them
         arch = Arch.from_dict(state.get("arch", {})) if state is not None else cfg.arch
+        if state is not None:
+            self.cfg = cfg = replace(cfg, train_only=tuple(state.get("train_only", cfg.train_only)))
         self.model = TinyPanoptic(NUM_CLASSES, arch).to(self.device)
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         trainable = self._freeze(cfg.train_only)
@@ -153,7 +155,7 @@ class Trainer:
         tmp = path.with_suffix(".tmp")
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                     "iteration": self.iteration, "elapsed": self.elapsed,
-                    "arch": self.model.arch.to_dict(),
+                    "arch": self.model.arch.to_dict(), "train_only": list(self.cfg.train_only),
                     "config": json.dumps({k: str(v) for k, v in asdict(self.cfg).items()})}, tmp)
         tmp.replace(path)
         return path
