@@ -142,11 +142,13 @@ def segment_stats(id_map: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     cols = np.zeros((n + 1, w), bool)
     rows[id_map, np.arange(h)[:, None]] = True
     cols[id_map, np.arange(w)[None, :]] = True
-    bboxes = np.zeros((n + 1, 4), np.int32)
-    present = areas > 0
-    bboxes[:, 0] = np.argmax(cols, axis=1)
-    bboxes[:, 2] = w - np.argmax(cols[:, ::-1], axis=1)
-    bboxes[:, 1] = np.argmax(rows, axis=1)
-    bboxes[:, 3] = h - np.argmax(rows[:, ::-1], axis=1)
-    bboxes[~present] = 0
+    bboxes = occupancy_boxes(rows, cols)
+    bboxes[areas == 0] = 0
     return areas, bboxes
+
+
+def occupancy_boxes(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
+    """xyxy-exclusive boxes (n, 4) from which rows (n, H) and columns (n, W) each segment occupies."""
+    h, w = rows.shape[1], cols.shape[1]
+    return np.stack([cols.argmax(axis=1), rows.argmax(axis=1), w - cols[:, ::-1].argmax(axis=1),
+                     h - rows[:, ::-1].argmax(axis=1)], axis=1).astype(np.int32)

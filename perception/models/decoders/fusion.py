@@ -27,7 +27,7 @@ import numpy as np
 from perception.models.decoders.base import require_finite
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
-from perception.models.segmentation import Segmentation, Segments
+from perception.models.segmentation import Segmentation, Segments, occupancy_boxes
 
 OVERLAP_THRESHOLD = 0.5
 
@@ -109,7 +109,7 @@ class Canvas:
         cols = np.zeros((len(pairs), self.id_map.shape[1]), bool)
         rows[labels, ys] = True
         cols[labels, xs] = True
-        boxes = _occupancy_boxes(rows, cols).tolist()
+        boxes = occupancy_boxes(rows, cols).tolist()
         for k, (class_id, score) in enumerate(pairs):
             x0, y0, x1, y1 = boxes[k]
             self._record(class_id, score, True, int(areas[k]), (x0, y0, x1, y1))
@@ -166,7 +166,7 @@ class Canvas:
         in_col = np.zeros((n + 1, sampled.shape[1]), bool)
         in_row[sampled, np.arange(sampled.shape[0])[:, None]] = True
         in_col[sampled, np.arange(sampled.shape[1])[None, :]] = True
-        boxes = _occupancy_boxes(in_row[:, row_of], in_col[:, col_of])[1:]  # source rows/columns
+        boxes = occupancy_boxes(in_row[:, row_of], in_col[:, col_of])[1:]  # source rows/columns
         return self._table(source_map, areas, boxes)
 
     def _table(self, source_map: np.ndarray, areas: np.ndarray, boxes: np.ndarray) -> Segmentation:
@@ -209,13 +209,6 @@ def _nearest_source_index(size: int, source_size: int) -> np.ndarray:
         return np.arange(size)
     ramp = np.arange(size, dtype=np.float32)[None, :]
     return np.asarray(cv2.resize(ramp, (source_size, 1), interpolation=cv2.INTER_NEAREST)[0], np.int64)
-
-
-def _occupancy_boxes(rows: np.ndarray, cols: np.ndarray) -> np.ndarray:
-    """xyxy-exclusive boxes (n, 4) from which rows (n, H) and columns (n, W) each segment occupies."""
-    h, w = rows.shape[1], cols.shape[1]
-    return np.stack([cols.argmax(axis=1), rows.argmax(axis=1), w - cols[:, ::-1].argmax(axis=1),
-                     h - rows[:, ::-1].argmax(axis=1)], axis=1).astype(np.int32)
 
 
 def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
