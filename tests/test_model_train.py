@@ -165,3 +165,24 @@ def test_train_only_some_layers_leaves_the_rest_untouched(tmp_path: Path, capsys
     assert "no layers ['centre_head']" in capsys.readouterr().err
     assert main(["train", "--out", str(tmp_path / "y"), *SMALL, "--center-sigma-per-side", "-1"]) == 2
     assert "negative" in capsys.readouterr().err
+
+
+def test_frozen_batch_norm_keeps_statistics_while_weights_learn(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    base, tuned = tmp_path / "base", tmp_path / "tuned"
+    assert main(["train", "--out", str(base), *SMALL, "--fine", "8"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(tuned), *SMALL, "--fine", "8", "--iterations", "2", "--freeze-batch-norm",
+                 "--init-from", str(base / "model.onnx")]) == 0
+    assert "batch norm frozen" in capsys.readouterr().out
+    after = torch.load(tuned / "checkpoint.pt", weights_only=True)
+    # the ONNX's folded batch norm loads as pass-through statistics (mean 0, variance 1 - eps), and stays so
+    stats = {k: v for k, v in after["model"].items() if k.endswith(("running_mean", "running_var"))}
+    assert stats and all(torch.allclose(v, torch.zeros_like(v) if k.endswith("mean") else torch.ones_like(v),
+                                        atol=1e-4) for k, v in stats.items())
+    before = torch.load(base / "checkpoint.pt", weights_only=True)["model"]
+    assert not torch.equal(before["instance_head.1.weight"], after["model"]["instance_head.1.weight"])
+    assert after["freeze_batch_norm"] is True
+    assert main(["train", "--out", str(tuned), "--threads", "1", "--iterations", "3", "--log-every-s", "0",
+                 "--resume"]) == 0
+    assert "batch norm frozen" in capsys.readouterr().out

@@ -50,6 +50,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="train only these top-level layers (comma-separated, e.g. instance_head) and keep "
                              "the rest frozen, batch-norm statistics included; use with --init-from (a resumed "
                              "run keeps its checkpoint's choice)")
+    parser.add_argument("--freeze-batch-norm", action="store_true",
+                        help="keep every batch-norm layer's statistics (its scale and shift still learn); for "
+                             "fine-tuning from an exported ONNX, whose batch norm is folded (a resumed run keeps "
+                             "its checkpoint's choice)")
     parser.add_argument("--export-only", action="store_true", help="export OUT/checkpoint.pt to ONNX and stop")
     parser.add_argument("--opset", type=int, default=18)
 
@@ -87,6 +91,7 @@ def run(args: argparse.Namespace) -> int:
                       w_offset=args.w_offset, arch=arch, init_from=args.init_from,
                       center_sigma_per_side=args.center_sigma_per_side,
                       train_only=tuple(n for n in args.train_only.split(",") if n),
+                      freeze_batch_norm=args.freeze_batch_norm,
                       checkpoint_every_s=args.checkpoint_every_s, log_every_s=args.log_every_s,
                       resume=args.resume or args.export_only)
     if args.export_only and not (args.out / CHECKPOINT).exists():

@@ -52,6 +52,10 @@ class TrainConfig:
     # top-level layers to train (e.g. ("instance_head",)); the others stay frozen, their batch-norm
     # statistics too. Empty = train everything
     train_only: tuple[str, ...] = ()
+    # every batch-norm layer keeps its statistics (eval mode) while its affine weights still learn:
+    # a fine-tune from an exported ONNX (batch norm folded into the convolutions) then starts exact
+    # instead of renormalising on its first batches
+    freeze_batch_norm: bool = False
 
 
 def losses(model_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Batch,
@@ -86,7 +90,8 @@ class Trainer:
         # a checkpoint knows its architecture and which layers it trains: resume and export keep them
         arch = Arch.from_dict(state.get("arch", {})) if state is not None else cfg.arch
         if state is not None:
-            self.cfg = cfg = replace(cfg, train_only=tuple(state.get("train_only", cfg.train_only)))
+            self.cfg = cfg = replace(cfg, train_only=tuple(state.get("train_only", cfg.train_only)),
+                                     freeze_batch_norm=bool(state.get("freeze_batch_norm", cfg.freeze_batch_norm)))
         self.model = TinyPanoptic(NUM_CLASSES, arch).to(self.device)
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         trainable = self._freeze(cfg.train_only)
@@ -122,6 +127,10 @@ class Trainer:
             for name, layer in self.model.named_children():
                 if name not in self.cfg.train_only:
                     layer.eval()
+        if self.cfg.freeze_batch_norm:
+            for module in self.model.modules():
+                if isinstance(module, torch.nn.modules.batchnorm._BatchNorm):
+                    module.eval()
 
     def _say(self, text: str) -> None:
         print(text, file=self.log, flush=True)
@@ -156,6 +165,7 @@ class Trainer:
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                     "iteration": self.iteration, "elapsed": self.elapsed,
                     "arch": self.model.arch.to_dict(), "train_only": list(self.cfg.train_only),
+                    "freeze_batch_norm": self.cfg.freeze_batch_norm,
                     "config": json.dumps({k: str(v) for k, v in asdict(self.cfg).items()})}, tmp)
         tmp.replace(path)
         return path
@@ -185,6 +195,7 @@ class Trainer:
         gen = torch.Generator(device=self.device).manual_seed(cfg.seed + self.iteration)
         trained = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         only = f", training only {', '.join(cfg.train_only)} ({trained:,})" if cfg.train_only else ""
+        only += ", batch norm frozen" if cfg.freeze_batch_norm else ""
         self._say(f"model: {count_parameters(self.model):,} parameters ({self.model.arch.describe()}{only}); "
                   f"{cfg.scenes} scenes from seed {cfg.seed_base}, {cfg.workers} workers, device {self.device}, "
                   f"batch {cfg.batch}")
