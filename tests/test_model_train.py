@@ -186,3 +186,33 @@ def test_frozen_batch_norm_keeps_statistics_while_weights_learn(tmp_path: Path,
     assert main(["train", "--out", str(tuned), "--threads", "1", "--iterations", "3", "--log-every-s", "0",
                  "--resume"]) == 0
     assert "batch norm frozen" in capsys.readouterr().out
+
+
+def test_average_of_two_runs_is_their_mean_and_exports(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    a, b, mean = tmp_path / "a", tmp_path / "b", tmp_path / "mean"
+    assert main(["train", "--out", str(a), *SMALL, "--fine", "8"]) == 0
+    assert main(["train", "--out", str(b), *SMALL, "--fine", "8", "--seed", "1"]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(mean), "--average-of", str(a / "checkpoint.pt"),
+                 str(b / "checkpoint.pt")]) == 0
+    out = capsys.readouterr().out
+    assert "averaged 2 checkpoints" in out and "argmax agreement 100.000%" in out
+    wa, wb = (torch.load(p / "checkpoint.pt", weights_only=True)["model"] for p in (a, b))
+    wm = torch.load(mean / "checkpoint.pt", weights_only=True)["model"]
+    assert not torch.equal(wa["fuse2.0.weight"], wb["fuse2.0.weight"])  # two different runs
+    for name, tensor in wm.items():
+        if tensor.is_floating_point():
+            assert torch.allclose(tensor, (wa[name] + wb[name]) / 2, atol=1e-6), name
+    assert (mean / "model.onnx").is_file()
+    # another layout, a single checkpoint or a missing file is a user error
+    other = tmp_path / "other"
+    assert main(["train", "--out", str(other), *SMALL]) == 0
+    capsys.readouterr()
+    assert main(["train", "--out", str(tmp_path / "x"), "--average-of", str(a / "checkpoint.pt"),
+                 str(other / "checkpoint.pt")]) == 2
+    assert "another layout" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "y"), "--average-of", str(a / "checkpoint.pt")]) == 2
+    assert "at least two" in capsys.readouterr().err
+    assert main(["train", "--out", str(tmp_path / "z"), "--average-of", str(a / "checkpoint.pt"),
+                 str(tmp_path / "nope.pt")]) == 2
+    assert "does not exist" in capsys.readouterr().err

@@ -55,12 +55,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "fine-tuning from an exported ONNX, whose batch norm is folded (a resumed run keeps "
                              "its checkpoint's choice)")
     parser.add_argument("--export-only", action="store_true", help="export OUT/checkpoint.pt to ONNX and stop")
+    parser.add_argument("--average-of", nargs="+", type=Path, metavar="CHECKPOINT",
+                        help="write OUT/checkpoint.pt as the mean of these runs' weights (same layout, e.g. a "
+                             "fine-tune and the run it started from), export it and stop")
     parser.add_argument("--opset", type=int, default=18)
 
 
 def run(args: argparse.Namespace) -> int:
     require("torch", "training", INSTALL)
     require("onnx", "ONNX export", INSTALL)
+    if args.average_of:
+        _average(args.average_of, args.out)
+        args.export_only = True
     if args.budget_s <= 0 and args.iterations <= 0 and not args.export_only:
         raise ConfigError("training needs a budget", "pass --budget-s SECONDS and/or --iterations N")
     if args.opset < 17:
@@ -111,3 +117,18 @@ def run(args: argparse.Namespace) -> int:
           f"{time.monotonic() - started:.1f} s; ONNX Runtime vs PyTorch max |diff|: {diffs}; "
           f"semantic argmax agreement {100 * check.argmax_agreement:.3f}%", flush=True)
     return 0
+
+
+def _average(sources: list[Path], out: Path) -> None:
+    from perception.train.average import average_checkpoints
+    from perception.train.loop import CHECKPOINT
+
+    missing = [str(s) for s in sources if not s.is_file()]
+    if missing:
+        raise ConfigError(f"--average-of: {', '.join(missing)} does not exist", "point it at runs' checkpoint.pt files")
+    try:
+        written = average_checkpoints(sources, out / CHECKPOINT)
+    except ValueError as exc:
+        raise ConfigError(f"--average-of: {exc}", "average checkpoints of one layout (same --widths/--decoder/"
+                          "--fine/--refine), at least two") from exc
+    print(f"averaged {len(sources)} checkpoints into {written}", flush=True)
