@@ -26,14 +26,12 @@ def average_checkpoints(sources: Sequence[Path], out: Path) -> Path:
         raise ValueError(f"averaging needs at least two checkpoints, got {len(sources)}")
     states: list[dict[str, Any]] = [torch.load(s, map_location="cpu", weights_only=True) for s in sources]
     first = states[0]
+    shapes = {name: tensor.shape for name, tensor in first["model"].items()}
     for path, state in zip(sources[1:], states[1:], strict=True):
-        if state.get("arch") != first.get("arch") or state["model"].keys() != first["model"].keys():
+        # the layout is its tensors' names and shapes (every width the architecture has shows there)
+        if {name: tensor.shape for name, tensor in state["model"].items()} != shapes:
             raise ValueError(f"{path} has another layout than {sources[0]} "
                              f"({state.get('arch')} vs {first.get('arch')})")
-        for name, tensor in state["model"].items():
-            if tensor.shape != first["model"][name].shape:
-                raise ValueError(f"{path}: {name} has shape {tuple(tensor.shape)}, "
-                                 f"{sources[0]} has {tuple(first['model'][name].shape)}")
     mean = {}
     for name, tensor in first["model"].items():
         if tensor.is_floating_point():

@@ -64,13 +64,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     require("torch", "training", INSTALL)
     require("onnx", "ONNX export", INSTALL)
+    if args.opset < 17:
+        raise ConfigError(f"--opset {args.opset} is too old", "use 17 or newer")
     if args.average_of:
         _average(args.average_of, args.out)
         args.export_only = True
     if args.budget_s <= 0 and args.iterations <= 0 and not args.export_only:
         raise ConfigError("training needs a budget", "pass --budget-s SECONDS and/or --iterations N")
-    if args.opset < 17:
-        raise ConfigError(f"--opset {args.opset} is too old", "use 17 or newer")
     from perception.train.export import check_export, export_onnx
     from perception.train.loop import CHECKPOINT, TrainConfig, Trainer
     from perception.train.model import Arch
