@@ -197,6 +197,7 @@ def test_average_of_two_runs_is_their_mean_and_exports(tmp_path: Path, capsys: p
                  str(b / "checkpoint.pt")]) == 0
     out = capsys.readouterr().out
     assert "averaged 2 checkpoints" in out and "argmax agreement 100.000%" in out
+    assert "resumed from" not in out
     wa, wb = (torch.load(p / "checkpoint.pt", weights_only=True)["model"] for p in (a, b))
     wm = torch.load(mean / "checkpoint.pt", weights_only=True)["model"]
     assert not torch.equal(wa["fuse2.0.weight"], wb["fuse2.0.weight"])  # two different runs

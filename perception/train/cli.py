@@ -7,6 +7,7 @@ torch is imported only when the command runs, so the node's CLI starts without i
 from __future__ import annotations
 
 import argparse
+import io
 import time
 from pathlib import Path
 
@@ -103,7 +104,9 @@ def run(args: argparse.Namespace) -> int:
     if args.export_only and not (args.out / CHECKPOINT).exists():
         raise ConfigError(f"{args.out / CHECKPOINT} does not exist", "train first, or point --out at a run folder")
     try:
-        trainer = Trainer(cfg)
+        # an average is loaded only to be exported: its first source's "resumed from ... iteration N"
+        # line would describe a run it is not
+        trainer = Trainer(cfg, log=io.StringIO() if args.average_of else None)
     except ValueError as exc:  # a checkpoint that does not fit the architecture asked for, or --train-only
         raise ConfigError(str(exc), "pass the --widths/--decoder/--fine the checkpoint was trained with, and "
                           "--train-only names from that list") from exc
