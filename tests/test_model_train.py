@@ -217,3 +217,41 @@ def test_average_of_two_runs_is_their_mean_and_exports(tmp_path: Path, capsys: p
     assert main(["train", "--out", str(tmp_path / "z"), "--average-of", str(a / "checkpoint.pt"),
                  str(tmp_path / "nope.pt")]) == 2
     assert "does not exist" in capsys.readouterr().err
+
+
+def test_focal_centre_loss_is_per_centre_and_wants_every_peak() -> None:
+    from perception.train.loop import focal_center_loss
+
+    yy, xx = torch.meshgrid(torch.arange(48.0), torch.arange(64.0), indexing="ij")
+
+    def gaussian(cy: float, cx: float, sigma: float) -> torch.Tensor:
+        return torch.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * sigma**2))
+
+    big, small = gaussian(20, 20, 4.0), gaussian(20, 27, 1.0)
+    target = torch.maximum(big, small).view(1, 1, 48, 64)
+    # what the loss wants: a peak of 1 at every centre and nothing elsewhere (not the Gaussians)
+    ideal = (target >= 0.999).float()
+    assert float(focal_center_loss(ideal, target)) < 1e-3 < float(focal_center_loss(target, target))
+    # the small thing's centre left at its neighbour's slope, no peak of its own: costs per centre
+    merged = ideal.clone()
+    merged[0, 0, 20, 27] = big[20, 27]
+    lost = float(focal_center_loss(merged, target))
+    assert lost == pytest.approx(-(1 - float(big[20, 27])) ** 2 * np.log(float(big[20, 27])) / 2, rel=0.01)
+    # divided by the centres, not the pixels: twice the empty image around them changes nothing
+    wide_target, wide_merged = torch.zeros(1, 1, 48, 128), torch.zeros(1, 1, 48, 128)
+    wide_target[..., :64], wide_merged[..., :64] = target, merged
+    assert float(focal_center_loss(wide_merged, wide_target)) == pytest.approx(lost, rel=1e-3)
+
+
+def test_train_with_focal_centre_loss_resumes_with_it(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "focal"
+    assert main(["train", "--out", str(out), *SMALL, "--center-loss", "focal"]) == 0
+    assert "focal centre loss" in capsys.readouterr().out
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["center_loss"] == "focal"
+    # a resumed run keeps the checkpoint's loss even when the flag is not repeated
+    assert main(["train", "--out", str(out), "--threads", "1", "--iterations", "3", "--log-every-s", "0",
+                 "--resume"]) == 0
+    assert "focal centre loss" in capsys.readouterr().out
+    with pytest.raises(SystemExit):
+        main(["train", "--out", str(tmp_path / "x"), *SMALL, "--center-loss", "l2"])
+    assert "invalid choice" in capsys.readouterr().err

@@ -47,6 +47,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--center-sigma-per-side", type=float, default=0.0, metavar="K",
                         help="size each instance's centre Gaussian by the instance: sigma = K * sqrt(area) px, "
                              "1 to 4 px (0 = 4 px for all); keeps close small things apart, e.g. 0.2")
+    parser.add_argument("--center-loss", choices=("mse", "focal"), default="mse",
+                        help="centre heatmap loss: mse (Panoptic-DeepLab, weight 200) or focal (CenterNet's "
+                             "penalty-reduced focal loss, weight 1: small things beside big ones keep their own peak)")
     parser.add_argument("--train-only", default="", metavar="LAYERS",
                         help="train only these top-level layers (comma-separated, e.g. instance_head) and keep "
                              "the rest frozen, batch-norm statistics included; use with --init-from (a resumed "
@@ -96,7 +99,7 @@ def run(args: argparse.Namespace) -> int:
                       iterations=args.iterations, batch=args.batch, lr=args.lr, workers=args.workers,
                       device=args.device, threads=args.threads, amp=args.amp, seed=args.seed,
                       w_offset=args.w_offset, arch=arch, init_from=args.init_from,
-                      center_sigma_per_side=args.center_sigma_per_side,
+                      center_sigma_per_side=args.center_sigma_per_side, center_loss=args.center_loss,
                       train_only=tuple(n for n in args.train_only.split(",") if n),
                       freeze_batch_norm=args.freeze_batch_norm,
                       checkpoint_every_s=args.checkpoint_every_s, log_every_s=args.log_every_s,

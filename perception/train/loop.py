@@ -40,7 +40,8 @@ class TrainConfig:
     amp: bool = False
     seed: int = 0
     hard_pixel_ratio: float = 0.2
-    w_center: float = 200.0
+    w_center: float = 200.0  # weight of the centre MSE; the focal loss weighs 1 (CenterNet's scale)
+    center_loss: str = "mse"  # "mse" (Panoptic-DeepLab) or "focal" (see focal_center_loss)
     w_offset: float = 0.1
     checkpoint_every_s: float = 60.0
     log_every_s: float = 10.0
@@ -66,12 +67,32 @@ def losses(model_out: tuple[torch.Tensor, torch.Tensor, torch.Tensor], batch: Ba
     # device free of a host sync (void is ~1% of pixels)
     k = max(1, int(pixel.numel() * cfg.hard_pixel_ratio))
     sem_loss = pixel.flatten().topk(k).values.mean()
-    ctr_loss = F.mse_loss(center, batch.center)
+    if cfg.center_loss == "focal":
+        ctr_loss = focal_center_loss(center, batch.center)
+        w_center = 1.0
+    else:
+        ctr_loss = F.mse_loss(center, batch.center)
+        w_center = cfg.w_center
     # small things weigh more here too: a 5 px offset error moves a small person onto its neighbour
     thing_weight = batch.thing_mask * batch.pixel_weight.unsqueeze(1)
     off_loss = ((offsets - batch.offsets).abs() * thing_weight).sum() / thing_weight.sum().clamp(min=1)
-    total = sem_loss + cfg.w_center * ctr_loss + cfg.w_offset * off_loss
+    total = sem_loss + w_center * ctr_loss + cfg.w_offset * off_loss
     return {"total": total, "semantic": sem_loss, "center": ctr_loss, "offset_px": off_loss}
+
+
+def focal_center_loss(center: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """CenterNet's penalty-reduced focal loss on the sigmoid heatmap, summed and divided by the
+    number of centres (the MSE is a mean over pixels, so its scale shrinks with empty image).
+
+    Centre pixels (target 1) learn towards 1, every other pixel towards 0, forgiven by
+    (1 - target)^4 near a centre. On the synthetic drives it left fewer small things without a
+    peak of their own than the MSE (training report, run 10).
+    """
+    p = center.clamp(1e-4, 1 - 1e-4)
+    peak = (target >= 0.999).float()  # make_batch puts exactly 1 at each rounded centre
+    pos = peak * (1 - p) ** 2 * torch.log(p)
+    neg = (1 - peak) * (1 - target) ** 4 * p**2 * torch.log(1 - p)
+    return -(pos + neg).sum() / peak.sum().clamp(min=1)
 
 
 class Trainer:
@@ -87,11 +108,13 @@ class Trainer:
         state = None
         if cfg.resume and (cfg.out / CHECKPOINT).exists():
             state = torch.load(cfg.out / CHECKPOINT, map_location=self.device, weights_only=True)
-        # a checkpoint knows its architecture and which layers it trains: resume and export keep them
+        # a checkpoint knows its architecture, which layers it trains and its centre loss: resume and
+        # export keep them
         arch = Arch.from_dict(state.get("arch", {})) if state is not None else cfg.arch
         if state is not None:
             self.cfg = cfg = replace(cfg, train_only=tuple(state.get("train_only", cfg.train_only)),
-                                     freeze_batch_norm=bool(state.get("freeze_batch_norm", cfg.freeze_batch_norm)))
+                                     freeze_batch_norm=bool(state.get("freeze_batch_norm", cfg.freeze_batch_norm)),
+                                     center_loss=str(state.get("center_loss", cfg.center_loss)))
         self.model = TinyPanoptic(NUM_CLASSES, arch).to(self.device)
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         trainable = self._freeze(cfg.train_only)
@@ -165,7 +188,7 @@ class Trainer:
         torch.save({"model": self.model.state_dict(), "optimizer": self.opt.state_dict(),
                     "iteration": self.iteration, "elapsed": self.elapsed,
                     "arch": self.model.arch.to_dict(), "train_only": list(self.cfg.train_only),
-                    "freeze_batch_norm": self.cfg.freeze_batch_norm,
+                    "freeze_batch_norm": self.cfg.freeze_batch_norm, "center_loss": self.cfg.center_loss,
                     "config": json.dumps({k: str(v) for k, v in asdict(self.cfg).items()})}, tmp)
         tmp.replace(path)
         return path
@@ -196,6 +219,7 @@ class Trainer:
         trained = sum(p.numel() for p in self.model.parameters() if p.requires_grad)
         only = f", training only {', '.join(cfg.train_only)} ({trained:,})" if cfg.train_only else ""
         only += ", batch norm frozen" if cfg.freeze_batch_norm else ""
+        only += ", focal centre loss" if cfg.center_loss == "focal" else ""
         self._say(f"model: {count_parameters(self.model):,} parameters ({self.model.arch.describe()}{only}); "
                   f"{cfg.scenes} scenes from seed {cfg.seed_base}, {cfg.workers} workers, device {self.device}, "
                   f"batch {cfg.batch}")
