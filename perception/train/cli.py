@@ -49,7 +49,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "1 to 4 px (0 = 4 px for all); keeps close small things apart, e.g. 0.2")
     parser.add_argument("--center-loss", choices=("mse", "focal"), default="mse",
                         help="centre heatmap loss: mse (Panoptic-DeepLab, weight 200) or focal (CenterNet's "
-                             "penalty-reduced focal loss, weight 1: small things beside big ones keep their own peak)")
+                             "penalty-reduced focal loss, weight 1: more small things beside big ones keep a peak of "
+                             "their own; training report, run 10)")
     parser.add_argument("--train-only", default="", metavar="LAYERS",
                         help="train only these top-level layers (comma-separated, e.g. instance_head) and keep "
                              "the rest frozen, batch-norm statistics included; use with --init-from (a resumed "
