@@ -103,3 +103,69 @@ def test_unsure_stuff_pixels_stay_stuff() -> None:
 def test_bad_min_thing_confidence_is_refused(params: dict[str, object], message: str) -> None:
     with pytest.raises(DecodeError, match=message):
         _decoder(**params)
+
+
+def _things(decoder: PanopticDeepLabDecoder, semantic: np.ndarray, heat: np.ndarray,
+            offsets: np.ndarray) -> list[int]:
+    geometry = Preprocessor(InputSpec("image", W, H)).geometry(H, W)
+    segs = decoder.decode_heads(semantic, heat, offsets, geometry).segments
+    return sorted(int(a) for a, t in zip(segs.areas, segs.is_thing, strict=True) if t)
+
+
+def test_centers_on_things_keeps_a_peak_that_a_road_peak_suppressed() -> None:
+    semantic, heat, offsets = _heads()
+    heat[10, 17] = 1.0  # a stronger peak just off the car, on road, inside the NMS window
+    heat[10, 10] = 0.9
+    aware = {"class_aware_grouping": True, "nms_kernel": 15}
+    assert _things(_decoder(**aware), semantic, heat, offsets) == []  # the road peak claims nothing
+    assert _things(_decoder(centers_on_things=True, **aware), semantic, heat, offsets) == [11 * 11]
+
+
+def _big_and_small_car() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A 20x20 car (center 15,15) and a 5x5 car (center 14,29) to its right. The big car's three
+    right-hand columns point 7-9 px short of their center: nearer the small car's."""
+    semantic = np.zeros((H, W), np.int32)
+    semantic[5:25, 5:25] = 1
+    semantic[12:17, 27:32] = 1
+    heat = np.zeros((H, W), np.float32)
+    heat[15, 15] = heat[14, 29] = 1.0
+    offsets = np.zeros((2, H, W), np.float32)
+    ys, xs = np.mgrid[0:H, 0:W]
+    big = np.zeros((H, W), bool)
+    big[5:25, 5:25] = True
+    offsets[0][big], offsets[1][big] = 15 - ys[big], 15 - xs[big]
+    far = big & (xs >= 22)
+    offsets[0][far], offsets[1][far] = 15 - ys[far], 23 - xs[far]  # all of them land at (15, 23)
+    small = semantic.astype(bool) & ~big
+    offsets[0][small], offsets[1][small] = 14 - ys[small], 29 - xs[small]
+    return semantic, heat, offsets
+
+
+def test_size_scaled_grouping_gives_a_big_instance_its_far_pixels_back() -> None:
+    heads = _big_and_small_car()
+    plain = _things(_decoder(class_aware_grouping=True, max_center_distance=20.0), *heads)
+    assert plain == [5 * 5 + 20 * 3, 20 * 17]  # the small car took the big one's right edge
+    scaled = _decoder(class_aware_grouping=True, max_center_distance=20.0, grouping_size_exponent=0.5)
+    assert _things(scaled, *heads) == [5 * 5, 20 * 20]
+    # the same without class-aware grouping (one distance matrix for all classes)
+    assert _things(_decoder(grouping_size_exponent=0.5), *heads) == [5 * 5, 20 * 20]
+
+
+@pytest.mark.parametrize("exponent", [-0.5, 2.5])
+def test_bad_grouping_size_exponent_is_refused(exponent: float) -> None:
+    with pytest.raises(DecodeError, match="grouping_size_exponent"):
+        _decoder(grouping_size_exponent=exponent)
+
+
+def test_folded_centers_off_things_are_dropped() -> None:
+    """A graph folded before centers_on_things existed gives peaks on road too: the decoder drops them."""
+    semantic, _, offsets = _heads()
+    outputs = {"semantic_logits": semantic[None, None].astype(np.int32), "offsets": offsets[None],
+               "center_scores": np.array([[1.0, 0.9]], np.float32),
+               "center_indices": np.array([[10 * W + 25, 10 * W + 10]], np.int64)}  # road, then the car
+    folded = {"semantic_argmax": True, "centers_folded": True, "class_aware_grouping": False}
+    geometry = Preprocessor(InputSpec("image", W, H)).geometry(H, W)
+    plain = _decoder(**folded).decode(outputs, geometry).segments
+    masked = _decoder(centers_on_things=True, **folded).decode(outputs, geometry).segments
+    assert sorted(plain.areas[plain.is_thing].tolist()) == [11 * 6, 11 * 11]  # the road peak took the person
+    assert masked.areas[masked.is_thing].tolist() == [11 * 11 + 11 * 6]

@@ -86,10 +86,12 @@ def test_semantic_folded_agrees(tmp_path: Path, post: bool) -> None:
 
 
 @pytest.mark.parametrize("post", [False, True])
-def test_panoptic_deeplab_folded_agrees(tmp_path: Path, post: bool) -> None:
+@pytest.mark.parametrize("extra", [{}, {"centers_on_things": True, "min_thing_confidence": 0.5,
+                                        "grouping_size_exponent": 0.5}])
+def test_panoptic_deeplab_folded_agrees(tmp_path: Path, post: bool, extra: dict[str, object]) -> None:
     color_model(tmp_path / "pan.onnx", "panoptic")
     card = write_card(tmp_path / "pan.toml", "pan.onnx", "panoptic_deeplab", COLOR_INPUT, COLOR_CLASSES,
-                      PANOPTIC_PARAMS)
+                      {**PANOPTIC_PARAMS, **extra})
     folded = fold(tmp_path / "pan.onnx", card, tmp_path / "pan_folded.onnx", post=post)
     plain, wrapped = run_both(card, folded, color_scene()[0])
     assert_agree(plain, wrapped)

@@ -8,7 +8,8 @@ With post=True the graph also does, per decoder:
 - semantic: argmax and winning-class probability -> semantic_classes, semantic_confidence
   ([1, 1, H, W], int32 / float);
 - panoptic_deeplab: the same for the semantic head, plus center NMS by max-pool, threshold and
-  top-k -> center_scores, center_indices ([1, K], flat y * W + x); offsets pass through;
+  top-k -> center_scores, center_indices ([1, K], flat y * W + x), on the heatmap masked to
+  sure thing pixels when the card sets centers_on_things; offsets pass through;
 - yolo_seg: best class per anchor, the max_candidates cap, class-aware NMS (the ONNX
   NonMaxSuppression op), the max_detections cap and mask assembly sigmoid(coeffs @ protos)
   -> boxes [M, 4], scores [M], class_ids [M], masks [M, H/4, W/4]; for NMS-free (end2end)
@@ -237,6 +238,8 @@ def _post_panoptic_deeplab(b: _Graph, card: ModelCard, params: dict[str, Any]) -
     if kernel < 1 or kernel % 2 == 0:
         raise ModelCardError(f"model card {card.name!r}: nms_kernel = {kernel} is not a positive odd number",
                              "use an odd max-pool size such as 7 or 11")
+    if p["centers_on_things"]:
+        heat = _heat_on_sure_things(b, card, p, heat, classes, confidence)
     pad = kernel // 2
     pooled = b.op("MaxPool", [heat], "center_pool", kernel_shape=[kernel, kernel], pads=[pad] * 4, strides=[1, 1])
     peaks = b.op("And", [b.op("Equal", [heat, pooled], "center_is_max"),
@@ -254,6 +257,21 @@ def _post_panoptic_deeplab(b: _Graph, card: ModelCard, params: dict[str, Any]) -
                 _graph_output(b, offsets)]
     return outputs, {**params, "semantic": classes, "semantic_argmax": True, "confidence": confidence,
                      "centers_folded": True, "center_scores": scores, "center_indices": indices}
+
+
+def _heat_on_sure_things(b: _Graph, card: ModelCard, p: dict[str, Any], heat: str, classes: str,
+                         confidence: str) -> str:
+    """The decoder's centers_on_things in the graph: the heatmap is 0 off thing pixels and, with
+    min_thing_confidence, off pixels whose class probability is under it."""
+    thing_lut = np.zeros(max(c.id for c in card.classes) + 1, bool)
+    for c in card.classes:
+        thing_lut[c.id] = c.thing
+    on = b.op("Gather", [b.const(thing_lut, "thing_lut", np.bool_), classes], "center_on_thing", axis=0)
+    threshold = float(p["min_thing_confidence"])
+    if threshold > 0:
+        sure = b.op("GreaterOrEqual", [confidence, b.const(threshold, "thing_confidence")], "center_sure")
+        on = b.op("And", [on, sure], "center_on_sure_thing")
+    return str(b.op("Where", [on, heat, b.const(0.0, "heat_off_things")], "center_heat_on_things"))
 
 
 def _post_yolo_seg(b: _Graph, card: ModelCard, params: dict[str, Any]) -> tuple[list[Any], dict[str, Any]]:

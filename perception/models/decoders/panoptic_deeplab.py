@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "class_aware_grouping": False,
     "max_center_distance": 0.0,
     "min_thing_confidence": 0.0,
+    "centers_on_things": False,
+    "grouping_size_exponent": 0.0,
     "semantic_argmax": False,
     "confidence": "",
     "centers_folded": False,
@@ -73,6 +75,13 @@ class PanopticDeepLabDecoder:
         # thing pixels the model is less sure of than this are left void: a small thing's blob
         # spills past its outline, and the spill costs it its match (IoU <= 0.5)
         self.min_thing_confidence = float(params["min_thing_confidence"])
+        # centre NMS sees the heatmap only on (sure) thing pixels: a peak on road or on an unsure
+        # pixel claims nothing under class-aware grouping, yet it suppresses a real peak beside it
+        self.centers_on_things = bool(params["centers_on_things"])
+        # > 0: pixels are grouped again by distance^2 / area^exponent, areas from a first pass;
+        # offsets miss by more the bigger the instance, and the plain nearest-centre rule lets a
+        # small car take its big neighbour's far pixels
+        self.size_exponent = float(params["grouping_size_exponent"])
         self.semantic_argmax = bool(params["semantic_argmax"])
         self.confidence_name = str(params["confidence"])
         self.centers_folded = bool(params["centers_folded"])
@@ -89,6 +98,10 @@ class PanopticDeepLabDecoder:
         if not 0.0 <= self.min_thing_confidence < 1.0:
             raise DecodeError(f"model card {card.name!r}: min_thing_confidence = {self.min_thing_confidence} "
                               "is not in [0, 1)", "use a class probability such as 0.65, or 0 for none")
+        if not 0.0 <= self.size_exponent <= 2.0:
+            raise DecodeError(f"model card {card.name!r}: grouping_size_exponent = {self.size_exponent} "
+                              "is not in [0, 2]",
+                              "use 0.5 (the shipped card's), or 0 for plain nearest-centre grouping")
         if self.min_thing_confidence > 0 and self.semantic_argmax and not self.confidence_name:
             raise DecodeError(f"model card {card.name!r}: min_thing_confidence needs the class probability, and "
                               "this folded graph gives only the class map",
@@ -141,7 +154,14 @@ class PanopticDeepLabDecoder:
             require_finite(self.center_scores_name, scores)
             centers = centers_from_flat(outputs[self.center_indices_name].reshape(-1), scores,
                                         semantic.shape[1], self.threshold)
-            return self.group(semantic, centers, offsets, geometry, confidence)
+            things, unsure = self._sure_things(semantic, confidence)
+            if self.centers_on_things:
+                # `perception fold --post` masks the heatmap in the graph; this also holds the rule
+                # for a graph folded without it (its suppressed peaks cannot come back, though)
+                points, center_scores = centers
+                on = things[points[:, 0].astype(np.int64), points[:, 1].astype(np.int64)]
+                centers = (points[on], center_scores[on])
+            return self._group(semantic, things, unsure, centers, offsets, geometry, confidence)
         heat = outputs[self.center_name][0, 0]
         require_finite(self.center_name, heat)
         return self.decode_heads(semantic, heat, offsets, geometry, confidence)
@@ -149,8 +169,12 @@ class PanopticDeepLabDecoder:
     def decode_heads(self, semantic: np.ndarray, heat: np.ndarray, offsets: np.ndarray,
                      geometry: Geometry, confidence: np.ndarray | None = None) -> Segmentation:
         """Decode from argmaxed semantics (also used with oracle heads built from ground truth)."""
-        centers = center_peaks(heat.astype(np.float32, copy=False), self.kernel, self.threshold, self.top_k)
-        return self.group(semantic, centers, offsets, geometry, confidence)
+        things, unsure = self._sure_things(semantic, confidence)
+        heat = heat.astype(np.float32, copy=False)
+        if self.centers_on_things:
+            heat = np.where(things, heat, np.float32(0.0))
+        centers = center_peaks(heat, self.kernel, self.threshold, self.top_k)
+        return self._group(semantic, things, unsure, centers, offsets, geometry, confidence)
 
     def group(self, semantic: np.ndarray, centers: tuple[np.ndarray, np.ndarray], offsets: np.ndarray,
               geometry: Geometry, confidence: np.ndarray | None = None) -> Segmentation:
@@ -158,15 +182,26 @@ class PanopticDeepLabDecoder:
 
         With min_thing_confidence and a confidence map, unsure thing pixels become void first.
         """
-        points, center_scores = centers
-        h, w = semantic.shape
-        canvas = Canvas(h, w, max_segments=len(points) + len(self.stuff_ids))
+        things, unsure = self._sure_things(semantic, confidence)
+        return self._group(semantic, things, unsure, centers, offsets, geometry, confidence)
+
+    def _sure_things(self, semantic: np.ndarray,
+                     confidence: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
+        """Thing pixels sure enough to group, and the unsure ones (None without the rule)."""
         thing_mask = np.take(self.thing_lut, semantic, mode="clip")
         unsure = None
         if self.min_thing_confidence > 0 and confidence is not None:
             # unsure thing pixels are void: they join no instance, and stuff never fills thing classes
             unsure = thing_mask & (confidence < self.min_thing_confidence)
             thing_mask &= ~unsure
+        return thing_mask, unsure
+
+    def _group(self, semantic: np.ndarray, thing_mask: np.ndarray, unsure: np.ndarray | None,
+               centers: tuple[np.ndarray, np.ndarray], offsets: np.ndarray, geometry: Geometry,
+               confidence: np.ndarray | None) -> Segmentation:
+        points, center_scores = centers
+        h, w = semantic.shape
+        canvas = Canvas(h, w, max_segments=len(points) + len(self.stuff_ids))
         if len(points) and thing_mask.any():
             flat = np.flatnonzero(thing_mask)
             ys, xs = np.divmod(flat, w)
@@ -174,19 +209,19 @@ class PanopticDeepLabDecoder:
             target[0] += ys
             target[1] += xs
             pixel_class = semantic.ravel()[flat]
+            max_d2 = self.max_center_distance ** 2 if self.max_center_distance > 0 else np.inf
             if self.class_aware:
                 rows = points[:, 0].astype(np.int64).clip(0, h - 1)
                 cols = points[:, 1].astype(np.int64).clip(0, w - 1)
                 point_class = semantic[rows, cols]
                 if unsure is not None:
                     point_class = np.where(unsure[rows, cols], VOID_CLASS, point_class)
-                nearest, nearest_d2 = _nearest_of_own_class(target, pixel_class, points, point_class)
+                nearest, nearest_d2 = _nearest_of_own_class(target, pixel_class, points, point_class,
+                                                             self.size_exponent, max_d2)
             else:
-                nearest, nearest_d2 = _nearest(target, points)
+                nearest, nearest_d2 = _nearest(target, points, self.size_exponent, max_d2)
             # pixels no center claims stay void rather than corrupting a neighbour's mask
-            claimed = np.isfinite(nearest_d2)
-            if self.max_center_distance > 0:
-                claimed &= nearest_d2 <= self.max_center_distance ** 2
+            claimed = np.isfinite(nearest_d2) & (nearest_d2 <= max_d2)
             votes = np.bincount(nearest[claimed] * self.num_classes + pixel_class[claimed],
                                 minlength=len(points) * self.num_classes).reshape(len(points), -1)
             areas = votes.sum(axis=1)
@@ -201,18 +236,30 @@ class PanopticDeepLabDecoder:
         return canvas.to_source(geometry)
 
 
-def _nearest(target: np.ndarray, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """For pixels' offset targets (2, N): index of the nearest point (M, 2) and its squared distance."""
+def _nearest(target: np.ndarray, points: np.ndarray, size_exponent: float = 0.0,
+             max_d2: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
+    """For pixels' offset targets (2, N): index of the nearest point (M, 2) and its squared distance.
+
+    With size_exponent > 0, "nearest" is the least d2 / area^size_exponent, each point's area
+    being the pixels it is nearest to (within max_d2) by plain distance."""
     d2 = target[0][None, :] - points[:, 0:1]
     d2 *= d2
     dx = target[1][None, :] - points[:, 1:2]
     d2 += np.multiply(dx, dx, out=dx)
     nearest = d2.argmin(axis=0)
-    return nearest, d2[nearest, np.arange(len(nearest))]
+    columns = np.arange(len(nearest))
+    if size_exponent <= 0 or len(points) < 2:
+        return nearest, d2[nearest, columns]
+    areas = np.bincount(nearest[d2[nearest, columns] <= max_d2], minlength=len(points))
+    scale = np.maximum(areas, 1).astype(np.float32) ** np.float32(-size_exponent)
+    d2 *= scale[:, None]  # in place: the plain distance is the scaled one divided back
+    nearest = d2.argmin(axis=0)
+    return nearest, d2[nearest, columns] / scale[nearest]
 
 
 def _nearest_of_own_class(target: np.ndarray, pixel_class: np.ndarray, points: np.ndarray,
-                          point_class: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+                          point_class: np.ndarray, size_exponent: float = 0.0,
+                          max_d2: float = np.inf) -> tuple[np.ndarray, np.ndarray]:
     """_nearest among the points of each pixel's own class (distance inf where its class has none).
 
     One distance matrix per class instead of one masked (M, N) matrix: a third of the work with
@@ -224,7 +271,7 @@ def _nearest_of_own_class(target: np.ndarray, pixel_class: np.ndarray, points: n
         if not pixels.any():
             continue
         own = np.nonzero(point_class == cls)[0]
-        index, d2 = _nearest(target[:, pixels], points[own])
+        index, d2 = _nearest(target[:, pixels], points[own], size_exponent, max_d2)
         nearest[pixels] = own[index]
         nearest_d2[pixels] = d2
     return nearest, nearest_d2
