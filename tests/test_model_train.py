@@ -255,3 +255,29 @@ def test_train_with_focal_centre_loss_resumes_with_it(tmp_path: Path, capsys: py
     with pytest.raises(SystemExit):
         main(["train", "--out", str(tmp_path / "x"), *SMALL, "--center-loss", "l2"])
     assert "invalid choice" in capsys.readouterr().err
+
+
+def test_small_weight_weighs_small_things_and_is_kept_on_resume(tmp_path: Path,
+                                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from perception.train.data import SMALL_INSTANCE_PIXELS, SceneStore, make_batch
+
+    store = SceneStore.allocate(1, 32, 48, torch.device("cpu"))
+    store.instances[0, 2:12, 2:12] = 1  # 100 px: small
+    store.instances[0, 14:30, 20:40] = 2  # 320 px: not small
+    store.semantic[0] = 0
+    store.max_instance, store.filled = 2, 1
+    assert 100 < SMALL_INSTANCE_PIXELS < 320
+    index, flip = torch.zeros(1, dtype=torch.long), torch.zeros(1, dtype=torch.bool)
+    weight = make_batch(store, index, flip, small_weight=6.0).pixel_weight[0]
+    assert float(weight[5, 5]) == 6.0 and float(weight[20, 30]) == 1.0 and float(weight[0, 0]) == 1.0
+    assert float(make_batch(store, index, flip).pixel_weight[0, 5, 5]) == 3.0  # the default
+
+    out = tmp_path / "heavy"
+    assert main(["train", "--out", str(out), *SMALL, "--small-weight", "6"]) == 0
+    assert "small things x6" in capsys.readouterr().out
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["small_weight"] == 6.0
+    assert main(["train", "--out", str(out), "--threads", "1", "--iterations", "3", "--log-every-s", "0",
+                 "--resume"]) == 0
+    assert "small things x6" in capsys.readouterr().out
+    assert main(["train", "--out", str(tmp_path / "x"), *SMALL, "--small-weight", "0"]) == 2
+    assert "not positive" in capsys.readouterr().err

@@ -51,6 +51,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="centre heatmap loss: mse (Panoptic-DeepLab, weight 200) or focal (CenterNet's "
                              "penalty-reduced focal loss, weight 1: more small things beside big ones keep a peak of "
                              "their own; training report, run 10)")
+    parser.add_argument("--small-weight", type=float, default=None, metavar="W",
+                        help="weight of the pixels of things under 150 px in the semantic and offset losses "
+                             "(default 3; a resumed run keeps its checkpoint's)")
     parser.add_argument("--train-only", default="", metavar="LAYERS",
                         help="train only these top-level layers (comma-separated, e.g. instance_head) and keep "
                              "the rest frozen, batch-norm statistics included; use with --init-from (a resumed "
@@ -92,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
     if args.center_sigma_per_side < 0:
         raise ConfigError(f"--center-sigma-per-side {args.center_sigma_per_side} is negative",
                           "pass 0 (one 4 px Gaussian for all) or a factor such as 0.2")
+    if args.small_weight is not None and args.small_weight <= 0:
+        raise ConfigError(f"--small-weight {args.small_weight} is not positive",
+                          "pass a weight such as 3 (the default)")
     if args.init_from is not None and not args.init_from.is_file():
         raise ConfigError(f"--init-from {args.init_from} does not exist",
                           "point it at a run's checkpoint.pt or an ONNX exported by perception train")
@@ -101,6 +107,7 @@ def run(args: argparse.Namespace) -> int:
                       device=args.device, threads=args.threads, amp=args.amp, seed=args.seed,
                       w_offset=args.w_offset, arch=arch, init_from=args.init_from,
                       center_sigma_per_side=args.center_sigma_per_side, center_loss=args.center_loss,
+                      **({} if args.small_weight is None else {"small_weight": args.small_weight}),
                       train_only=tuple(n for n in args.train_only.split(",") if n),
                       freeze_batch_norm=args.freeze_batch_norm,
                       checkpoint_every_s=args.checkpoint_every_s, log_every_s=args.log_every_s,

@@ -60,13 +60,15 @@ class Batch:
     thing_mask: torch.Tensor  # (B, 1, H, W) float, 1 on thing pixels
 
 
-def make_batch(store: SceneStore, index: torch.Tensor, flip: torch.Tensor, sigma_per_side: float = 0.0) -> Batch:
+def make_batch(store: SceneStore, index: torch.Tensor, flip: torch.Tensor, sigma_per_side: float = 0.0,
+               small_weight: float = SMALL_INSTANCE_WEIGHT) -> Batch:
     """Gather scenes, flip some horizontally, and build Panoptic-DeepLab targets on the device.
 
     sigma_per_side > 0 sizes each instance's centre Gaussian by the instance: sigma =
     sigma_per_side * sqrt(area), between MIN_CENTER_SIGMA and CENTER_SIGMA (0 = CENTER_SIGMA for
     all, as Panoptic-DeepLab). Two 30 px cars 6 px apart then keep two peaks; with one wide
-    Gaussian each they blur into one, and the smaller car joins its neighbour.
+    Gaussian each they blur into one, and the smaller car joins its neighbour. Pixels of things
+    under SMALL_INSTANCE_PIXELS weigh small_weight in the semantic and offset losses.
     """
     images = store.images[index]
     semantic = store.semantic[index].long()
@@ -108,6 +110,6 @@ def make_batch(store: SceneStore, index: torch.Tensor, flip: torch.Tensor, sigma
     heat = torch.exp(-0.5 * z2).unsqueeze(1)
     area = count[group].view(b, h, w)
     small = (inst > 0) & (area < SMALL_INSTANCE_PIXELS)
-    weight = torch.where(small, SMALL_INSTANCE_WEIGHT, 1.0)
+    weight = torch.where(small, small_weight, 1.0)
     return Batch(images.float() / 255.0, semantic, weight, heat,
                  offsets.contiguous(), thing.view(b, 1, h, w).float())

@@ -15,7 +15,7 @@ import torch.nn.functional as F  # noqa: N812
 
 from perception.synth.classes import NUM_CLASSES
 from perception.synth.scene import DEFAULT_HEIGHT, DEFAULT_WIDTH, TRAIN_SEED_BASE, VOID_CLASS
-from perception.train.data import Batch, SceneStore, make_batch
+from perception.train.data import SMALL_INSTANCE_WEIGHT, Batch, SceneStore, make_batch
 from perception.train.model import Arch, TinyPanoptic, count_parameters
 from perception.train.onnx_weights import state_from_onnx
 from perception.train.staging import RenderPool
@@ -50,6 +50,8 @@ class TrainConfig:
     init_from: Path | None = None  # a checkpoint whose weights start a new run (layers it lacks start fresh)
     # > 0: each instance's centre Gaussian has sigma = this * sqrt(area), clamped (see make_batch)
     center_sigma_per_side: float = 0.0
+    # weight of the pixels of things under SMALL_INSTANCE_PIXELS in the semantic and offset losses
+    small_weight: float = SMALL_INSTANCE_WEIGHT
     # top-level layers to train (e.g. ("instance_head",)); the others stay frozen, their batch-norm
     # statistics too. Empty = train everything
     train_only: tuple[str, ...] = ()
@@ -114,7 +116,8 @@ class Trainer:
         if state is not None:
             self.cfg = cfg = replace(cfg, train_only=tuple(state.get("train_only", cfg.train_only)),
                                      freeze_batch_norm=bool(state.get("freeze_batch_norm", cfg.freeze_batch_norm)),
-                                     center_loss=str(state.get("center_loss", cfg.center_loss)))
+                                     center_loss=str(state.get("center_loss", cfg.center_loss)),
+                                     small_weight=float(state.get("small_weight", cfg.small_weight)))
         self.model = TinyPanoptic(NUM_CLASSES, arch).to(self.device)
         self.model.to(memory_format=torch.channels_last)  # type: ignore[call-overload]
         trainable = self._freeze(cfg.train_only)
@@ -189,6 +192,7 @@ class Trainer:
                     "iteration": self.iteration, "elapsed": self.elapsed,
                     "arch": self.model.arch.to_dict(), "train_only": list(self.cfg.train_only),
                     "freeze_batch_norm": self.cfg.freeze_batch_norm, "center_loss": self.cfg.center_loss,
+                    "small_weight": self.cfg.small_weight,
                     "config": json.dumps({k: str(v) for k, v in asdict(self.cfg).items()})}, tmp)
         tmp.replace(path)
         return path
@@ -220,6 +224,7 @@ class Trainer:
         only = f", training only {', '.join(cfg.train_only)} ({trained:,})" if cfg.train_only else ""
         only += ", batch norm frozen" if cfg.freeze_batch_norm else ""
         only += ", focal centre loss" if cfg.center_loss == "focal" else ""
+        only += f", small things x{cfg.small_weight:g}" if cfg.small_weight != SMALL_INSTANCE_WEIGHT else ""
         self._say(f"model: {count_parameters(self.model):,} parameters ({self.model.arch.describe()}{only}); "
                   f"{cfg.scenes} scenes from seed {cfg.seed_base}, {cfg.workers} workers, device {self.device}, "
                   f"batch {cfg.batch}")
@@ -249,7 +254,7 @@ class Trainer:
                     group["lr"] = self.lr_at(fraction)
                 index = torch.randint(0, store.filled, (cfg.batch,), generator=gen, device=self.device)
                 flip = torch.rand(cfg.batch, generator=gen, device=self.device) < 0.5
-                batch = make_batch(store, index, flip, cfg.center_sigma_per_side)
+                batch = make_batch(store, index, flip, cfg.center_sigma_per_side, cfg.small_weight)
                 image = batch.image.contiguous(memory_format=torch.channels_last)
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.amp):
                     out = self.model(image)
