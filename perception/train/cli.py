@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         args.export_only = True
     if args.budget_s <= 0 and args.iterations <= 0 and not args.export_only:
         raise ConfigError("training needs a budget", "pass --budget-s SECONDS and/or --iterations N")
+    from perception.train.data import SMALL_INSTANCE_WEIGHT
     from perception.train.export import check_export, export_onnx
     from perception.train.loop import CHECKPOINT, TrainConfig, Trainer
     from perception.train.model import Arch
@@ -107,7 +108,7 @@ def run(args: argparse.Namespace) -> int:
                       device=args.device, threads=args.threads, amp=args.amp, seed=args.seed,
                       w_offset=args.w_offset, arch=arch, init_from=args.init_from,
                       center_sigma_per_side=args.center_sigma_per_side, center_loss=args.center_loss,
-                      **({} if args.small_weight is None else {"small_weight": args.small_weight}),
+                      small_weight=SMALL_INSTANCE_WEIGHT if args.small_weight is None else args.small_weight,
                       train_only=tuple(n for n in args.train_only.split(",") if n),
                       freeze_batch_norm=args.freeze_batch_norm,
                       checkpoint_every_s=args.checkpoint_every_s, log_every_s=args.log_every_s,

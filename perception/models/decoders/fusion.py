@@ -228,7 +228,8 @@ def classes_and_confidence(logits: np.ndarray, output_name: str) -> tuple[np.nda
 
     The class comes from comparing each channel with the per-pixel maximum, which the
     probability needs anyway: numpy's argmax along the first axis of (C, H, W) costs ~2x that,
-    and OpenCV's compare + masked copy writes the classes in a fifth of numpy's boolean masks' time.
+    and OpenCV's compare + masked copy writes the classes several times faster than numpy's
+    boolean masks.
     Finiteness is checked on the probability map, C times smaller than the logits: a NaN logit,
     or an infinite winning one, makes its pixel's probability NaN (only a -inf loser, which
     changes nothing, goes through).

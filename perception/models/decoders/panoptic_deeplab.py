@@ -177,15 +177,6 @@ class PanopticDeepLabDecoder:
         centers = center_peaks(heat, self.kernel, self.threshold, self.top_k)
         return self._group(semantic, things, unsure, centers, offsets, geometry, confidence)
 
-    def group(self, semantic: np.ndarray, centers: tuple[np.ndarray, np.ndarray], offsets: np.ndarray,
-              geometry: Geometry, confidence: np.ndarray | None = None) -> Segmentation:
-        """Assign thing pixels to the nearest center after their offset; stuff from the semantics.
-
-        With min_thing_confidence and a confidence map, unsure thing pixels become void first.
-        """
-        things, unsure = self._sure_things(semantic, confidence)
-        return self._group(semantic, things, unsure, centers, offsets, geometry, confidence)
-
     def _sure_things(self, semantic: np.ndarray,
                      confidence: np.ndarray | None) -> tuple[np.ndarray, np.ndarray | None]:
         """Thing pixels sure enough to group, and the unsure ones (None without the rule)."""
@@ -200,6 +191,7 @@ class PanopticDeepLabDecoder:
     def _group(self, semantic: np.ndarray, thing_mask: np.ndarray, unsure: np.ndarray | None,
                centers: tuple[np.ndarray, np.ndarray], offsets: np.ndarray, geometry: Geometry,
                confidence: np.ndarray | None) -> Segmentation:
+        """Assign sure thing pixels to the nearest center after their offset; stuff from the semantics."""
         points, center_scores = centers
         h, w = semantic.shape
         canvas = Canvas(h, w, max_segments=len(points) + len(self.stuff_ids))
