@@ -24,7 +24,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perception.models.decoders.base import require_finite
+from perception.models.decoders.base import first_index_of, require_finite
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
 from perception.models.segmentation import Segmentation, Segments, occupancy_boxes
@@ -227,9 +227,7 @@ def classes_and_confidence(logits: np.ndarray, output_name: str) -> tuple[np.nda
     probability, from logits (C, H, W); DecodeError if the output `output_name` is not finite.
 
     The class comes from comparing each channel with the per-pixel maximum, which the
-    probability needs anyway: numpy's argmax along the first axis of (C, H, W) costs ~2x that,
-    and OpenCV's compare + masked copy writes the classes several times faster than numpy's
-    boolean masks.
+    probability needs anyway (base.first_index_of).
     Finiteness is checked on the probability map, C times smaller than the logits: a NaN logit,
     or an infinite winning one, makes its pixel's probability NaN (only a -inf loser, which
     changes nothing, goes through).
@@ -243,9 +241,5 @@ def classes_and_confidence(logits: np.ndarray, output_name: str) -> tuple[np.nda
         cv2.add(total, cv2.exp(term, term), total)
     confidence = np.reciprocal(total, out=total)
     require_finite(output_name, confidence)
-    dtype = np.uint8 if logits.shape[0] <= 256 else np.int32
-    classes = np.zeros(top.shape, dtype)
-    for c in range(logits.shape[0] - 1, -1, -1):  # downwards, so the lowest tied class is written last
-        winner = cv2.compare(np.ascontiguousarray(logits[c]), top, cv2.CMP_EQ)
-        cv2.copyTo(np.full(top.shape, c, dtype), winner, classes)
+    classes = first_index_of(logits, top, np.uint8 if logits.shape[0] <= 256 else np.int32)
     return classes.astype(np.int32), confidence

@@ -16,13 +16,12 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-import cv2
 import numpy as np
 
 from perception.inference.engine import TensorSpec
 from perception.inference.errors import ModelMismatchError
 from perception.models.card import ModelCard
-from perception.models.decoders.base import decoder_params, require_finite
+from perception.models.decoders.base import decoder_params, first_index_of, require_finite
 from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import center_peaks, centers_from_flat
 from perception.models.errors import DecodeError
@@ -239,26 +238,16 @@ def _nearest(target: np.ndarray, points: np.ndarray, size_exponent: float = 0.0,
     d2 *= d2
     dx = target[1][None, :] - points[:, 1:2]
     d2 += np.multiply(dx, dx, out=dx)
-    nearest, nearest_d2 = _argmin_over_rows(d2)
+    nearest_d2 = d2.min(axis=0)
+    nearest = first_index_of(d2, nearest_d2, np.int32)
     if size_exponent <= 0 or len(points) < 2:
         return nearest, nearest_d2
     areas = np.bincount(nearest[nearest_d2 <= max_d2], minlength=len(points))
     scale = np.maximum(areas, 1).astype(np.float32) ** np.float32(-size_exponent)
     d2 *= scale[:, None]  # in place: the plain distance is the scaled one divided back
-    nearest, scaled = _argmin_over_rows(d2)
+    scaled = d2.min(axis=0)
+    nearest = first_index_of(d2, scaled, np.int32)
     return nearest, scaled / scale[nearest]
-
-
-def _argmin_over_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """matrix.argmin(axis=0) (lowest row on ties) and the minimum, for a C-contiguous float32 (M, N).
-
-    numpy's argmin along the first axis walks the matrix with a stride: ~20x its min along the
-    same axis. The minimum, then one OpenCV compare + masked copy per row, costs under half."""
-    smallest = matrix.min(axis=0)
-    index = np.zeros(matrix.shape[1], np.int32)
-    for row in range(matrix.shape[0] - 1, -1, -1):  # upwards, so the lowest tied row is written last
-        cv2.copyTo(np.full(matrix.shape[1], row, np.int32), cv2.compare(matrix[row], smallest, cv2.CMP_EQ), index)
-    return index, smallest
 
 
 def _nearest_of_own_class(target: np.ndarray, pixel_class: np.ndarray, points: np.ndarray,
