@@ -80,19 +80,6 @@ def test_fine_tune_adds_a_refinement_and_resume_keeps_the_layout(tmp_path: Path,
     assert "stride-2 level 8 ch, full-resolution semantic refinement 4 ch" in capsys.readouterr().out
 
 
-def test_zero_initialised_refinement_starts_as_the_network_it_refines() -> None:
-    from perception.train.model import Arch, TinyPanoptic
-
-    torch.manual_seed(0)
-    plain = TinyPanoptic(8, Arch((8, 8, 8, 8), 8, 8)).eval()
-    refined = TinyPanoptic(8, Arch((8, 8, 8, 8), 8, 8, refine=4)).eval()
-    refined.load_state_dict(plain.state_dict(), strict=False)
-    image = torch.rand(1, 3, 32, 64)
-    with torch.no_grad():
-        for a, b in zip(plain(image), refined(image), strict=True):
-            assert torch.equal(a, b)
-
-
 def test_init_from_a_checkpoint_of_another_layout_is_a_user_error(tmp_path: Path,
                                                                    capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["train", "--out", str(tmp_path / "a"), *SMALL]) == 0

@@ -44,6 +44,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "given architecture adds (e.g. --refine) start fresh")
     parser.add_argument("--refine", type=int, default=0,
                         help="channels of a full-resolution semantic refinement from image edges (0 = none)")
+    parser.add_argument("--subpixel", type=int, default=0,
+                        help="channels of a stride-2 branch that corrects the semantic logits of each 2x2 "
+                             "pixel block from the image (0 = none): outlines finer than the heads' stride")
     parser.add_argument("--center-sigma-per-side", type=float, default=0.0, metavar="K",
                         help="size each instance's centre Gaussian by the instance: sigma = K * sqrt(area) px, "
                              "1 to 4 px (0 = 4 px for all); keeps close small things apart, e.g. 0.2")
@@ -86,12 +89,13 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         widths = tuple(int(w) for w in args.widths.split(","))
-        arch = Arch.from_dict({"widths": widths, "decoder": args.decoder, "fine": args.fine, "refine": args.refine})
+        arch = Arch.from_dict({"widths": widths, "decoder": args.decoder, "fine": args.fine, "refine": args.refine,
+                               "subpixel": args.subpixel})
     except ValueError as exc:
         raise ConfigError(f"--widths {args.widths!r}: {exc}", "pass four integers, e.g. --widths 24,48,96,160") \
             from exc
-    if min(*arch.widths, arch.decoder) <= 0 or min(arch.fine, arch.refine) < 0:
-        raise ConfigError("layer widths must be positive (--fine and --refine may be 0)",
+    if min(*arch.widths, arch.decoder) <= 0 or min(arch.fine, arch.refine, arch.subpixel) < 0:
+        raise ConfigError("layer widths must be positive (--fine, --refine and --subpixel may be 0)",
                           "e.g. --widths 24,48,96,160 --decoder 48")
     if args.center_sigma_per_side < 0:
         raise ConfigError(f"--center-sigma-per-side {args.center_sigma_per_side} is negative",
