@@ -103,7 +103,7 @@ def test_shipped_onnx_weights_load_back_into_its_layout() -> None:
     from perception.train.onnx_weights import state_from_onnx
 
     shipped = Path(__file__).resolve().parent.parent / "engines" / "panoptic-tiny.onnx"
-    model = TinyPanoptic(8, Arch((32, 64, 128, 192), 64, 32))
+    model = TinyPanoptic(8, Arch((32, 64, 128, 192), 64, 32, subpixel=16))
     model.load_state_dict(state_from_onnx(shipped, model), strict=False)
     model.eval()
     bgr, _ = random_scene(5_000_001)
