@@ -116,3 +116,7 @@ def test_train_only_the_branch_and_resume_keeps_it(tmp_path: Path, capsys: pytes
     assert "sub-pixel semantic branch 4 ch" in capsys.readouterr().out
     assert main(["train", "--out", str(tmp_path / "bad"), *small, "--iterations", "1", "--subpixel", "-1"]) == 2
     assert "--subpixel" in capsys.readouterr().err
+    heads_at_stride_4 = ["train", "--out", str(tmp_path / "s4"), "--widths", "8,8,8,8", "--decoder", "8",
+                         "--iterations", "1", "--subpixel", "4"]
+    assert main(heads_at_stride_4) == 2
+    assert "--fine" in capsys.readouterr().err

@@ -97,6 +97,9 @@ def run(args: argparse.Namespace) -> int:
     if min(*arch.widths, arch.decoder) <= 0 or min(arch.fine, arch.refine, arch.subpixel) < 0:
         raise ConfigError("layer widths must be positive (--fine, --refine and --subpixel may be 0)",
                           "e.g. --widths 24,48,96,160 --decoder 48")
+    if arch.subpixel and not arch.fine:
+        raise ConfigError("--subpixel draws 2x2 pixels per cell of a stride-2 head, and these heads are at stride 4",
+                          "add --fine C (a stride-2 level, e.g. --fine 32) or leave --subpixel at 0")
     if args.center_sigma_per_side < 0:
         raise ConfigError(f"--center-sigma-per-side {args.center_sigma_per_side} is negative",
                           "pass 0 (one 4 px Gaussian for all) or a factor such as 0.2")
