@@ -95,10 +95,27 @@ def test_unsure_stuff_pixels_stay_stuff() -> None:
     assert things == {} and void == 11 * 11 + 11 * 6  # every thing pixel unsure; road untouched
 
 
+def test_an_instance_the_model_is_nowhere_sure_of_is_dropped() -> None:
+    confidence = np.full((H, W), 0.95, np.float32)
+    confidence[5:16, 5:16] = 0.8  # the whole car lukewarm: sure enough per pixel, nowhere sure
+    rule = {"class_aware_grouping": True, "min_thing_confidence": 0.65, "min_sure_fraction": 0.25}
+    assert _decode_with_confidence(_decoder(**rule), confidence) == ({}, 11 * 11 + 11 * 6)
+    confidence[5:8, 5:16] = 0.95  # 3 of 11 rows sure: 27% of the car
+    assert _decode_with_confidence(_decoder(**rule), confidence)[0] == {1: 11 * 11}
+    assert _decode_with_confidence(_decoder(**rule, sure_confidence=0.99), confidence)[0] == {}
+    # off by default, and without a probability map (argmaxed heads) there is nothing to judge
+    assert _decode_with_confidence(_decoder(class_aware_grouping=True), np.full((H, W), 0.8, np.float32))[0] \
+        == {1: 11 * 11}
+    assert _decode(_decoder(**rule)) == {1: 11 * 11}
+
+
 @pytest.mark.parametrize(("params", "message"), [
     ({"min_thing_confidence": 1.0}, "not in"),
     ({"min_thing_confidence": -0.1}, "not in"),
     ({"min_thing_confidence": 0.5, "semantic_argmax": True}, "only the class map"),
+    ({"min_sure_fraction": 0.2, "semantic_argmax": True}, "min_sure_fraction needs the class probability"),
+    ({"min_sure_fraction": 1.5}, "share in"),
+    ({"min_sure_fraction": 0.2, "sure_confidence": 0.0}, "share in"),
 ])
 def test_bad_min_thing_confidence_is_refused(params: dict[str, object], message: str) -> None:
     with pytest.raises(DecodeError, match=message):

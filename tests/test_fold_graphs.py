@@ -87,7 +87,7 @@ def test_semantic_folded_agrees(tmp_path: Path, post: bool) -> None:
 
 @pytest.mark.parametrize("post", [False, True])
 @pytest.mark.parametrize("extra", [{}, {"centers_on_things": True, "min_thing_confidence": 0.5,
-                                        "grouping_size_exponent": 0.5}])
+                                        "grouping_size_exponent": 0.5, "min_sure_fraction": 0.25}])
 def test_panoptic_deeplab_folded_agrees(tmp_path: Path, post: bool, extra: dict[str, object]) -> None:
     color_model(tmp_path / "pan.onnx", "panoptic")
     card = write_card(tmp_path / "pan.toml", "pan.onnx", "panoptic_deeplab", COLOR_INPUT, COLOR_CLASSES,

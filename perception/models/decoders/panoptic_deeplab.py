@@ -42,6 +42,8 @@ DEFAULTS: dict[str, Any] = {
     "class_aware_grouping": False,
     "max_center_distance": 0.0,
     "min_thing_confidence": 0.0,
+    "min_sure_fraction": 0.0,
+    "sure_confidence": 0.9,
     "centers_on_things": False,
     "grouping_size_exponent": 0.0,
     "semantic_argmax": False,
@@ -75,6 +77,10 @@ class PanopticDeepLabDecoder:
         # thing pixels the model is less sure of than this are left void: a small thing's blob
         # spills past its outline, and the spill costs it its match (IoU <= 0.5)
         self.min_thing_confidence = float(params["min_thing_confidence"])
+        # an instance needs this share of its pixels at sure_confidence or above: a blob the model
+        # is lukewarm about everywhere is mostly a false positive (a shadow, a pole, a far crowd)
+        self.min_sure_fraction = float(params["min_sure_fraction"])
+        self.sure_confidence = float(params["sure_confidence"])
         # centre NMS sees the heatmap only on (sure) thing pixels: a peak on road or on an unsure
         # pixel claims nothing under class-aware grouping, yet it suppresses a real peak beside it
         self.centers_on_things = bool(params["centers_on_things"])
@@ -102,11 +108,18 @@ class PanopticDeepLabDecoder:
             raise DecodeError(f"model card {card.name!r}: grouping_size_exponent = {self.size_exponent} "
                               "is not in [0, 2]",
                               "use 0.5 (the shipped card's), or 0 for plain nearest-centre grouping")
-        if self.min_thing_confidence > 0 and self.semantic_argmax and not self.confidence_name:
-            raise DecodeError(f"model card {card.name!r}: min_thing_confidence needs the class probability, and "
-                              "this folded graph gives only the class map",
-                              "name the graph's probability output in decoder_params confidence, or set "
-                              "min_thing_confidence = 0")
+        if not 0.0 <= self.min_sure_fraction <= 1.0 or not 0.0 < self.sure_confidence <= 1.0:
+            raise DecodeError(f"model card {card.name!r}: min_sure_fraction = {self.min_sure_fraction}, "
+                              f"sure_confidence = {self.sure_confidence} (need a share in [0, 1] and a "
+                              "probability in (0, 1])",
+                              "use min_sure_fraction = 0.2 with sure_confidence = 0.9, or min_sure_fraction = 0 "
+                              "for none")
+        for rule in ("min_thing_confidence", "min_sure_fraction"):
+            if getattr(self, rule) > 0 and self.semantic_argmax and not self.confidence_name:
+                raise DecodeError(f"model card {card.name!r}: {rule} needs the class probability, and "
+                                  "this folded graph gives only the class map",
+                                  "name the graph's probability output in decoder_params confidence, or set "
+                                  f"{rule} = 0")
 
     def check(self, outputs: tuple[TensorSpec, ...]) -> None:
         by_name = {o.name: o for o in outputs}
@@ -218,7 +231,12 @@ class PanopticDeepLabDecoder:
                                 minlength=len(points) * self.num_classes).reshape(len(points), -1)
             areas = votes.sum(axis=1)
             majority = votes.argmax(axis=1)
-            kept = np.nonzero(areas >= self.min_thing_area)[0]
+            enough = areas >= self.min_thing_area
+            if self.min_sure_fraction > 0 and confidence is not None:
+                sure = confidence.ravel()[flat[claimed]] >= self.sure_confidence
+                sure_areas = np.bincount(nearest[claimed], weights=sure, minlength=len(points))
+                enough &= sure_areas >= self.min_sure_fraction * areas
+            kept = np.nonzero(enough)[0]
             label = np.full(len(points), -1, np.int64)
             label[kept] = np.arange(len(kept))
             pixel_label = np.where(claimed, label[nearest], -1)
