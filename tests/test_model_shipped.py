@@ -9,6 +9,7 @@ import numpy as np
 import onnx
 import pytest
 
+from perception.commands.eval import DEFAULT_SEEDS
 from perception.evaluation.runner import evaluate
 from perception.models.card import load_card
 from perception.pipeline import Pipeline, PipelineSpec
@@ -67,3 +68,17 @@ def test_sanity_pq_on_a_few_held_out_frames(pipeline: Pipeline) -> None:
     assert report["stuff"]["pq"] > 70.0, report
     assert report["things"]["pq"] > 25.0, report
     assert report["miou"] > 70.0, report
+
+
+@pytest.mark.slow
+def test_holds_its_scores_on_the_test_drives(pipeline: Pipeline) -> None:
+    """What `perception eval` scores by default (test drives 11-18, 25 frames each at 2 fps): on the
+    build machine PQ 76.78, things 55.04 against the targets 75 / 55 (engines/panoptic-tiny.report.md).
+    The things floor sits 0.5 under the target, not at it: another CPU's kernels round a few logits
+    differently, which can flip a borderline match (~0.05 things PQ each); a change to decoding or
+    weights that loses more than that fails here."""
+    frames = [(f.bgr, f.truth) for seed in DEFAULT_SEEDS for f in Drive(seed, frames=25, fps=2.0)]
+    report = evaluate(pipeline.card, pipeline.process, frames).to_dict()
+    assert report["frames"] == 200
+    assert report["all"]["pq"] >= 75.0, report
+    assert report["things"]["pq"] >= 54.5, report
