@@ -10,6 +10,8 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
+from perception.inference.engine import EngineOptions
+from perception.inference.onnxruntime import OrtEngine
 from perception.inference.precision import (
     FrameReader,
     GateResult,
@@ -77,10 +79,9 @@ def seg_net(path: Path, seed: int = 0, classes: int = 5) -> Path:
     return path
 
 
-def run(path: Path, image: np.ndarray) -> dict[str, np.ndarray]:
-    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
-    names = [o.name for o in session.get_outputs()]
-    return dict(zip(names, session.run(names, {"image": image}), strict=True))
+def run(path: Path, image: np.ndarray, quantize_in_float: bool = False) -> dict[str, np.ndarray]:
+    with OrtEngine(path, EngineOptions(threads=1), quantize_in_float=quantize_in_float) as engine:
+        return engine.infer({"image": image})
 
 
 def images(n: int, seed: int = 1) -> list[np.ndarray]:
@@ -160,10 +161,25 @@ def test_int8_is_symmetric_qdq_and_close_to_fp32(model: Path, tmp_path: Path) ->
     quantized_weights = {n.input[0] for n in quantized.graph.node if n.op_type == "QuantizeLinear"}
     assert not any(name.startswith(("ws", "wc")) for name in quantized_weights)
     for image in images(4, seed=9):  # held out from calibration
-        ref, got = run(model, image), run(variant, image)
+        # the gate's way of running it: Q/DQ as float math, the same on every CPU
+        ref, got = run(model, image), run(variant, image, quantize_in_float=True)
         agreement = (got["semantic"].argmax(1) == ref["semantic"].argmax(1)).mean()
-        assert agreement > 0.9
-        np.testing.assert_allclose(got["center"], ref["center"], atol=0.08)
+        assert agreement > 0.97
+        np.testing.assert_allclose(got["center"], ref["center"], atol=0.04)
+
+
+def test_quantize_in_float_computes_qdq_as_the_onnx_spec_says(model: Path, tmp_path: Path) -> None:
+    """No int8 kernel fusion: the result is the spec's round-clip-rescale math, not the CPU's int8 path."""
+    variant = tmp_path / "seg.int8.onnx"
+    quantize_int8(model, variant, FrameReader("image", images(16, seed=5)))
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # every node as written
+    spec = ort.InferenceSession(str(variant), options, providers=["CPUExecutionProvider"])
+    for image in images(2, seed=9):
+        got = run(variant, image, quantize_in_float=True)
+        for name, expected in zip(("semantic", "center"), spec.run(["semantic", "center"], {"image": image}),
+                                  strict=True):
+            np.testing.assert_allclose(got[name], expected, atol=1e-4, err_msg=name)
 
 
 def test_head_nodes_finds_the_last_layer_of_each_branch(model: Path) -> None:

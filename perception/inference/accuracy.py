@@ -5,6 +5,8 @@ which neither training (seeds from 1e6), threshold tuning (drives 21-24) nor INT
 (perception/inference/calibration.py) touches. Frames and ground truth are rendered once and
 reused for every model scored, so FP32 and its variants see the same pixels. PQ follows the
 COCO panopticapi rules (perception.evaluation), averaged over classes, on a 0-100 scale.
+Every model is run node by node as its file is written (OrtEngine's quantize_in_float): Q/DQ
+pairs are float math, as an int8 GPU engine computes them, not the CPU's own int8 kernels.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def pq_evaluator(card: ModelCard, frames: int) -> Callable[[Path], float]:
     drive = held_out_frames(frames)
 
     def score(model: Path) -> float:
-        with Pipeline(card, OrtEngine(model, EngineOptions())) as pipeline:
+        with Pipeline(card, OrtEngine(model, EngineOptions(), quantize_in_float=True)) as pipeline:
             return 100.0 * evaluate(card, pipeline.process, drive).summary().pq
 
     return score

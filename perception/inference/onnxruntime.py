@@ -34,20 +34,30 @@ class OrtEngine:
 
     Spin-waiting is off by default: on a 2-core robot the capture and publisher threads
     need the cores that spinning intra-op threads would burn.
+
+    quantize_in_float: run every node as the ONNX file writes it, so QuantizeLinear/DequantizeLinear
+    pairs are float math (round and clip to int8, scale back) instead of being fused into ORT's
+    int8 kernels (graph optimizations off: the gate's runs are slower, not different). The fused
+    kernels' results depend on the CPU: x86 without VNNI sums u8 x s8 pairs into int16 with
+    saturation, which an int8 GPU engine never does. The accuracy gate uses this so an INT8
+    variant is judged on its quantization, not on the int8 instructions of the CPU it ran on.
     """
 
     name = "onnxruntime"
     reuses_outputs = False  # session.run returns fresh arrays every call
 
     def __init__(self, model: Path, options: EngineOptions | None = None,
-                 providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None) -> None:
+                 providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None, *,
+                 quantize_in_float: bool = False) -> None:
         import onnxruntime as ort
 
         options = options or EngineOptions()
         if not Path(model).is_file():
             raise EngineError(f"model file {model} does not exist", "check the onnx path in the model card (--card)")
         so = ort.SessionOptions()
-        so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # even basic-level rewrites move or merge Q/DQ nodes and change which values round which way
+        so.graph_optimization_level = (ort.GraphOptimizationLevel.ORT_DISABLE_ALL if quantize_in_float
+                                       else ort.GraphOptimizationLevel.ORT_ENABLE_ALL)
         so.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         so.inter_op_num_threads = 1
         if options.threads > 0:
