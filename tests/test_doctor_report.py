@@ -85,3 +85,30 @@ def test_jetson_is_recognized_without_nvidia_smi(monkeypatch: pytest.MonkeyPatch
     report = diagnose(lambda argv: None)
     assert report.finding("gpu").ok
     assert report.finding("gpu").detail.startswith("Jetson (R36 (release), REVISION: 4.3")
+
+
+SKYLAKE_FLAGS = "fpu vme sse sse2 ssse3 fma avx avx2 avx512f avx512dq avx512cd avx512bw avx512vl"
+
+
+@pytest.mark.parametrize(("arch", "flags", "ok", "says"), [
+    ("x86_64", SKYLAKE_FLAGS, False, "no VNNI"),
+    ("x86_64", SKYLAKE_FLAGS + " avx512_vnni", True, "avx512_vnni: int8 products accumulate in int32"),
+    ("x86_64", "fpu sse avx avx2 avx_vnni", True, "avx_vnni"),
+    ("aarch64", "fp asimd asimddp", True, "aarch64: not checked"),
+])
+def test_cpu_int8_finding_reads_the_instruction_set(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, arch: str,
+                                                     flags: str, ok: bool, says: str) -> None:
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text(f"processor\t: 0\nmodel name\t: some CPU\nflags\t\t: {flags}\n\nprocessor\t: 1\n")
+    monkeypatch.setattr(doctor, "CPUINFO", cpuinfo)
+    monkeypatch.setattr(doctor.platform, "machine", lambda: arch)
+    finding = diagnose(lambda argv: None).finding("cpu int8")
+    assert (finding.ok, says in finding.detail) == (ok, True), finding
+    if not ok:
+        assert "TensorRT" in finding.fix  # where such a CPU's user should run INT8 instead
+
+
+def test_unreadable_cpuinfo_is_a_finding_not_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    monkeypatch.setattr(doctor, "CPUINFO", tmp_path / "absent")
+    monkeypatch.setattr(doctor.platform, "machine", lambda: "x86_64")
+    assert diagnose(lambda argv: None).finding("cpu int8").detail.startswith("unknown")

@@ -1,4 +1,5 @@
-"""What this machine can run: GPU, driver, CUDA, TensorRT, pycuda, ONNX Runtime providers, backends.
+"""What this machine can run: GPU, driver, CUDA, TensorRT, pycuda, ONNX Runtime providers, backends,
+and whether the CPU runs int8 models exactly.
 
 Every probe is read-only and bounded in time, and none of them fails the report: a missing
 piece is a finding ("not found" plus how to get it), never an exception.
@@ -10,6 +11,7 @@ import ctypes.util
 import importlib
 import importlib.metadata
 import os
+import platform
 import shutil
 import subprocess
 from collections.abc import Callable
@@ -22,6 +24,10 @@ from perception.inference.trt_build import TENSORRT_INSTALL_HINT
 
 TEGRA_RELEASE = Path("/etc/nv_tegra_release")  # Jetson: L4T release, where there is no nvidia-smi
 DRIVER_VERSION = Path("/proc/driver/nvidia/version")  # the kernel driver is loaded
+CPUINFO = Path("/proc/cpuinfo")
+# x86 instructions that multiply-add int8 straight into int32; without them ONNX Runtime's int8
+# kernels sum u8 x s8 pairs into int16 first, which can saturate (OpenVINO's docs describe the same)
+X86_INT8_DOT = ("avx512_vnni", "avx_vnni", "amx_int8")
 PYCUDA_HINT = "pip install 'perception-node[tensorrt]' (builds against the CUDA toolkit; needs nvcc and cuda.h)"
 
 
@@ -97,6 +103,7 @@ def diagnose(run: Runner = run_command) -> Report:
     trt_ok = _tensorrt(report)
     pycuda_ok, devices = _pycuda(report)
     providers = _onnxruntime(report)
+    _cpu_int8(report)
     have_gpu = bool(report.gpus) or devices > 0
     report.backends.append(Backend("onnxruntime", "CPUExecutionProvider" in providers or bool(providers),
                                    "ONNX Runtime CPU (always available)" if providers else "onnxruntime missing"))
@@ -189,6 +196,27 @@ def _onnxruntime(report: Report) -> list[str]:
     report.findings.append(Finding("onnxruntime", not clash, detail,
                                    "both packages share one module: " + ORT_GPU_INSTALL if clash else ""))
     return providers
+
+
+def _cpu_int8(report: Report) -> None:
+    machine = platform.machine().lower()
+    if machine not in ("x86_64", "amd64", "i686", "x86"):
+        report.findings.append(Finding("cpu int8", True, f"{machine}: not checked (the int16 saturation is x86's)"))
+        return
+    try:
+        text = CPUINFO.read_text(errors="replace")
+    except OSError:
+        report.findings.append(Finding("cpu int8", True, f"unknown ({CPUINFO} unreadable)"))
+        return
+    flags = set(next((line.split(":", 1)[1].split() for line in text.splitlines() if line.startswith("flags")), []))
+    found = [f for f in X86_INT8_DOT if f in flags]
+    if found:
+        report.findings.append(Finding("cpu int8", True, f"{', '.join(found)}: int8 products accumulate in int32"))
+        return
+    report.findings.append(Finding(
+        "cpu int8", False, "no VNNI: ONNX Runtime's int8 kernels can saturate here and lose accuracy",
+        "run INT8 variants with TensorRT and FP32/FP16 models on this CPU "
+        "(the build-engine accuracy gate is not affected: it computes Q/DQ in float)"))
 
 
 def _installed(distribution: str) -> bool:
