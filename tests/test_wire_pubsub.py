@@ -145,6 +145,18 @@ def test_publish_never_blocks_without_subscribers(endpoint: str) -> None:
         assert pub.sent == 200 and pub.dropped == 0
 
 
+def publish_until_one_follows(pub: Publisher, sub: Subscriber, got: list[FrameMessage], first: int) -> int:
+    """Drained subscriber: publish frames from `first` until one reaches `sub` (appended to got),
+    so the hole before it shows; returns the index after the last frame published."""
+    index = first
+    while not got or got[-1].frame_index < first:
+        assert index < first + 100, "the drained subscriber never received another frame"
+        pub.publish_frame(result(index, BIG))
+        got += list(frames(sub, timeout=0.2))
+        index += 1
+    return index
+
+
 def test_stalled_subscriber_loses_frames_and_sees_the_gaps(endpoint: str) -> None:
     with (
         Publisher(endpoint, compression="raw", sndhwm=2) as pub,
@@ -154,14 +166,8 @@ def test_stalled_subscriber_loses_frames_and_sees_the_gaps(endpoint: str) -> Non
         for i in range(300):  # the subscriber reads nothing meanwhile
             pub.publish_frame(result(i, BIG))
         got = list(frames(stalled, timeout=1.0))
-        # drained: publish until a later frame gets through, so the hole before it shows (on a
-        # busy machine the queue can hold only the first frames, the rest dropped after them)
-        index = 300
-        while not got or got[-1].frame_index < 300:
-            assert index < 400, "the drained subscriber never received another frame"
-            pub.publish_frame(result(index, BIG))
-            got += list(frames(stalled, timeout=0.2))
-            index += 1
+        # on a busy machine the queue can hold only the first frames, the rest dropped after them
+        index = publish_until_one_follows(pub, stalled, got, 300)
     assert 0 < len(got) < index
     seqs = [m.seq for m in got]
     assert stalled.totals.missed_frames == seqs[-1] - seqs[0] + 1 - len(got)
@@ -178,13 +184,7 @@ def test_nodrop_mode_counts_every_refused_frame_at_the_publisher(tmp_path: Path)
             pub.publish_frame(result(i, BIG))
         assert pub.dropped > 0
         received = list(frames(stalled, timeout=0.5))
-        # Queue is empty again: publish until one gets through, so the last hole is seen too.
-        index = 300
-        while not received or received[-1].frame_index < 300:
-            assert index < 400, "the drained subscriber never received another frame"
-            pub.publish_frame(result(index, BIG))
-            received += list(frames(stalled, timeout=0.2))
-            index += 1
+        index = publish_until_one_follows(pub, stalled, received, 300)
     assert stalled.totals.missed_frames == pub.dropped
     assert len(received) + pub.dropped == index
 
