@@ -109,12 +109,12 @@ def _pq_of(tallies: dict[int, Any]) -> float:
 
 
 def full_check(card_path: Path, precision: str, frames: int, warmup: int, seed: int) -> int:
-    from perception.frame import Stage, StageStamps, monotonic_ns
+    from perception.core.frame import Stage, StageStamps, monotonic_ns
     from perception.inference.engine import open_engine
     from perception.models.card import load_card
-    from perception.pipeline import Pipeline
-    from perception.record.compare import ClassTally, diff_frame
+    from perception.runtime.pipeline import Pipeline
     from perception.synth import Drive
+    from perception.tools.compare import ClassTally, diff_frame
 
     card = load_card(card_path)
     cache_options = EngineOptions(precision=precision)
@@ -180,7 +180,7 @@ def _throughput(pipeline: Any, engine: Any, images: list[np.ndarray]) -> tuple[f
 
 
 def _as_frame(segmentation: Any, index: int) -> Any:
-    """The fields of a FrameMessage that perception.record.compare.diff_frame reads."""
+    """The fields of a FrameMessage that perception.tools.compare.diff_frame reads."""
     return SimpleNamespace(id_map=segmentation.id_map, segments=segmentation.segments, camera="bench",
                            frame_index=index, stamp_ns=0)
 

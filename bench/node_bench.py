@@ -20,12 +20,12 @@ import numpy as np
 
 from perception.capture.source import open_source
 from perception.commands.run import SWITCH_INTERVAL_S
-from perception.config import NodeConfig, load_launch, override
-from perception.frame import STAGES
+from perception.core.frame import STAGES
 from perception.inference.engine import EngineOptions, open_engine
 from perception.models.card import load_card
 from perception.models.preprocess import Preprocessor
-from perception.node import Node
+from perception.runtime.config import NodeConfig, load_launch, override
+from perception.runtime.node import Node
 
 
 def bare_ort_fps(config: NodeConfig, frames: list[np.ndarray]) -> float:

@@ -24,7 +24,7 @@ from perception.capture.counters import FrameCounters
 from perception.capture.slot import FrameSlot, SlotClosed
 from perception.capture.source import open_source
 from perception.capture.thread import CaptureThread
-from perception.frame import Frame, monotonic_ns
+from perception.core.frame import Frame, monotonic_ns
 from perception.record.drive import DriveWriter, read_drive
 from perception.record.recorder import Recorder
 

@@ -19,8 +19,8 @@ import time
 from pathlib import Path
 
 from perception.commands.run import SWITCH_INTERVAL_S
-from perception.config import load_launch, override
-from perception.node import Node
+from perception.runtime.config import load_launch, override
+from perception.runtime.node import Node
 from perception.synth.drivefile import cached_drive
 
 

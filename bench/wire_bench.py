@@ -18,8 +18,8 @@ import time
 import cv2
 import numpy as np
 
-from perception.models.segmentation import Segmentation
-from perception.result import FrameResult
+from perception.core.result import FrameResult
+from perception.core.segmentation import Segmentation
 from perception.wire.codec import FrameEncoder, decode_message
 from perception.wire.messages import FrameMessage
 from perception.wire.payload import IdMapDecoder

@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from perception import __version__
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 
 # command -> module with `register(subparsers)`; the module sets `func(args) -> int` on its parser
 COMMANDS: dict[str, str] = {  # in the order `perception --help` lists them

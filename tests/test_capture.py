@@ -15,7 +15,7 @@ from perception.capture.errors import SourceError
 from perception.capture.slot import FrameSlot, SlotClosed
 from perception.capture.source import open_source, parse_uri
 from perception.capture.thread import Backoff, CaptureThread, SourceState
-from perception.frame import Frame
+from perception.core.frame import Frame
 
 
 def _frame(i: int) -> Frame:

@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from perception.core.segmentation import Segmentation, segment_stats
 from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import box_iou_matrix, class_aware_nms, top_k
 from perception.models.errors import DecodeError
-from perception.models.segmentation import Segmentation, segment_stats
 
 
 def square(size: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:

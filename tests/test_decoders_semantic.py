@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perception.inference.errors import ModelMismatchError
+from perception.core.errors import ModelMismatchError
 from perception.models.errors import DecodeError
-from perception.pipeline import Pipeline, PipelineSpec
+from perception.runtime.pipeline import Pipeline, PipelineSpec
 from tests.decoder_graphs import (
     COLOR_CLASSES,
     COLOR_INPUT,

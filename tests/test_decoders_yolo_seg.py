@@ -7,11 +7,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perception.inference.errors import ModelMismatchError
+from perception.core.errors import ModelMismatchError
 from perception.models.card import ClassInfo
 from perception.models.decoders.yolo_seg import classes_from_metadata, merge_classes
 from perception.models.errors import DecodeError, ModelCardError
-from perception.pipeline import Pipeline, PipelineSpec
+from perception.runtime.pipeline import Pipeline, PipelineSpec
 from tests.decoder_graphs import (
     SOURCE_H,
     SOURCE_W,

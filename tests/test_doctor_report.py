@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from perception.cli import main
-from perception.inference import doctor
-from perception.inference.doctor import diagnose
+from perception.tools import doctor
+from perception.tools.doctor import diagnose
 from tests import trt_fakes
 
 

@@ -6,9 +6,9 @@ from pathlib import Path
 
 import numpy as np
 
+from perception.core.segmentation import Segmentation
 from perception.evaluation.runner import evaluate, void_small_things
 from perception.models.card import load_card
-from perception.models.segmentation import Segmentation
 from perception.synth import SceneTruth, TruthSegment
 
 CARD = Path(__file__).resolve().parent.parent / "engines" / "panoptic-tiny.toml"

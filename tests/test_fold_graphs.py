@@ -12,13 +12,13 @@ import pytest
 from onnx import TensorProto, helper
 
 from perception.commands import fold as fold_command
-from perception.inference.errors import ModelMismatchError
+from perception.core.errors import ModelMismatchError
+from perception.core.segmentation import Segmentation
 from perception.models.card import InputSpec, ModelCard, load_card
 from perception.models.errors import ModelCardError
-from perception.models.fold import fold, fold_model
 from perception.models.preprocess import Preprocessor
-from perception.models.segmentation import Segmentation
-from perception.pipeline import Pipeline, PipelineSpec
+from perception.runtime.pipeline import Pipeline, PipelineSpec
+from perception.tools.fold import fold, fold_model
 from tests.decoder_graphs import (
     COLOR_CLASSES,
     COLOR_INPUT,

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from perception.commands import inspect as inspect_command
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 from perception.models.card import load_card
 from perception.models.errors import ModelCardError
-from perception.models.fold import fold
-from perception.models.inspect import card_skeleton, fitting_decoders, read_model, render_card, report
-from perception.pipeline import Pipeline, PipelineSpec
+from perception.runtime.pipeline import Pipeline, PipelineSpec
+from perception.tools.fold import fold
+from perception.tools.inspect import card_skeleton, fitting_decoders, read_model, render_card, report
 from tests.decoder_graphs import (
     COLOR_CLASSES,
     COLOR_INPUT,

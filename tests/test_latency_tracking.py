@@ -5,10 +5,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from perception.frame import STAGES
-from perception.latency import LatencyBook, format_table
-from perception.models.segmentation import Segmentation
-from perception.tracking import IouTracker
+from perception.core.frame import STAGES
+from perception.core.segmentation import Segmentation
+from perception.runtime.latency import LatencyBook, format_table
+from perception.tracking.iou import IouTracker
 
 
 def _stamps(start: int, step: int) -> dict[str, int]:

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from perception.config import load_launch
 from perception.inference.engine import available_engines
+from perception.runtime.config import load_launch
 
 LAUNCH = Path(__file__).resolve().parent.parent / "launch"
 

@@ -12,7 +12,7 @@ import pytest
 from perception.commands.eval import DEFAULT_SEEDS
 from perception.evaluation.runner import evaluate
 from perception.models.card import load_card
-from perception.pipeline import Pipeline, PipelineSpec
+from perception.runtime.pipeline import Pipeline, PipelineSpec
 from perception.synth import CLASS_NAMES, THING_CLASSES, Drive
 
 ENGINES = Path(__file__).resolve().parent.parent / "engines"

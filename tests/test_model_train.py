@@ -12,7 +12,7 @@ torch = pytest.importorskip("torch")
 pytest.importorskip("onnx")
 
 from perception.cli import main  # noqa: E402
-from perception.pipeline import Pipeline, PipelineSpec  # noqa: E402
+from perception.runtime.pipeline import Pipeline, PipelineSpec  # noqa: E402
 
 pytestmark = pytest.mark.slow
 

@@ -12,8 +12,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from perception.config import load_launch, override
-from perception.node import Node
+from perception.runtime.config import load_launch, override
+from perception.runtime.node import Node
 from perception.wire.messages import FrameMessage, StatusMessage
 from perception.wire.subscriber import Subscriber
 from tests.node_helpers import REPO, image_folder, run_cli, video_file, write_launch

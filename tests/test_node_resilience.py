@@ -13,9 +13,9 @@ from perception.capture.counters import FrameCounters
 from perception.capture.slot import FrameSlot, SlotClosed
 from perception.capture.source import open_source
 from perception.capture.thread import Backoff, CaptureThread
-from perception.config import load_launch, override
-from perception.errors import ConfigError, FrameError, PerceptionError
-from perception.node import Node
+from perception.core.errors import ConfigError, FrameError, PerceptionError
+from perception.runtime.config import load_launch, override
+from perception.runtime.node import Node
 from perception.wire.messages import StatusMessage
 from perception.wire.subscriber import Subscriber
 from tests.node_helpers import image_folder, write_launch

@@ -8,11 +8,12 @@ from types import TracebackType
 
 import numpy as np
 
-from perception.frame import StageStamps
-from perception.inference.engine import EngineOptions, TensorSpec
+from perception.core.frame import StageStamps
+from perception.core.tensors import TensorSpec
+from perception.inference.engine import EngineOptions
 from perception.inference.onnxruntime import OrtEngine
 from perception.models.card import load_card
-from perception.pipeline import Pipeline
+from perception.runtime.pipeline import Pipeline
 from tests.onnx_models import scene, tiny_panoptic
 
 

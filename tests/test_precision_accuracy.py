@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from perception.inference.accuracy import HELD_OUT_SEEDS, held_out_frames, pq_evaluator
-from perception.inference.precision import convert_fp16
 from perception.models.card import load_card
+from perception.tools.accuracy import HELD_OUT_SEEDS, held_out_frames, pq_evaluator
+from perception.tools.precision import convert_fp16
 from tests.test_precision_transforms import H, W, seg_net
 from tests.test_trt_build_engine import CARD
 

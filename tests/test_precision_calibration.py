@@ -8,9 +8,9 @@ import cv2
 import numpy as np
 import pytest
 
-from perception.inference.calibration import CALIBRATION_SEED, calibration_images, calibration_reader
-from perception.inference.precision import PrecisionError
 from perception.models.card import load_card
+from perception.tools.calibration import CALIBRATION_SEED, calibration_images, calibration_reader
+from perception.tools.precision import PrecisionError
 from tests.test_trt_build_engine import CARD
 
 

@@ -7,10 +7,10 @@ from pathlib import Path
 import onnx
 import pytest
 
-from perception.inference.accuracy import pq_evaluator
-from perception.inference.calibration import calibration_reader
-from perception.inference.precision import GATE_LIMITS, convert_fp16, gate, quantize_int8
 from perception.models.card import ModelCard, load_card
+from perception.tools.accuracy import pq_evaluator
+from perception.tools.calibration import calibration_reader
+from perception.tools.precision import GATE_LIMITS, convert_fp16, gate, quantize_int8
 
 CARD = Path(__file__).resolve().parents[1] / "engines" / "panoptic-tiny.toml"
 FRAMES = 40

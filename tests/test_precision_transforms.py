@@ -12,7 +12,7 @@ from onnx import TensorProto, helper, numpy_helper
 
 from perception.inference.engine import EngineOptions
 from perception.inference.onnxruntime import OrtEngine
-from perception.inference.precision import (
+from perception.tools.precision import (
     FrameReader,
     GateResult,
     PrecisionError,

@@ -9,12 +9,12 @@ import numpy as np
 import pytest
 
 from perception.cli import main
-from perception.frame import Frame
-from perception.models.segmentation import Segmentation
-from perception.record.compare import compare_runs
+from perception.core.frame import Frame
+from perception.core.result import FrameResult
+from perception.core.segmentation import Segmentation
 from perception.record.errors import EmptyRecordingError
 from perception.record.recorder import Recorder
-from perception.result import FrameResult
+from perception.tools.compare import compare_runs
 from perception.wire.publisher import Publisher
 
 CLASSES = ["road", "car", "person"]

@@ -10,8 +10,8 @@ import numpy as np
 import pytest
 
 from perception.capture.source import open_source
-from perception.errors import MissingDependencyError
-from perception.frame import Frame
+from perception.core.errors import MissingDependencyError
+from perception.core.frame import Frame
 from perception.record.drive import read_drive
 from perception.record.errors import CorruptRecordingError, RecordingError, TruncatedRecordingError
 from perception.record.mcap_file import McapRecording

@@ -16,13 +16,13 @@ import numpy as np
 import pytest
 from mcap.reader import make_reader
 
-from perception.frame import Frame, monotonic_ns
-from perception.models.segmentation import Segmentation
+from perception.core.frame import Frame, monotonic_ns
+from perception.core.result import FrameResult
+from perception.core.segmentation import Segmentation
 from perception.record.drive import read_drive
 from perception.record.errors import RecordingError, RecordingWriteError, TruncatedRecordingError
 from perception.record.mcap_file import McapRecording
 from perception.record.recorder import Recorder
-from perception.result import FrameResult
 from perception.wire.codec import decode_message
 from perception.wire.messages import FrameMessage
 from perception.wire.publisher import Publisher
@@ -132,7 +132,7 @@ def test_unwritable_path_is_a_typed_error(tmp_path: Path) -> None:
 _CHILD = textwrap.dedent("""
     import sys, time
     import numpy as np
-    from perception.frame import Frame
+    from perception.core.frame import Frame
     from perception.record.recorder import Recorder
     path, mode = sys.argv[1], sys.argv[2]
     recorder = Recorder(path, image_format="raw", flush_interval_s=0.1, chunk_size=1 << 20)

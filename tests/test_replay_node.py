@@ -14,11 +14,11 @@ import msgpack
 from mcap.reader import make_reader
 
 from perception.cli import main
-from perception.config import load_launch, override
-from perception.node import Node
-from perception.record.compare import compare_runs
 from perception.record.drive import DriveWriter, read_drive
 from perception.record.mcap_file import McapRecording
+from perception.runtime.config import load_launch, override
+from perception.runtime.node import Node
+from perception.tools.compare import compare_runs
 from tests.node_helpers import REPO, write_launch
 from tests.onnx_models import scene
 

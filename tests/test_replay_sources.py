@@ -19,7 +19,7 @@ from rosbags.rosbag2 import Writer as Bag2Writer
 from rosbags.typesys import Stores, get_typestore
 
 from perception.capture.source import open_source, parse_uri
-from perception.errors import MissingDependencyError
+from perception.core.errors import MissingDependencyError
 from perception.record.drive import DriveWriter
 from perception.record.errors import EmptyRecordingError, RecordingError, TopicError, UnknownEncodingError
 

@@ -56,13 +56,13 @@ def fake_gpu(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
 
 def scored(monkeypatch: pytest.MonkeyPatch, fp32: float, variant: float) -> None:
     """An evaluation stack that scores FP32 and any variant with fixed PQs (the gate's input)."""
-    module = types.ModuleType("perception.inference.accuracy")
+    module = types.ModuleType("perception.tools.accuracy")
 
     def pq_evaluator(card: object, frames: int) -> object:
         return lambda path: fp32 if Path(path).name == "seg.onnx" else variant
 
     module.pq_evaluator = pq_evaluator  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "perception.inference.accuracy", module)
+    monkeypatch.setitem(sys.modules, "perception.tools.accuracy", module)
 
 
 @pytest.mark.usefixtures("no_tensorrt")
@@ -109,7 +109,7 @@ def test_int8_within_gate_calibrates_on_synthetic_frames(model: Path, tmp_path: 
 def test_without_evaluation_stack_the_gate_needs_force(model: Path, tmp_path: Path,
                                                         monkeypatch: pytest.MonkeyPatch,
                                                         capsys: pytest.CaptureFixture[str]) -> None:
-    monkeypatch.setitem(sys.modules, "perception.inference.accuracy", None)
+    monkeypatch.setitem(sys.modules, "perception.tools.accuracy", None)
     args = ["build-engine", str(model), "--precision", "fp16", "--cache-dir", str(tmp_path / "c")]
     assert main(args) == 2
     assert "accuracy gate cannot run" in capsys.readouterr().err

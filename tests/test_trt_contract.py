@@ -14,8 +14,9 @@ import numpy as np
 import onnxruntime as ort
 import pytest
 
+from perception.core.errors import ModelMismatchError
 from perception.inference.engine import Engine, EngineOptions, available_engines, open_engine
-from perception.inference.errors import EngineError, ModelMismatchError
+from perception.inference.errors import EngineError
 from tests import trt_fakes
 from tests.test_trt_engine import REAL_GPU, small_model
 

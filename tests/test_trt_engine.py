@@ -18,10 +18,10 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from perception.errors import MissingDependencyError
+from perception.core.errors import MissingDependencyError, ModelMismatchError
 from perception.inference.cuda import CudaDevice, CudaError, DeviceBuffer
 from perception.inference.engine import EngineOptions
-from perception.inference.errors import EngineError, ModelMismatchError
+from perception.inference.errors import EngineError
 from perception.inference.plan_cache import CorruptPlanError, PlanCache
 from perception.inference.tensorrt import TrtEngine, variant_path
 from perception.inference.trt_build import BuildOptions, build_plan, onnx_input_shapes

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import zstandard
 
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 from perception.wire.codec import FrameEncoder, control_message, decode_message, plain, status_body
 from perception.wire.errors import DecodeError, SchemaVersionError, WireError
 from perception.wire.messages import FrameMessage, Message, MetadataMessage, StatsMessage, StatusMessage

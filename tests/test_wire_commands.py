@@ -13,7 +13,7 @@ import pytest
 from perception.cli import main
 from perception.commands.echo import Printer
 from perception.commands.stats import format_stats
-from perception.frame import monotonic_ns
+from perception.core.frame import monotonic_ns
 from perception.wire.codec import control_message, decode_message
 from perception.wire.messages import StatsMessage
 from perception.wire.publisher import Publisher

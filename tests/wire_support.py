@@ -8,9 +8,9 @@ from typing import TypeVar
 
 import numpy as np
 
-from perception.frame import monotonic_ns
-from perception.models.segmentation import Segmentation, Segments
-from perception.result import FrameResult
+from perception.core.frame import monotonic_ns
+from perception.core.result import FrameResult
+from perception.core.segmentation import Segmentation, Segments
 from perception.wire.messages import FrameMessage, Message
 from perception.wire.publisher import Publisher
 from perception.wire.schema import Kind

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-from perception.errors import PerceptionError
+from perception.core.errors import SourceError
 
-
-class SourceError(PerceptionError):
-    """A source that cannot be opened: unknown scheme, missing file, absent camera."""
+__all__ = ["SourceError", "SourceLost"]
 
 
 class SourceLost(Exception):

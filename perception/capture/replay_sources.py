@@ -31,7 +31,7 @@ from typing import Any, Protocol
 import numpy as np
 
 from perception.capture.source import SourceUri
-from perception.errors import require
+from perception.core.errors import require
 from perception.record import ros_images
 from perception.record.errors import (
     CorruptRecordingError,

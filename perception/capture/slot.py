@@ -10,7 +10,7 @@ from __future__ import annotations
 import collections
 import threading
 
-from perception.frame import Frame
+from perception.core.frame import Frame
 
 
 class SlotClosed(Exception):

@@ -19,8 +19,8 @@ from perception.capture.counters import DROP_OVERWRITTEN, DROP_SHUTDOWN, FrameCo
 from perception.capture.errors import SourceError, SourceLost
 from perception.capture.slot import FrameSlot
 from perception.capture.source import Source
-from perception.errors import FrameError
-from perception.frame import Frame, monotonic_ns
+from perception.core.errors import FrameError
+from perception.core.frame import Frame, monotonic_ns
 
 
 class SourceState(str, enum.Enum):

@@ -16,13 +16,13 @@ import os
 import sys
 from pathlib import Path
 
-from perception.errors import MissingDependencyError
+from perception.core.errors import MissingDependencyError
 from perception.inference.engine import EngineOptions
 from perception.inference.errors import EngineError
 from perception.inference.plan_cache import atomic_write, default_cache_dir
-from perception.inference.precision import GATE_LIMITS, GateResult, PrecisionError, enforce, gate
 from perception.inference.tensorrt import PRECISIONS, variant_path
 from perception.models.card import ModelCard, load_card
+from perception.tools.precision import GATE_LIMITS, GateResult, PrecisionError, enforce, gate
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
@@ -76,7 +76,7 @@ def make_variant(onnx_path: Path, card: ModelCard, target: Path, args: argparse.
     """Write the variant next to its final name, gate it, then move it into place."""
     import onnx
 
-    from perception.inference.precision import convert_fp16, quantize_int8
+    from perception.tools.precision import convert_fp16, quantize_int8
 
     target.parent.mkdir(parents=True, exist_ok=True)
     candidate = target.with_name(f".{target.name}.{os.getpid()}.candidate.onnx")
@@ -84,7 +84,7 @@ def make_variant(onnx_path: Path, card: ModelCard, target: Path, args: argparse.
         if args.precision == "fp16":
             onnx.save(convert_fp16(onnx.load(str(onnx_path))), str(candidate))
         else:
-            from perception.inference.calibration import calibration_reader
+            from perception.tools.calibration import calibration_reader
 
             used = quantize_int8(onnx_path, candidate, calibration_reader(card, args.calib, args.calib_frames),
                                  method=args.calib_method)
@@ -103,7 +103,7 @@ def make_variant(onnx_path: Path, card: ModelCard, target: Path, args: argparse.
 
 def _gate(onnx_path: Path, card: ModelCard, candidate: Path, args: argparse.Namespace) -> GateResult | None:
     try:
-        from perception.inference.accuracy import pq_evaluator
+        from perception.tools.accuracy import pq_evaluator
 
         evaluate = pq_evaluator(card, args.eval_frames)
     except (MissingDependencyError, ImportError) as exc:  # the evaluation stack is optional here

@@ -8,10 +8,10 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from perception.errors import ConfigError
+from perception.core.errors import ConfigError
 
 if TYPE_CHECKING:
-    from perception.record.compare import SegmentRef
+    from perception.tools.compare import SegmentRef
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +33,7 @@ def _names(refs: tuple[SegmentRef, ...], sign: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.record.compare import compare_runs
+    from perception.tools.compare import compare_runs
 
     if not 0.5 <= args.iou < 1.0:
         raise ConfigError(f"--iou {args.iou} is out of range", "use 0.5 <= IoU < 1 (above 0.5 matches are unique)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from perception.inference.doctor import diagnose
+from perception.tools.doctor import diagnose
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

@@ -10,8 +10,8 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from perception.config import DEFAULT_CARD
-from perception.errors import ConfigError
+from perception.core.errors import ConfigError
+from perception.runtime.config import DEFAULT_CARD
 
 DEFAULT_SEEDS = (11, 12, 13, 14, 15, 16, 17, 18)  # the held-out test drives of the training report
 
@@ -72,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     from perception.evaluation.runner import evaluate
     from perception.evaluation.table import format_report
     from perception.inference.engine import EngineOptions
-    from perception.pipeline import Pipeline, PipelineSpec
+    from perception.runtime.pipeline import Pipeline, PipelineSpec
 
     if args.min_gt_area < 0:
         raise ConfigError(f"--min-gt-area {args.min_gt_area} is negative", "pass 0 (all things) or a pixel count")

@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.models.fold import fold
+    from perception.tools.fold import fold
 
     card = fold(args.model, args.card, args.out, post=args.post)
     print(f"wrote {args.out} and {card}")

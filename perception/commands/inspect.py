@@ -19,7 +19,7 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.models.inspect import card_skeleton, fitting_decoders, read_model, render_card, report
+    from perception.tools.inspect import card_skeleton, fitting_decoders, read_model, render_card, report
 
     info = read_model(args.model)
     sys.stdout.write(report(info))

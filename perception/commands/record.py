@@ -14,7 +14,7 @@ import threading
 from pathlib import Path
 from types import FrameType
 
-from perception.errors import ConfigError
+from perception.core.errors import ConfigError
 
 
 def register(sub: argparse._SubParsersAction) -> None:

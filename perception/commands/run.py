@@ -8,8 +8,8 @@ import sys
 from pathlib import Path
 from types import FrameType
 
-from perception.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
-from perception.latency import format_table
+from perception.runtime.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
+from perception.runtime.latency import format_table
 from perception.wire.payload import CODECS
 
 SWITCH_INTERVAL_S = 0.0005
@@ -56,7 +56,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.node import Node
+    from perception.runtime.node import Node
 
     config = build_config(args)
     # Engine calls release the GIL; when one returns while the output loop holds the GIL it

@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 
 VOID_ID = 0
 

@@ -8,9 +8,9 @@ from typing import Protocol
 
 import numpy as np
 
+from perception.core.segmentation import Segmentation
 from perception.evaluation.pq import PanopticAccumulator, PanopticReport
 from perception.models.card import ModelCard
-from perception.models.segmentation import Segmentation
 
 
 class TruthSegmentLike(Protocol):

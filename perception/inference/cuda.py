@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.errors import MissingDependencyError
+from perception.core.errors import MissingDependencyError
 from perception.inference.errors import EngineError
 
 INSTALL_HINT = ("pip install 'perception-node[tensorrt]' on a machine with the NVIDIA driver and CUDA toolkit "

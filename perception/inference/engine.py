@@ -15,21 +15,9 @@ from typing import Protocol, runtime_checkable
 
 import numpy as np
 
-from perception.inference.errors import EngineError, ModelMismatchError
-
-
-@dataclass(frozen=True)
-class TensorSpec:
-    """A named tensor; dims are ints, or str/None where the model leaves them dynamic."""
-
-    name: str
-    shape: tuple[int | str | None, ...]
-    dtype: str
-
-    def accepts(self, array: np.ndarray) -> bool:
-        if array.ndim != len(self.shape) or np.dtype(self.dtype) != array.dtype:
-            return False
-        return all(not isinstance(d, int) or d == s for d, s in zip(self.shape, array.shape, strict=True))
+from perception.core.errors import ModelMismatchError
+from perception.core.tensors import TensorSpec
+from perception.inference.errors import EngineError
 
 
 @dataclass(frozen=True)

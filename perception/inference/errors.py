@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 
 
 class EngineError(PerceptionError):
     """An engine that is unknown, cannot load its model, or fails at run time."""
-
-
-class ModelMismatchError(EngineError):
-    """A model whose inputs or outputs disagree with its card or with what a decoder needs."""

@@ -9,7 +9,8 @@ from typing import Any
 
 import numpy as np
 
-from perception.inference.engine import EngineOptions, TensorSpec, check_feeds
+from perception.core.tensors import TensorSpec
+from perception.inference.engine import EngineOptions, check_feeds
 from perception.inference.errors import EngineError
 
 _ORT_TYPES = {

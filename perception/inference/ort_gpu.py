@@ -12,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from perception.errors import MissingDependencyError
+from perception.core.errors import MissingDependencyError
 from perception.inference.engine import EngineOptions
 from perception.inference.errors import EngineError
 from perception.inference.onnxruntime import OrtEngine

@@ -19,9 +19,11 @@ from types import TracebackType
 
 import numpy as np
 
+from perception.core.errors import ModelMismatchError
+from perception.core.tensors import TensorSpec
 from perception.inference.cuda import CudaDevice, DeviceBuffer, Event, PinnedBuffer, Stream, cuda_errors
-from perception.inference.engine import EngineOptions, TensorSpec, check_feeds
-from perception.inference.errors import EngineError, ModelMismatchError
+from perception.inference.engine import EngineOptions, check_feeds
+from perception.inference.errors import EngineError
 from perception.inference.plan_cache import CachedPlan, PlanCache, PlanKey
 from perception.inference.trt_build import (
     BuildOptions,

@@ -16,8 +16,8 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any, TextIO
 
-from perception.errors import MissingDependencyError
-from perception.inference.errors import EngineError, ModelMismatchError
+from perception.core.errors import MissingDependencyError, ModelMismatchError
+from perception.inference.errors import EngineError
 from perception.inference.plan_cache import PlanKey, atomic_write, file_lock
 
 TENSORRT_INSTALL_HINT = ("pip install 'perception-node[tensorrt]' (x86: TensorRT wheels come from NVIDIA's index; "

@@ -10,8 +10,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from perception.core.tomlcompat import read_toml
 from perception.models.errors import ModelCardError
-from perception.tomlcompat import read_toml
 
 LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR")

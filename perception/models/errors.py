@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 
 
 class ModelCardError(PerceptionError):

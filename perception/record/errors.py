@@ -5,7 +5,7 @@ Every message names the file, and where a topic is involved, the topic and what 
 
 from __future__ import annotations
 
-from perception.capture.errors import SourceError
+from perception.core.errors import PerceptionError, SourceError
 
 
 class RecordingError(SourceError):
@@ -35,7 +35,7 @@ class UnknownEncodingError(RecordingError):
     """An image encoding (or compressed format) the replay cannot turn into BGR."""
 
 
-class RecordingWriteError(RecordingError):
+class RecordingWriteError(PerceptionError):
     """Something that cannot be written into a recording as given (bad image, ids out of range)."""
 
 

@@ -14,7 +14,7 @@ from typing import Any
 import cv2
 import numpy as np
 
-from perception.models.segmentation import Segmentation
+from perception.core.segmentation import Segmentation
 
 SCHEMA_NAME = "foxglove.ImageAnnotations"
 LINE_LOOP = 2  # foxglove.PointsAnnotationType: closed polygon

@@ -27,7 +27,7 @@ from mcap.reader import SeekingReader
 from mcap.records import Channel, Chunk, Message, Metadata, Schema
 from mcap.stream_reader import MAGIC_SIZE, breakup_chunk
 
-from perception.errors import MissingDependencyError, PerceptionError
+from perception.core.errors import MissingDependencyError, PerceptionError
 from perception.record.errors import CorruptRecordingError, RecordingError, TruncatedRecordingError
 
 MAGIC = b"\x89MCAP0\r\n"

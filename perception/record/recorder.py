@@ -32,11 +32,11 @@ import numpy as np
 from mcap.writer import Writer
 
 from perception import __version__
-from perception.frame import Frame, monotonic_ns
+from perception.core.frame import Frame, monotonic_ns
+from perception.core.result import FrameResult
 from perception.record import image_annotations
 from perception.record.errors import RecordingError, RecordingWriteError
 from perception.record.image_channel import ImageChannel, check_image_format, chunk_compression
-from perception.result import FrameResult
 from perception.wire.schema import SCHEMA_VERSION
 
 RECORDING_FORMAT = "perception.recording"

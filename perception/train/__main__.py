@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 from perception.train.cli import add_arguments, run
 
 

@@ -11,7 +11,7 @@ import io
 import time
 from pathlib import Path
 
-from perception.errors import ConfigError, require
+from perception.core.errors import ConfigError, require
 
 INSTALL = "pip install 'perception-node[train]' (PyTorch, onnx, onnxscript)"
 

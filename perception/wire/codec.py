@@ -15,9 +15,9 @@ from typing import Any
 import msgpack
 import numpy as np
 
-from perception.frame import STAGES
-from perception.models.segmentation import Segments
-from perception.result import FrameResult
+from perception.core.frame import STAGES
+from perception.core.result import FrameResult
+from perception.core.segmentation import Segments
 from perception.wire.errors import DecodeError, SchemaVersionError, WireError
 from perception.wire.messages import (
     FrameMessage,

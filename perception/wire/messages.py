@@ -16,7 +16,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from perception.models.segmentation import Segments
+from perception.core.segmentation import Segments
 from perception.wire.errors import WireError
 from perception.wire.payload import Buffer, IdMapDecoder, PayloadSpec
 from perception.wire.schema import Kind

@@ -13,7 +13,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from perception.errors import require
+from perception.core.errors import require
 from perception.wire.errors import DecodeError, WireError
 from perception.wire.schema import COMPRESSIONS, ID_MAP_DTYPES, MAX_ID_MAP_PIXELS
 

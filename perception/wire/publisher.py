@@ -13,8 +13,8 @@ from typing import Any, NamedTuple
 
 import zmq
 
-from perception.frame import monotonic_ns
-from perception.result import FrameResult
+from perception.core.frame import monotonic_ns
+from perception.core.result import FrameResult
 from perception.wire.codec import FrameEncoder, control_message, plain, status_body
 from perception.wire.endpoint import bind
 from perception.wire.errors import WireError
@@ -128,7 +128,7 @@ class Publisher:
         self._send_control(Kind.STATUS, status_body(state, counters, detail))
 
     def publish_stats(self, stats: Mapping[str, Any]) -> None:
-        """Latency snapshot (perception.latency); an opaque msgpack-able map, see docs/protocol.md."""
+        """Latency snapshot (perception.runtime.latency); an opaque msgpack-able map, see docs/protocol.md."""
         if not isinstance(stats, Mapping):
             raise WireError(f"stats must be a map, got {type(stats).__name__}", "pass a dict")
         self._send_control(Kind.STATS, {"stats": plain(stats)})

@@ -16,7 +16,7 @@ from types import TracebackType
 
 import zmq
 
-from perception.frame import monotonic_ns
+from perception.core.frame import monotonic_ns
 from perception.wire.codec import decode_message
 from perception.wire.endpoint import parse_endpoint
 from perception.wire.errors import WireError

@@ -18,8 +18,8 @@ import msgpack
 import numpy as np
 import zstandard
 
-from perception.models.segmentation import Segmentation, Segments
-from perception.result import FrameResult
+from perception.core.result import FrameResult
+from perception.core.segmentation import Segmentation, Segments
 from perception.wire.codec import FrameEncoder, control_message, status_body
 from perception.wire.schema import Kind
 

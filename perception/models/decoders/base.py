@@ -9,11 +9,11 @@ from typing import Any, Protocol
 import cv2
 import numpy as np
 
-from perception.inference.engine import TensorSpec
+from perception.core.segmentation import Segmentation
+from perception.core.tensors import TensorSpec
 from perception.models.card import ModelCard
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
-from perception.models.segmentation import Segmentation
 
 
 class Decoder(Protocol):

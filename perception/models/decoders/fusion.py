@@ -24,10 +24,10 @@ from typing import Any
 import cv2
 import numpy as np
 
+from perception.core.segmentation import Segmentation, Segments, occupancy_boxes
 from perception.models.decoders.base import first_index_of, require_finite
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
-from perception.models.segmentation import Segmentation, Segments, occupancy_boxes
 
 OVERLAP_THRESHOLD = 0.5
 

@@ -1,6 +1,6 @@
 """Non-maximum suppression in numpy: class-aware box NMS, top-k, and max-pool center peaks.
 
-Shared by the YOLO-seg and Panoptic-DeepLab decoders. The graph folder (perception.models.fold)
+Shared by the YOLO-seg and Panoptic-DeepLab decoders. The graph folder (perception.tools.fold)
 builds the same operations as ONNX nodes; the rules here are the reference it must agree with:
 a box is suppressed when its IoU with a kept box of the same class is strictly greater than the
 threshold, and candidates are visited by score, highest first, ties broken by lower index.

@@ -19,14 +19,14 @@ from typing import Any
 
 import numpy as np
 
-from perception.inference.engine import TensorSpec
-from perception.inference.errors import ModelMismatchError
+from perception.core.errors import ModelMismatchError
+from perception.core.segmentation import Segmentation
+from perception.core.tensors import TensorSpec
 from perception.models.card import ModelCard
 from perception.models.decoders.base import decoder_params, require_finite
 from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
 from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
-from perception.models.segmentation import Segmentation
 
 DEFAULTS: dict[str, Any] = {
     "output": "",

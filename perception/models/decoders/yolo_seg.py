@@ -40,15 +40,15 @@ from typing import Any, NamedTuple
 import cv2
 import numpy as np
 
-from perception.inference.engine import TensorSpec
-from perception.inference.errors import ModelMismatchError
+from perception.core.errors import ModelMismatchError
+from perception.core.segmentation import Segmentation
+from perception.core.tensors import TensorSpec
 from perception.models.card import ClassInfo, ModelCard
 from perception.models.decoders.base import decoder_params, require_finite
 from perception.models.decoders.fusion import OVERLAP_THRESHOLD, Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import class_aware_nms, top_k
 from perception.models.errors import DecodeError, ModelCardError
 from perception.models.preprocess import Geometry
-from perception.models.segmentation import Segmentation
 
 DEFAULTS: dict[str, Any] = {
     "output0": "output0",

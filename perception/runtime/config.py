@@ -16,13 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perception.errors import ConfigError
-from perception.tomlcompat import read_toml
+from perception.core.errors import ConfigError
+from perception.core.tomlcompat import read_toml
 
 
 def _bundle_root() -> Path:
     """Where launch/ and engines/ are: the checkout (editable install) or the wheel's data files."""
-    checkout = Path(__file__).resolve().parent.parent
+    checkout = Path(__file__).resolve().parents[2]
     if (checkout / "launch" / "default.toml").is_file():
         return checkout
     return Path(sys.prefix) / "share" / "perception-node"

@@ -20,8 +20,8 @@ from typing import Any
 import msgpack
 import numpy as np
 
+from perception.core.segmentation import Segments
 from perception.evaluation.pq import panoptic_quality
-from perception.models.segmentation import Segments
 from perception.record.errors import CorruptRecordingError, EmptyRecordingError, RecordingError
 from perception.record.mcap_file import McapRecording
 from perception.record.recorder import MESSAGE_ENCODING

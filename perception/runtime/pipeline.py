@@ -9,13 +9,13 @@ from typing import NamedTuple
 
 import numpy as np
 
-from perception.frame import Stage, StageStamps
+from perception.core.errors import ModelMismatchError
+from perception.core.frame import Stage, StageStamps
+from perception.core.segmentation import Segmentation
 from perception.inference.engine import Engine, EngineOptions, open_engine
-from perception.inference.errors import ModelMismatchError
 from perception.models.card import ModelCard, load_card
 from perception.models.decoders import Decoder, make_decoder
 from perception.models.preprocess import Geometry, Preprocessor
-from perception.models.segmentation import Segmentation
 
 
 class Prepared(NamedTuple):

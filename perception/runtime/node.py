@@ -20,15 +20,15 @@ from perception.capture.counters import DROP_ERROR, DROP_SHUTDOWN, FrameCounters
 from perception.capture.slot import FrameSlot
 from perception.capture.source import Source, open_source
 from perception.capture.thread import CaptureThread, SourceState
-from perception.config import NodeConfig
-from perception.errors import PerceptionError
-from perception.frame import Frame, Stage, monotonic_ns
+from perception.core.errors import PerceptionError
+from perception.core.frame import Frame, Stage, monotonic_ns
+from perception.core.result import FrameResult
 from perception.inference.engine import EngineOptions
-from perception.latency import LatencyBook
-from perception.pipeline import Pipeline, PipelineSpec
-from perception.result import FrameResult
-from perception.stages import FrameFailed, InferenceThread, InferredFrame, StageEnded
-from perception.tracking import IouTracker
+from perception.runtime.config import NodeConfig
+from perception.runtime.latency import LatencyBook
+from perception.runtime.pipeline import Pipeline, PipelineSpec
+from perception.runtime.stages import FrameFailed, InferenceThread, InferredFrame, StageEnded
+from perception.tracking.iou import IouTracker
 
 if TYPE_CHECKING:
     from perception.record.recorder import Recorder

@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.errors import MissingDependencyError
+from perception.core.errors import MissingDependencyError
 from perception.inference.errors import EngineError
 
 # Operators kept in float32 whole: wide dynamic range or long accumulations, cheap anyway.

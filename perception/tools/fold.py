@@ -30,8 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.errors import require
-from perception.inference.errors import ModelMismatchError
+from perception.core.errors import ModelMismatchError, require
 from perception.models.card import ModelCard, load_card
 from perception.models.decoders.panoptic_deeplab import DEFAULTS as DEEPLAB_DEFAULTS
 from perception.models.decoders.yolo_seg import DEFAULTS as YOLO_DEFAULTS
@@ -374,7 +373,7 @@ _POST = {
 def fold(model_path: str | Path, card: ModelCard | str | Path, out_path: str | Path,
          post: bool = False) -> Path:
     """Write the folded ONNX to out_path and its card next to it (same stem, .toml); return the card path."""
-    from perception.models.inspect import render_card
+    from perception.tools.inspect import render_card
 
     onnx = _onnx()
     card = card if isinstance(card, ModelCard) else load_card(card)

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from perception.models.segmentation import Segmentation
+from perception.core.segmentation import Segmentation
 
 
 @dataclass(frozen=True)
 class FrameResult:
-    """One processed frame. stamps: stage name -> CLOCK_MONOTONIC ns (see perception.frame.Stage)."""
+    """One processed frame. stamps: stage name -> CLOCK_MONOTONIC ns (see perception.core.frame.Stage)."""
 
     camera: str
     frame_index: int  # index of the frame in its source (gaps = frames dropped before inference)

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 
 import numpy as np
 
-from perception.frame import STAGES, Stage
+from perception.core.frame import STAGES, Stage
 
 PERCENTILES = (50, 90, 99)
 END_TO_END = "end_to_end"

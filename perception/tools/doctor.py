@@ -171,7 +171,7 @@ def _tensorrt(report: Report) -> bool:
 
 
 def _pycuda(report: Report) -> tuple[bool, int]:
-    from perception.errors import PerceptionError
+    from perception.core.errors import PerceptionError
     from perception.inference import cuda
 
     _, version = _module_version("pycuda")

@@ -2,7 +2,7 @@
 
 The drives are the ones `perception eval` holds out by default (seeds 11-14, frames 0.5 s apart),
 which neither training (seeds from 1e6), threshold tuning (drives 21-24) nor INT8 calibration
-(perception/inference/calibration.py) touches. Frames and ground truth are rendered once and
+(perception/tools/calibration.py) touches. Frames and ground truth are rendered once and
 reused for every model scored, so FP32 and its variants see the same pixels. PQ follows the
 COCO panopticapi rules (perception.evaluation), averaged over classes, on a 0-100 scale.
 Every model is run node by node as its file is written (OrtEngine's quantize_in_float): Q/DQ
@@ -18,7 +18,7 @@ from typing import Any
 from perception.inference.engine import EngineOptions
 from perception.inference.onnxruntime import OrtEngine
 from perception.models.card import ModelCard
-from perception.pipeline import Pipeline
+from perception.runtime.pipeline import Pipeline
 
 HELD_OUT_SEEDS = (11, 12, 13, 14)
 HELD_OUT_FPS = 2.0

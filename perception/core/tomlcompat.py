@@ -12,7 +12,7 @@ else:  # pragma: no cover - exercised on 3.10 only
 from pathlib import Path
 from typing import Any
 
-from perception.errors import PerceptionError
+from perception.core.errors import PerceptionError
 
 __all__ = ["read_toml", "tomllib"]
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from perception.inference.precision import FrameReader, PrecisionError
 from perception.models.card import ModelCard
 from perception.models.preprocess import Preprocessor
+from perception.tools.precision import FrameReader, PrecisionError
 
 CALIBRATION_SEED = 100
 FRAMES_PER_DRIVE = 8

@@ -29,6 +29,14 @@ class FrameError(PerceptionError):
     """
 
 
+class SourceError(PerceptionError):
+    """A source that cannot be opened: unknown scheme, missing file, absent camera, unreadable recording."""
+
+
+class ModelMismatchError(PerceptionError):
+    """A model whose inputs or outputs disagree with its card or with what a decoder needs."""
+
+
 class MissingDependencyError(PerceptionError):
     """An optional package is needed for what was asked and is not installed."""
 

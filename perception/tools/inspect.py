@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from perception.inference.engine import TensorSpec
+from perception.core.tensors import TensorSpec
 from perception.models.card import ClassInfo
 from perception.models.decoders.yolo_seg import classes_from_metadata
 from perception.models.errors import ModelCardError

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.models.segmentation import Segmentation
+from perception.core.segmentation import Segmentation
 
 
 @dataclass

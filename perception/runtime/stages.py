@@ -17,9 +17,9 @@ from dataclasses import dataclass
 
 from perception.capture.counters import DROP_ERROR, DROP_STALE, FrameCounters
 from perception.capture.slot import FrameSlot, SlotClosed
-from perception.errors import PerceptionError
-from perception.frame import Frame, Stage, StageStamps
-from perception.pipeline import Inferred, Pipeline
+from perception.core.errors import PerceptionError
+from perception.core.frame import Frame, Stage, StageStamps
+from perception.runtime.pipeline import Inferred, Pipeline
 
 HANDOFF_DEPTH = 2
 

@@ -1,0 +1,1 @@
+"""The node as a robot runs it: launch config, pipeline, inference stage, node assembly, latency."""

@@ -1,0 +1,1 @@
+"""Persistent instance ids for things across frames, trackers chosen by name."""
