@@ -87,5 +87,5 @@ class FakeCamera:
 
 def install() -> None:
     """In this process, and in child nodes started by the tests (through PERCEPTION_SOURCES)."""
-    SOURCES["fake"] = "tests.fakes:FakeCamera"
+    SOURCES.register("fake", "tests.fakes:FakeCamera")
     os.environ[PLUGIN_VARIABLE] = "fake=tests.fakes:FakeCamera"

@@ -2,24 +2,23 @@
 
 A URI is `scheme:rest`; a bare path or number is resolved by `guess_scheme` (a number or
 /dev/videoN is a camera, a folder or glob is images, anything else a video file).
-Sources are imported on first use from "module:Class" strings, so optional readers
-(rosbags, GStreamer-enabled OpenCV) cost nothing until asked for.
+Sources are found through a Registry (perception.core.registry) and imported on first use, so
+optional readers (rosbags, GStreamer-enabled OpenCV) cost nothing until asked for.
 """
 
 from __future__ import annotations
 
-import importlib
-import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol, TypeVar
+from typing import Protocol, TypeVar, runtime_checkable
 from urllib.parse import parse_qsl
 
 import numpy as np
 
 from perception.capture.errors import SourceError
+from perception.core.registry import Registry
 
 T = TypeVar("T")
 
@@ -53,6 +52,7 @@ class SourceUri:
                               f"write {key}=<number>") from exc
 
 
+@runtime_checkable
 class Source(Protocol):
     """A stream of BGR frames.
 
@@ -72,20 +72,27 @@ class Source(Protocol):
     def close(self) -> None: ...
 
 
-# scheme -> "module:Class"; Class(uri: SourceUri) -> Source
-SOURCES: dict[str, str] = {
-    "camera": "perception.capture.opencv_sources:CameraSource",
-    "v4l2": "perception.capture.opencv_sources:CameraSource",
-    "gst": "perception.capture.opencv_sources:GStreamerSource",
-    "rtsp": "perception.capture.opencv_sources:StreamSource",
-    "http": "perception.capture.opencv_sources:StreamSource",
-    "https": "perception.capture.opencv_sources:StreamSource",
-    "file": "perception.capture.opencv_sources:VideoFileSource",
-    "images": "perception.capture.images:ImageFolderSource",
-    "mcap": "perception.capture.replay_sources:McapSource",
-    "rosbag": "perception.capture.replay_sources:RosbagSource",
-    "synthetic": "perception.synth.source:SyntheticSource",
-}
+# scheme -> "module:Class"; Class(uri: SourceUri) -> Source. Site-specific cameras without editing
+# the package: PERCEPTION_SOURCES="scheme=module:Class,..." (inherited by child nodes) or an entry point.
+PLUGIN_VARIABLE = "PERCEPTION_SOURCES"
+SOURCES: Registry[Source] = Registry(
+    "source scheme", Source, SourceError,
+    {
+        "camera": "perception.capture.opencv_sources:CameraSource",
+        "v4l2": "perception.capture.opencv_sources:CameraSource",
+        "gst": "perception.capture.opencv_sources:GStreamerSource",
+        "rtsp": "perception.capture.opencv_sources:StreamSource",
+        "http": "perception.capture.opencv_sources:StreamSource",
+        "https": "perception.capture.opencv_sources:StreamSource",
+        "file": "perception.capture.opencv_sources:VideoFileSource",
+        "images": "perception.capture.images:ImageFolderSource",
+        "mcap": "perception.capture.replay_sources:McapSource",
+        "rosbag": "perception.capture.replay_sources:RosbagSource",
+        "synthetic": "perception.synth.source:SyntheticSource",
+    },
+    group="perception.sources", variable=PLUGIN_VARIABLE,
+    hint=lambda names: f"use one of {', '.join(s + ':' for s in names)} or a path",
+)
 
 _SCHEME = re.compile(r"^([a-z][a-z0-9+.-]*):(.*)$", re.DOTALL)
 _VIDEO_DEVICE = re.compile(r"^/dev/video\d+$")
@@ -128,39 +135,13 @@ def guess_scheme(text: str) -> str:
     return "file"
 
 
-PLUGIN_VARIABLE = "PERCEPTION_SOURCES"
-
-
-def _plugin_sources() -> dict[str, str]:
-    """Extra sources without editing the package: PERCEPTION_SOURCES="scheme=module:Class,...".
-
-    Used for site-specific cameras (and by the tests, to run a fake camera in a child node).
-    """
-    plugins: dict[str, str] = {}
-    for entry in filter(None, (e.strip() for e in os.environ.get(PLUGIN_VARIABLE, "").split(","))):
-        scheme, sep, target = entry.partition("=")
-        if not sep or ":" not in target:
-            raise SourceError(f"{PLUGIN_VARIABLE} entry {entry!r} is malformed", "write scheme=module:Class")
-        plugins[scheme.strip()] = target.strip()
-    return plugins
-
-
 def available_schemes() -> list[str]:
-    return sorted({**SOURCES, **_plugin_sources()})
+    return SOURCES.names()
 
 
 def open_source(text: str) -> Source:
     """Parse and construct (not yet open) the source a URI names."""
     uri = parse_uri(text)
-    target = {**SOURCES, **_plugin_sources()}.get(uri.scheme)
-    if target is None:
-        raise SourceError(f"unknown source scheme {uri.scheme!r} in {text!r}",
-                          f"use one of {', '.join(s + ':' for s in available_schemes())} or a path")
-    module_name, _, attr = target.partition(":")
-    try:
-        cls = getattr(importlib.import_module(module_name), attr)
-    except (ImportError, AttributeError) as exc:
-        raise SourceError(f"source {uri.scheme!r} points at {target!r}, which cannot be loaded ({exc})",
-                          f"fix the {PLUGIN_VARIABLE} entry or install the module") from exc
-    source: Source = cls(uri)
-    return source
+    if uri.scheme not in SOURCES:
+        raise SOURCES.unknown(uri.scheme, f" in {text!r}")
+    return SOURCES.create(uri.scheme, uri)

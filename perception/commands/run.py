@@ -30,7 +30,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, help="CPU inference threads")
     p.add_argument("--endpoint", help="ZeroMQ bind endpoint, e.g. tcp://127.0.0.1:5560 or ipc:///tmp/p.sock")
     p.add_argument("--camera", help="camera name in topics (perception/<camera>/frame/)")
-    p.add_argument("--compression", choices=sorted(CODECS),
+    p.add_argument("--compression", choices=CODECS.names(),
                    help="id map compression (lz4 needs the [lz4] extra)")
     p.add_argument("--allow-public", action="store_true", default=None,
                    help="allow binding a non-loopback address (no encryption: trusted networks only)")

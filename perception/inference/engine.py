@@ -1,13 +1,12 @@
 """The Engine protocol and the registry of backends.
 
-Backends are named in a table of "module:factory" strings and imported on first use,
-so the core never imports TensorRT or CUDA unless asked (see rosbags' storage plugins).
+Backends are found through a Registry (perception.core.registry) and imported on first use,
+so the node never imports TensorRT or CUDA unless asked.
 """
 
 from __future__ import annotations
 
-import importlib
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import TracebackType
@@ -16,6 +15,7 @@ from typing import Protocol, runtime_checkable
 import numpy as np
 
 from perception.core.errors import ModelMismatchError
+from perception.core.registry import Registry
 from perception.core.tensors import TensorSpec
 from perception.inference.errors import EngineError
 
@@ -75,28 +75,21 @@ def check_feeds(inputs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray])
                                      "make the model card's [input] match the ONNX graph")
 
 
-EngineFactory = Callable[[Path, EngineOptions], Engine]
-
 # name -> "module:callable(model_path, options) -> Engine"
-ENGINES: dict[str, str] = {
-    "onnxruntime": "perception.inference.onnxruntime:OrtEngine",
-    "tensorrt": "perception.inference.tensorrt:TrtEngine",
-    "onnxruntime-gpu": "perception.inference.ort_gpu:open_ort_gpu",
-}
-
-
-def register_engine(name: str, target: str) -> None:
-    """Add a backend, e.g. from a plugin: register_engine("mine", "pkg.mod:MyEngine")."""
-    ENGINES[name] = target
+ENGINES: Registry[Engine] = Registry(
+    "engine", Engine, EngineError,
+    {
+        "onnxruntime": "perception.inference.onnxruntime:OrtEngine",
+        "tensorrt": "perception.inference.tensorrt:TrtEngine",
+        "onnxruntime-gpu": "perception.inference.ort_gpu:open_ort_gpu",
+    },
+    group="perception.engines",
+)
 
 
 def available_engines() -> list[str]:
-    return sorted(ENGINES)
+    return ENGINES.names()
 
 
 def open_engine(name: str, model: Path, options: EngineOptions | None = None) -> Engine:
-    if name not in ENGINES:
-        raise EngineError(f"unknown engine {name!r}", f"choose one of {available_engines()}")
-    module_name, _, attr = ENGINES[name].partition(":")
-    factory: EngineFactory = getattr(importlib.import_module(module_name), attr)
-    return factory(model, options or EngineOptions())
+    return ENGINES.create(name, model, options or EngineOptions())

@@ -18,6 +18,7 @@ from typing import Any
 
 from perception.core.errors import ConfigError
 from perception.core.tomlcompat import read_toml
+from perception.tracking.base import TRACKERS
 
 
 def _bundle_root() -> Path:
@@ -86,11 +87,14 @@ class RecordConfig:
 
 @dataclass(frozen=True)
 class TrackingConfig:
-    enabled: bool = True
+    enabled: bool = True  # false is tracker = "none"
+    tracker: str = "iou"  # perception.tracking.TRACKERS
     iou_threshold: float = 0.3
     max_missed: int = 5
 
     def __post_init__(self) -> None:
+        if self.tracker not in TRACKERS:
+            raise TRACKERS.unknown(self.tracker, " in [tracking] tracker")
         _above(self.iou_threshold, 0.0, "[tracking] iou_threshold", "a box overlap in (0, 1], e.g. 0.3")
         if self.iou_threshold > 1:
             raise ConfigError(f"[tracking] iou_threshold = {self.iou_threshold} is above 1", "use (0, 1], e.g. 0.3")

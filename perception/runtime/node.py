@@ -28,7 +28,7 @@ from perception.runtime.config import NodeConfig
 from perception.runtime.latency import LatencyBook
 from perception.runtime.pipeline import Pipeline, PipelineSpec
 from perception.runtime.stages import FrameFailed, InferenceThread, InferredFrame, StageEnded
-from perception.tracking.iou import IouTracker
+from perception.tracking.base import Tracker, make_tracker
 
 if TYPE_CHECKING:
     from perception.record.recorder import Recorder
@@ -170,8 +170,9 @@ class Node:
         """The output loop: decode, track, publish, record; beats status and stats meanwhile."""
         run = self.config.run
         stall_ns = int(self.config.source.stall_timeout_s * 1e9)
-        tracker = (IouTracker(self.config.tracking.iou_threshold, self.config.tracking.max_missed)
-                   if self.config.tracking.enabled else None)
+        tracking = self.config.tracking
+        tracker = make_tracker(tracking.tracker if tracking.enabled else "none",
+                               iou_threshold=tracking.iou_threshold, max_missed=tracking.max_missed)
         # a lossless replay queues frames on purpose: their age is backpressure, not staleness
         max_age_ns = 0 if capture.slot.lossless else int(self.config.source.max_age_ms * 1e6)
         self._inference = InferenceThread(capture.slot, pipeline, self.counters, max_age_ns)
@@ -204,7 +205,7 @@ class Node:
                 continue
             self._output(item, pipeline, tracker, publisher, recorder)
 
-    def _output(self, item: InferredFrame, pipeline: Pipeline, tracker: IouTracker | None,
+    def _output(self, item: InferredFrame, pipeline: Pipeline, tracker: Tracker,
                 publisher: Publisher, recorder: Recorder | None) -> None:
         frame, stamps = item.frame, item.stamps
         try:
@@ -213,8 +214,7 @@ class Node:
             self.counters.add_dropped(DROP_ERROR)
             self._report_frame_error(publisher, frame, exc)
             return
-        if tracker is not None:
-            segmentation = tracker.update(segmentation)
+        segmentation = tracker.update(segmentation)
         result = FrameResult(camera=self.config.publish.camera, frame_index=frame.index, stamp_ns=frame.stamp_ns,
                              width=frame.width, height=frame.height, segmentation=segmentation,
                              stamps=stamps.as_dict())

@@ -9,13 +9,14 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
 from perception.core.errors import require
+from perception.core.registry import Registry
 from perception.wire.errors import DecodeError, WireError
-from perception.wire.schema import COMPRESSIONS, ID_MAP_DTYPES, MAX_ID_MAP_PIXELS
+from perception.wire.schema import ID_MAP_DTYPES, MAX_ID_MAP_PIXELS
 
 ID_MAP = "id_map"
 
@@ -56,9 +57,9 @@ class PayloadSpec:
             raise DecodeError("payload description lacks a string 'name'", "check the publisher")
         if dtype not in ID_MAP_DTYPES:
             raise DecodeError(f"payload {name!r} has dtype {dtype!r}", f"supported: {', '.join(ID_MAP_DTYPES)}")
-        if compression not in COMPRESSIONS:
+        if not isinstance(compression, str) or compression not in CODECS:
             raise DecodeError(
-                f"payload {name!r} has compression {compression!r}", f"supported: {', '.join(COMPRESSIONS)}"
+                f"payload {name!r} has compression {compression!r}", f"supported: {', '.join(CODECS.names())}"
             )
         if (
             not isinstance(shape, list)
@@ -77,6 +78,7 @@ class PayloadSpec:
         return cls(name=name, dtype=dtype, shape=(shape[0], shape[1]), compression=compression, nbytes=expected)
 
 
+@runtime_checkable
 class Codec(Protocol):
     def compress(self, data: Buffer) -> Buffer: ...
     def decompress(self, data: Buffer, nbytes: int) -> Buffer: ...
@@ -138,12 +140,15 @@ class Lz4Codec:
         return bytes(out)
 
 
-CODECS: dict[str, type[Codec]] = {"raw": RawCodec, "zstd": ZstdCodec, "lz4": Lz4Codec}
+# Compression names of payload frames; lz4 needs the optional 'lz4' package. A plugin codec
+# (entry point group perception.codecs) must be installed on the publisher and every subscriber.
+CODECS: Registry[Codec] = Registry("compression", Codec, WireError,
+                                   {"zstd": ZstdCodec, "lz4": Lz4Codec, "raw": RawCodec}, group="perception.codecs")
 
 
 def check_compression(name: str) -> str:
     if name not in CODECS:
-        raise WireError(f"unknown compression {name!r}", f"choose one of {', '.join(CODECS)}")
+        raise CODECS.unknown(name)
     return name
 
 
@@ -152,7 +157,7 @@ class IdMapEncoder:
 
     def __init__(self, compression: str = "zstd") -> None:
         self.compression = check_compression(compression)
-        self._codec = CODECS[compression]()
+        self._codec = CODECS.create(compression)
 
     def encode(self, id_map: np.ndarray) -> tuple[PayloadSpec, Buffer]:
         if id_map.ndim != 2 or id_map.dtype.name not in ID_MAP_DTYPES:
@@ -174,7 +179,7 @@ class IdMapDecoder:
     def decode(self, spec: PayloadSpec, data: Buffer) -> np.ndarray:
         codec = self._codecs.get(spec.compression)
         if codec is None:
-            codec = self._codecs[spec.compression] = CODECS[spec.compression]()
+            codec = self._codecs[spec.compression] = CODECS.create(spec.compression)
         raw = codec.decompress(data, spec.nbytes)
         array = np.frombuffer(raw, dtype=np.dtype(spec.dtype).newbyteorder("<")).reshape(spec.shape)
         # Native byte order so numpy users never meet a '>u2' surprise on big-endian hosts.

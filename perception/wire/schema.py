@@ -47,9 +47,6 @@ class State(str, enum.Enum):
 
 STATES: tuple[str, ...] = tuple(s.value for s in State)
 
-# Compression names of payload frames; lz4 needs the optional 'lz4' package.
-COMPRESSIONS: tuple[str, ...] = ("zstd", "lz4", "raw")
-
 # id-map dtypes on the wire, always little-endian, row-major (C order).
 ID_MAP_DTYPES: tuple[str, ...] = ("uint16", "uint32")
 

@@ -1,14 +1,14 @@
-"""Decoder protocol and registry (name -> "module:class", imported on first use)."""
+"""Decoder protocol and registry (perception.core.registry: by name, imported on first use)."""
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import cv2
 import numpy as np
 
+from perception.core.registry import Registry
 from perception.core.segmentation import Segmentation
 from perception.core.tensors import TensorSpec
 from perception.models.card import ModelCard
@@ -16,6 +16,7 @@ from perception.models.errors import DecodeError
 from perception.models.preprocess import Geometry
 
 
+@runtime_checkable
 class Decoder(Protocol):
     """Built from a model card; checks the engine's outputs once, then decodes every frame."""
 
@@ -28,26 +29,26 @@ class Decoder(Protocol):
         ...
 
 
-DECODERS: dict[str, str] = {
-    "panoptic_deeplab": "perception.models.decoders.panoptic_deeplab:PanopticDeepLabDecoder",
-    "yolo_seg": "perception.models.decoders.yolo_seg:YoloSegDecoder",
-    "semantic": "perception.models.decoders.semantic:SemanticDecoder",
-}
+# name -> "module:Class"; Class(card: ModelCard) -> Decoder
+DECODERS: Registry[Decoder] = Registry(
+    "decoder", Decoder, DecodeError,
+    {
+        "panoptic_deeplab": "perception.models.decoders.panoptic_deeplab:PanopticDeepLabDecoder",
+        "yolo_seg": "perception.models.decoders.yolo_seg:YoloSegDecoder",
+        "semantic": "perception.models.decoders.semantic:SemanticDecoder",
+    },
+    group="perception.decoders",
+)
 
 
 def available_decoders() -> list[str]:
-    return sorted(DECODERS)
+    return DECODERS.names()
 
 
 def make_decoder(card: ModelCard) -> Decoder:
-    target = DECODERS.get(card.decoder)
-    if target is None:
-        raise DecodeError(f"model card {card.name!r} names unknown decoder {card.decoder!r}",
-                          f"use one of {available_decoders()}")
-    module_name, _, attr = target.partition(":")
-    cls = getattr(importlib.import_module(module_name), attr)
-    decoder: Decoder = cls(card)
-    return decoder
+    if card.decoder not in DECODERS:
+        raise DECODERS.unknown(card.decoder, f" named by model card {card.name!r}")
+    return DECODERS.create(card.decoder, card)
 
 
 def require_finite(name: str, array: np.ndarray) -> None:
