@@ -12,6 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from perception import __version__
+from perception.core import logs
 from perception.core.errors import PerceptionError
 
 # command -> module with `register(subparsers)`; the module sets `func(args) -> int` on its parser
@@ -38,6 +39,10 @@ def build_parser() -> argparse.ArgumentParser:
         description="Real-time perception node: camera frames -> segmentation engine -> ZeroMQ (msgpack).",
         epilog="`perception COMMAND -h` for each command; docs/protocol.md for the wire format.")
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
+    parser.add_argument("--log-level", choices=logs.LEVELS, default="info",
+                        help="least severe log messages shown (default info)")
+    parser.add_argument("--log-json", action="store_true",
+                        help="log one JSON object a line (time, level, logger, message, fields), e.g. for journald")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for module_name in COMMANDS.values():
         importlib.import_module(module_name).register(sub)
@@ -50,6 +55,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
+    logs.configure(args.log_level, args.log_json)
     try:
         return int(args.func(args))
     except PerceptionError as exc:

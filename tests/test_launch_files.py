@@ -30,3 +30,53 @@ def test_card_is_found_next_to_the_launch_file_and_recordings_go_to_the_working_
     config = load_launch(launch)
     assert config.model.card == (tmp_path / "conf" / "cards" / "m.toml").resolve()
     assert config.record.path == (work / "out" / "run.mcap").resolve()
+
+
+# each common setup: the source it opens (without touching a device) and how it runs
+SETUPS = {
+    "usb_camera.toml": ("CameraSource", True, "onnxruntime"),
+    "jetson_csi.toml": ("GStreamerSource", True, "tensorrt"),
+    "rtsp_camera.toml": ("StreamSource", True, "onnxruntime"),
+    "bag_replay.toml": ("RosbagSource", False, "onnxruntime"),
+    "robot_tensorrt.toml": ("CameraSource", True, "tensorrt"),
+    "replay.toml": ("McapSource", False, "onnxruntime"),
+    "default.toml": ("SyntheticSource", False, "onnxruntime"),
+}
+
+
+@pytest.mark.parametrize("name", sorted(SETUPS))
+def test_each_setup_opens_its_kind_of_source(name: str) -> None:
+    from perception.capture.source import open_source
+    from perception.ops.listen import parse_listen
+
+    source_class, live, engine = SETUPS[name]
+    config = load_launch(LAUNCH / name)
+    source = open_source(config.source.uri)  # constructs and validates; open() would touch the device
+    assert type(source).__name__ == source_class
+    assert source.live is live
+    assert config.model.engine == engine
+    if live:
+        assert config.source.max_age_ms > 0, "a live setup drops stale frames instead of lagging"
+        assert parse_listen(config.ops.metrics, "--metrics").is_loopback
+    assert {p.name for p in LAUNCH.glob("*.toml")} == set(SETUPS)
+
+
+def test_systemd_unit_is_type_notify_with_a_watchdog_and_runs_a_shipped_launch_file() -> None:
+    import configparser
+    import shlex
+
+    from perception.cli import build_parser
+
+    unit = configparser.ConfigParser(strict=False, interpolation=None)
+    unit.optionxform = str  # type: ignore[assignment,method-assign]
+    unit.read(LAUNCH / "perception.service")
+    service = unit["Service"]
+    assert service["Type"] == "notify"
+    assert service["NotifyAccess"] == "main"
+    assert int(service["WatchdogSec"]) > 0
+    assert service["RestartPreventExitStatus"] == "2"
+    argv = shlex.split(service["ExecStart"])
+    assert argv[0].endswith("/perception")
+    args = build_parser().parse_args(argv[1:])
+    assert args.command == "run" and args.log_json
+    load_launch(LAUNCH / args.launch.name)

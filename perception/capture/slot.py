@@ -55,6 +55,11 @@ class FrameSlot:
             return None
 
     @property
+    def depth(self) -> int:
+        """Frames waiting for the worker (for the queue-depth metric)."""
+        return len(self._items)
+
+    @property
     def closed(self) -> bool:
         return self._closed
 

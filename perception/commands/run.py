@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import logging
 import signal
 import sys
 from pathlib import Path
@@ -13,6 +14,8 @@ from perception.runtime.latency import format_table
 from perception.wire.payload import CODECS
 
 SWITCH_INTERVAL_S = 0.0005
+
+log = logging.getLogger("perception.run")
 
 
 def register(sub: argparse._SubParsersAction) -> None:
@@ -33,7 +36,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--compression", choices=CODECS.names(),
                    help="id map compression (lz4 needs the [lz4] extra)")
     p.add_argument("--allow-public", action="store_true", default=None,
-                   help="allow binding a non-loopback address (no encryption: trusted networks only)")
+                   help="allow binding non-loopback addresses, wire and metrics (no encryption: trusted networks only)")
+    p.add_argument("--metrics", metavar="HOST:PORT",
+                   help="serve Prometheus /metrics and /healthz, e.g. 127.0.0.1:9108 (loopback unless --allow-public)")
+    p.add_argument("--image-rate", type=float, metavar="HZ",
+                   help="also publish the input frame as JPEG on the image topic, at most HZ per second (viewers)")
     p.add_argument("--wait-subscribers", type=int, metavar="N",
                    help="hold the first frame until N frame subscribers joined (lock-step regression runs)")
     p.add_argument("--record", type=Path, help="record input and published messages to this MCAP file")
@@ -49,7 +56,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
                       threads=args.threads)
     config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
                       compression=args.compression, allow_public=args.allow_public,
-                      wait_subscribers=args.wait_subscribers)
+                      wait_subscribers=args.wait_subscribers, image_rate_hz=args.image_rate)
+    config = override(config, "ops", metrics=args.metrics, allow_public=args.allow_public)
     config = override(config, "record", path=args.record)
     config = override(config, "run", max_frames=args.max_frames, summary=False if args.quiet else None)
     return override(config, "tracking", enabled=False if args.no_tracking else None)
@@ -68,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         node.stop()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    print(f"perception: {config.source.uri} -> {config.model.card.name} ({config.model.engine}) -> "
-          f"{config.publish.endpoint} topic perception/{config.publish.camera}/", file=sys.stderr)
+    log.info("%s -> %s (%s) -> %s topic perception/%s/", config.source.uri, config.model.card.name,
+             config.model.engine, config.publish.endpoint, config.publish.camera)
     try:
         report = node.run()
     finally:

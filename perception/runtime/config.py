@@ -72,9 +72,15 @@ class PublishConfig:
     # lock-step regression runs: hold the first frame until this many frame subscribers joined
     wait_subscribers: int = 0
     wait_timeout_s: float = 10.0
+    # the input frame as JPEG on the `image` topic, for viewers: at most this many per second (0 = off)
+    image_rate_hz: float = 0.0
+    image_quality: int = 80
 
     def __post_init__(self) -> None:
         _at_least(self.sndhwm, 1, "[publish] sndhwm", "a few messages, e.g. 4")
+        _at_least(self.image_rate_hz, 0.0, "[publish] image_rate_hz", "0 = no image topic, e.g. 5")
+        if not 1 <= self.image_quality <= 100:
+            raise ConfigError(f"[publish] image_quality = {self.image_quality} is outside 1..100", "use e.g. 80")
         _at_least(self.wait_subscribers, 0, "[publish] wait_subscribers", "0 = do not wait")
         _at_least(self.wait_timeout_s, 0.0, "[publish] wait_timeout_s", "e.g. 10")
 
@@ -117,6 +123,14 @@ class RunConfig:
 
 
 @dataclass(frozen=True)
+class OpsConfig:
+    metrics: str = ""  # HOST:PORT serving /metrics and /healthz; "" = off
+    allow_public: bool = False  # let metrics bind a non-loopback address
+    notify: bool = True  # talk to systemd when it set NOTIFY_SOCKET (Type=notify units)
+    live_status: bool = True  # one live status line when stderr is a terminal
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     source: SourceConfig = field(default_factory=SourceConfig)
     model: ModelConfig = field(default_factory=ModelConfig)
@@ -124,6 +138,7 @@ class NodeConfig:
     record: RecordConfig = field(default_factory=RecordConfig)
     tracking: TrackingConfig = field(default_factory=TrackingConfig)
     run: RunConfig = field(default_factory=RunConfig)
+    ops: OpsConfig = field(default_factory=OpsConfig)
     launch_file: Path | None = None
 
     def to_dict(self) -> dict[str, Any]:
@@ -135,7 +150,7 @@ class NodeConfig:
         return out
 
 
-_SECTIONS = ("source", "model", "publish", "record", "tracking", "run")
+_SECTIONS = ("source", "model", "publish", "record", "tracking", "run", "ops")
 _OUTPUT_SECTIONS = ("record",)
 
 

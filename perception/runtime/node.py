@@ -8,8 +8,8 @@ frame N there overlaps the engine working on frame N+1.
 
 from __future__ import annotations
 
+import logging
 import queue
-import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -24,6 +24,9 @@ from perception.core.errors import PerceptionError
 from perception.core.frame import Frame, Stage, monotonic_ns
 from perception.core.result import FrameResult
 from perception.inference.engine import EngineOptions
+from perception.ops.operations import Operations, operations_for
+from perception.ops.preview import ImagePreview
+from perception.ops.sample import NodeSample
 from perception.runtime.config import NodeConfig
 from perception.runtime.latency import LatencyBook
 from perception.runtime.pipeline import Pipeline, PipelineSpec
@@ -34,6 +37,8 @@ if TYPE_CHECKING:
     from perception.record.recorder import Recorder
     from perception.wire.publisher import Publisher
 
+
+log = logging.getLogger(__name__)
 
 # states the heartbeat keeps repeating; "error" and "stopped" are one-off events
 _HEARTBEAT_STATES = ("starting", "warming_up", "ready", "source_lost")
@@ -49,8 +54,13 @@ class RunReport:
 
 
 class Node:
-    def __init__(self, config: NodeConfig) -> None:
+    def __init__(self, config: NodeConfig, ops: Operations | None = None) -> None:
         self.config = config
+        o = config.ops
+        self.ops = ops or operations_for(config.publish.camera, o.metrics, allow_public=o.allow_public,
+                                         notify=o.notify, live_status=o.live_status and config.run.summary,
+                                         stall_s=config.source.stall_timeout_s)
+        self._preview = ImagePreview(config.publish.image_rate_hz, config.publish.image_quality)
         self.counters = FrameCounters()
         self.latency = LatencyBook(config.run.latency_window)
         self.state = "starting"
@@ -59,6 +69,8 @@ class Node:
         self._published = 0
         self._last_error = ""
         self._inference: InferenceThread | None = None
+        self._capture: CaptureThread | None = None
+        self._publisher: Publisher | None = None
 
     def stop(self) -> None:
         """Ask the node to finish: stop capture, finish the frame in hand, close everything."""
@@ -74,7 +86,9 @@ class Node:
         recorder: Recorder | None = None
         capture: CaptureThread | None = None
         pipeline: Pipeline | None = None
+        self._publisher = publisher
         try:
+            self.ops.start(self._sample)
             self._status(publisher, "starting")
             pipeline = self._open_pipeline(publisher)
             source.open()
@@ -101,6 +115,7 @@ class Node:
                 self._status(publisher, "error", str(capture.error))
             self._status(publisher, "stopped", final_state)
             publisher.publish_stats(self._stats())
+            self.ops.close()
             if recorder is not None:
                 recorder.close()
             publisher.close()
@@ -133,8 +148,7 @@ class Node:
                 self._status(publisher, self.state, f"waiting for {wanted} subscriber(s)")
                 next_beat += self.config.run.heartbeat_interval_s
         if not self._stop.is_set():
-            print(f"perception: {wanted} subscriber(s) did not join within {timeout:g} s; starting anyway",
-                  file=sys.stderr)
+            log.warning("%d subscriber(s) did not join within %g s; starting anyway", wanted, timeout)
 
     def _open_recorder(self, pipeline: Pipeline, publisher: Publisher) -> Recorder | None:
         rec = self.config.record
@@ -154,6 +168,7 @@ class Node:
         capture = CaptureThread(source, FrameSlot(lossless=lossless), self.counters, rate=s.rate,
                                 max_frames=self.config.run.max_frames, prepare=pipeline.prepare)
         capture.start()
+        self._capture = capture
         return capture
 
     def _source_state(self, capture: CaptureThread, stall_ns: int) -> tuple[str, str]:
@@ -180,7 +195,9 @@ class Node:
         next_beat = next_stats = time.monotonic()
         while True:
             if self._stop.is_set() and not capture.stopping:
+                self.ops.stopping()
                 capture.stop()  # the inference stage finishes what the slot holds, then ends
+            self.ops.tick()
             now = time.monotonic()
             state, detail = self._source_state(capture, stall_ns)
             if state != self.state:
@@ -219,11 +236,16 @@ class Node:
                              width=frame.width, height=frame.height, segmentation=segmentation,
                              stamps=stamps.as_dict())
         publisher.service()  # a subscriber that just joined gets the metadata before its first frame
+        if self._preview.due():  # before its result, so a viewer has the picture when the masks arrive
+            publisher.publish_image(frame.index, frame.stamp_ns, frame.width, frame.height,
+                                    self._preview.encode(frame.image))
         published = publisher.publish_frame(result)
         self._published += 1
         self.counters.add_processed()
         self.latency.add({**result.stamps, Stage.ENCODE.value: published.encode_ns,
                           Stage.PUBLISH.value: published.publish_ns})
+        self.ops.frame({**result.stamps, Stage.ENCODE.value: published.encode_ns,
+                        Stage.PUBLISH.value: published.publish_ns})
         if recorder is not None:
             recorder.record_frame(frame)
             recorder.record_result(result, pipeline.card.class_names)
@@ -231,7 +253,7 @@ class Node:
     def _report_frame_error(self, publisher: Publisher, frame: Frame, error: PerceptionError) -> None:
         """One bad frame (e.g. NaN outputs) is reported and dropped; the stream goes on."""
         if str(error) != self._last_error:
-            print(f"perception: frame {frame.index}: {error}", file=sys.stderr)
+            log.warning("frame %d: %s", frame.index, error, extra={"frame_index": frame.index})
             self._last_error = str(error)
         publisher.publish_status("error", self.counters.snapshot(), f"frame {frame.index}: {error}")
 
@@ -256,6 +278,9 @@ class Node:
         """Publish a state; operational ones also become the state the heartbeat repeats."""
         if state in _HEARTBEAT_STATES:
             self.state, self._detail = state, detail
+            self.ops.state(state, detail)
+        elif state == "stopped":
+            self.ops.state(state, detail)
         publisher.publish_status(state, self.counters.snapshot(), detail)
 
     def _stats(self) -> dict[str, Any]:
@@ -263,8 +288,19 @@ class Node:
         stats["counters"] = self.counters.snapshot()
         return stats
 
+    def _sample(self) -> NodeSample:
+        """For the metrics scrape (another thread) and the status line: counts are locked, the rest is reads."""
+        capture, inference, publisher = self._capture, self._inference, self._publisher
+        queues = {"capture": capture.slot.depth if capture else 0,
+                  "inference": inference.handoff.qsize() if inference else 0}
+        subscriptions = {k.value: n for k, n in dict(publisher.open_subscriptions).items()} if publisher else {}
+        return NodeSample(self.counters.snapshot(), self.latency.snapshot(), queues, subscriptions,
+                          capture.reconnects if capture else 0)
+
     def _metadata(self, pipeline: Pipeline, source: Source) -> dict[str, Any]:
         card = pipeline.card
+        self.ops.describe({"engine": pipeline.engine.name, "model": card.name, "source": source.uri.raw,
+                           "precision": self.config.model.precision, "version": __version__})
         return {
             "camera": self.config.publish.camera,
             "source": source.uri.raw,

@@ -21,6 +21,7 @@ from perception.core.segmentation import Segments
 from perception.wire.errors import DecodeError, SchemaVersionError, WireError
 from perception.wire.messages import (
     FrameMessage,
+    ImageMessage,
     Message,
     MetadataMessage,
     StatsMessage,
@@ -271,6 +272,8 @@ def decode_message(
     }
     if kind is Kind.FRAME:
         return _frame(parts, header, common, class_names or {}, decoder or IdMapDecoder())
+    if kind is Kind.IMAGE:
+        return _image(parts, header, common)
     if len(parts) != 2:
         raise DecodeError(f"{kind.value} message has {len(parts)} parts, expected 2", "corrupt message")
     if kind is Kind.META:
@@ -280,6 +283,30 @@ def decode_message(
             state=_str(header, "state"), counters=_map(header, "counters"), detail=_str(header, "detail"), **common
         )
     return StatsMessage(stats=_map(header, "stats"), **common)
+
+
+def image_message(
+    camera: str, *, epoch: int, seq: int, publish_ns: int, frame_index: int, stamp_ns: int, width: int, height: int,
+    data: bytes, image_format: str = "jpeg",
+) -> list[Buffer]:
+    """[topic, header, compressed image]: the input frame for viewers (docs/protocol.md, image)."""
+    header = common_header(Kind.IMAGE, camera, epoch, seq, publish_ns)
+    header.update(frame_index=frame_index, stamp_ns=stamp_ns, width=width, height=height, format=image_format)
+    return [topic(camera, Kind.IMAGE), pack(header), data]
+
+
+def _image(parts: Sequence[Buffer], header: dict[str, Any], common: dict[str, Any]) -> ImageMessage:
+    if len(parts) != 3:
+        raise DecodeError(f"image message has {len(parts)} parts, expected 3", "corrupt message")
+    return ImageMessage(
+        frame_index=_int(header, "frame_index", 0, 2**63 - 1),
+        stamp_ns=_int(header, "stamp_ns", -(2**63), 2**63 - 1),
+        width=_int(header, "width", 0, 2**31),
+        height=_int(header, "height", 0, 2**31),
+        format=_str(header, "format"),
+        data=bytes(parts[2]),
+        **common,
+    )
 
 
 def _frame(

@@ -150,7 +150,21 @@ class StatsMessage(WireMessage):
     kind = Kind.STATS
 
 
-Message = FrameMessage | MetadataMessage | StatusMessage | StatsMessage
+@dataclass(frozen=True, kw_only=True)
+class ImageMessage(WireMessage):
+    """The input frame of `frame_index`, compressed (JPEG); published before that frame's result."""
+
+    frame_index: int
+    stamp_ns: int
+    width: int
+    height: int
+    format: str  # "jpeg"
+    data: bytes = field(repr=False)
+
+    kind = Kind.IMAGE
+
+
+Message = FrameMessage | MetadataMessage | StatusMessage | StatsMessage | ImageMessage
 
 
 def class_names_of(metadata: Mapping[str, Any]) -> dict[int, str]:

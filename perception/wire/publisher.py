@@ -15,7 +15,7 @@ import zmq
 
 from perception.core.frame import monotonic_ns
 from perception.core.result import FrameResult
-from perception.wire.codec import FrameEncoder, control_message, plain, status_body
+from perception.wire.codec import FrameEncoder, control_message, image_message, plain, status_body
 from perception.wire.endpoint import bind
 from perception.wire.errors import WireError
 from perception.wire.payload import Buffer
@@ -81,7 +81,8 @@ class Publisher:
         self.epoch = new_epoch()
         self.dropped = 0  # messages the socket refused (nodrop mode); per-subscriber drops show as gaps
         self.sent = 0
-        self.subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)
+        self.subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)  # subscribe messages ever seen
+        self.open_subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)  # subscribed now (minus unsubscribes)
         # Public so the node can attach the recorder after the publisher exists.
         self.tap: Tap | None = tap
         self._seq: dict[Kind, int] = dict.fromkeys(KINDS, 0)
@@ -90,8 +91,9 @@ class Publisher:
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.sndhwm = sndhwm
         self._socket.linger = CLOSE_LINGER_MS
-        # Pass every subscribe message up, duplicates included, so each new subscriber is seen.
-        self._socket.setsockopt(zmq.XPUB_VERBOSE, 1)
+        # Pass every subscribe and unsubscribe up, duplicates included, so each subscriber is
+        # seen joining and leaving (a closed subscriber's subscriptions come back as unsubscribes).
+        self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)
         if nodrop:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         self._closed = False
@@ -115,6 +117,14 @@ class Publisher:
         parts, encode_ns, publish_ns = self._encoder.encode(result, epoch=self.epoch, seq=seq, clock=monotonic_ns)
         self._send(parts)
         return PublishedFrame(seq, encode_ns, publish_ns)
+
+    def publish_image(self, frame_index: int, stamp_ns: int, width: int, height: int, data: bytes,
+                      image_format: str = "jpeg") -> None:
+        """The input frame, compressed, for viewers (the `image` topic, opt-in on both sides)."""
+        seq = self._next_seq(Kind.IMAGE)
+        self._send(image_message(self.camera, epoch=self.epoch, seq=seq, publish_ns=monotonic_ns(),
+                                 frame_index=frame_index, stamp_ns=stamp_ns, width=width, height=height,
+                                 data=data, image_format=image_format))
 
     def publish_metadata(self, metadata: Mapping[str, Any]) -> None:
         """Model card, class names (`classes`: [{id, name, thing}]), input size, versions."""
@@ -171,13 +181,18 @@ class Publisher:
                 event = self._socket.recv(zmq.NOBLOCK)
             except zmq.Again:
                 break
-            if not event or event[0] != 1:
-                continue  # unsubscribe (0) or a message that is not a subscription
-            prefix = event[1:]
+            if not event or event[0] not in (0, 1):
+                continue  # not a subscription message
+            subscribed, prefix = event[0] == 1, event[1:]
             for kind in KINDS:
-                if topic(self.camera, kind).startswith(prefix):
+                if not topic(self.camera, kind).startswith(prefix):
+                    continue
+                if subscribed:
                     self.subscriptions[kind] += 1
+                    self.open_subscriptions[kind] += 1
                     wants_metadata = wants_metadata or kind is Kind.META
+                else:
+                    self.open_subscriptions[kind] = max(0, self.open_subscriptions[kind] - 1)
         if wants_metadata and self._metadata is not None:
             self._send_control(Kind.META, {"metadata": self._metadata})
 

@@ -22,15 +22,18 @@ _CAMERA_NAME = re.compile(r"^[A-Za-z0-9_.-]{1,64}$")
 
 
 class Kind(str, enum.Enum):
-    """The four topics of a camera. Each has its own sequence counter (see docs/protocol.md)."""
+    """The topics of a camera. Each has its own sequence counter (see docs/protocol.md)."""
 
     FRAME = "frame"
     META = "meta"
     STATUS = "status"
     STATS = "stats"
+    IMAGE = "image"  # the input frame as JPEG, for viewers; off unless the node is asked for it
 
 
 KINDS: tuple[Kind, ...] = tuple(Kind)
+# what a subscriber gets unless it asks: images are opt-in, being large and only for viewers
+DEFAULT_KINDS: tuple[Kind, ...] = (Kind.FRAME, Kind.META, Kind.STATUS, Kind.STATS)
 _KIND_NAMES = frozenset(k.value for k in KINDS)
 
 
@@ -93,7 +96,7 @@ def parse_topic(raw: bytes) -> tuple[str, Kind]:
         or parts[2] not in _KIND_NAMES
     ):
         raise DecodeError(
-            f"topic {text[:80]!r} is not perception/<camera>/<frame|meta|status|stats>/",
+            f"topic {text[:80]!r} is not perception/<camera>/<frame|meta|status|stats|image>/",
             "check that the endpoint is a perception node of this protocol version",
         )
     return parts[1], Kind(parts[2])

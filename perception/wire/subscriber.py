@@ -22,7 +22,7 @@ from perception.wire.endpoint import parse_endpoint
 from perception.wire.errors import WireError
 from perception.wire.messages import FrameMessage, Message, MetadataMessage
 from perception.wire.payload import IdMapDecoder
-from perception.wire.schema import DEFAULT_ENDPOINT, KINDS, Kind, check_camera, kind_of, topic
+from perception.wire.schema import DEFAULT_ENDPOINT, DEFAULT_KINDS, KINDS, Kind, check_camera, kind_of, topic
 from perception.wire.sequence import GapEvent, RestartEvent, SequenceTracker, Totals
 
 DEFAULT_RCVHWM = 16
@@ -42,7 +42,7 @@ class Subscriber:
         camera: str = "cam0",
         *,
         latest_only: bool = False,
-        topics: Iterable[str | Kind] = KINDS,
+        topics: Iterable[str | Kind] = DEFAULT_KINDS,
         rcvhwm: int = DEFAULT_RCVHWM,
         eager: bool = True,
         raise_errors: bool = False,

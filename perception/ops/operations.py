@@ -1,0 +1,135 @@
+"""What the node tells its operators, in one object the node reports to.
+
+The node calls describe / state / frame from its output loop and tick once per loop turn;
+this object turns them into Prometheus metrics and /healthz (when --metrics is given),
+systemd notifications (when NOTIFY_SOCKET is set) and the live status line (on a terminal).
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable, Mapping
+
+from perception.ops.health import Health
+from perception.ops.http import OpsServer
+from perception.ops.listen import ListenAddress
+from perception.ops.live_status import LiveStatus
+from perception.ops.liveness import Liveness
+from perception.ops.metrics import NodeMetrics
+from perception.ops.notify import SystemdNotifier
+from perception.ops.sample import NodeSample
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 1.0  # STATUS= to systemd
+LIVE_INTERVAL_S = 0.5  # the terminal line
+
+Probe = Callable[[], NodeSample]
+
+
+class Operations:
+    def __init__(self, camera: str, *, metrics: ListenAddress | None = None, allow_public: bool = False,
+                 notifier: SystemdNotifier | None = None, live: LiveStatus | None = None,
+                 stall_s: float = 2.0) -> None:
+        self.camera = camera
+        self.health = Health(stall_s)
+        self.notifier = notifier
+        self.live = live
+        self.server: OpsServer | None = None
+        self._metrics_address, self._allow_public = metrics, allow_public
+        self._probe: Probe | None = None
+        self.metrics: NodeMetrics | None = None
+        self._liveness = Liveness()
+        self._ready_sent = False
+        self._logged_state = ""
+        self._stopping_sent = False
+        self._next_status = self._next_live = self._next_watchdog = 0.0
+
+    @classmethod
+    def quiet(cls, camera: str) -> Operations:
+        """Reports to no one: tests and embedded use."""
+        return cls(camera)
+
+    def start(self, probe: Probe) -> None:
+        """Serve /metrics and /healthz (a busy or public port without allow_public raises OpsError)."""
+        self._probe = probe
+        if self._metrics_address is not None:
+            self.metrics = NodeMetrics(self.camera, probe, lambda: self.health.current_state)
+            self.server = OpsServer(self._metrics_address, self.metrics, self.health, allow_public=self._allow_public)
+            log.info("metrics on http://%s/metrics, health on /healthz", self.server.address)
+
+    def describe(self, info: Mapping[str, str]) -> None:
+        """Engine, model, version: the `perception_node_info` series."""
+        if self.metrics is not None:
+            self.metrics.describe(info)
+
+    def state(self, state: str, detail: str = "") -> None:
+        if state != self._logged_state:  # transitions only: the heartbeat repeats states every second
+            self._logged_state = state
+            level = logging.WARNING if state in ("source_lost", "error") else logging.INFO
+            log.log(level, "state %s%s", state, f" ({detail})" if detail else "",
+                    extra={"camera": self.camera, "state": state})
+        self.health.state(state, detail)
+        if self.notifier is not None and state == "ready" and not self._ready_sent:
+            self._ready_sent = True  # READY=1 once: after warm-up, when frames start flowing
+            self.notifier.ready(f"ready{': ' + detail if detail else ''}")
+
+    def frame(self, stamps: Mapping[str, int]) -> None:
+        self.health.frame()
+        if self.metrics is not None:
+            self.metrics.observe(stamps)
+
+    def tick(self) -> None:
+        """Once per output-loop turn: pet the watchdog while frames move, refresh STATUS= and the live line."""
+        if self._probe is None or (self.notifier is None and self.live is None):
+            return
+        now = time.monotonic()
+        sample: NodeSample | None = None
+        state = self.health.current_state
+        notifier = self.notifier
+        if notifier is not None and notifier.watchdog_interval_s and now >= self._next_watchdog:
+            # checked twice per interval, so one turn without progress never misses the deadline
+            self._next_watchdog = now + notifier.watchdog_interval_s / 2
+            sample = self._probe()
+            if self._liveness.progressing(sample):
+                notifier.watchdog()
+        if notifier is not None and now >= self._next_status:
+            self._next_status = now + STATUS_INTERVAL_S
+            sample = sample or self._probe()
+            notifier.status(sample.summary(state))
+        if self.live is not None and now >= self._next_live:
+            self._next_live = now + LIVE_INTERVAL_S
+            self.live.show(state, sample or self._probe())
+
+    def stopping(self, reason: str = "stopping") -> None:
+        """STOPPING=1 as soon as shutdown begins (systemd then waits TimeoutStopSec, no watchdog)."""
+        if self.notifier is not None and not self._stopping_sent:
+            self._stopping_sent = True
+            self.notifier.stopping(reason)
+
+    def close(self) -> None:
+        self.stopping()
+        if self.live is not None:
+            self.live.close()
+        if self.server is not None:
+            self.server.close()
+            self.server = None
+        if self.notifier is not None:
+            self.notifier.close()
+
+
+def operations_for(camera: str, metrics: str, *, allow_public: bool, notify: bool, live_status: bool,
+                   stall_s: float) -> Operations:
+    """From launch settings: metrics 'HOST:PORT' or '' (off), systemd if asked and present, live line on a tty."""
+    from perception.ops.listen import parse_listen
+
+    return Operations(
+        camera,
+        metrics=parse_listen(metrics, "--metrics") if metrics else None,
+        allow_public=allow_public,
+        notifier=SystemdNotifier.from_environment() if notify else None,
+        live=LiveStatus.for_stream(sys.stderr) if live_status else None,
+        stall_s=stall_s,
+    )
