@@ -12,8 +12,9 @@ import sys
 from collections.abc import Sequence
 
 from perception import __version__
-from perception.core import logs
+from perception.core import logs, native_logs
 from perception.core.errors import PerceptionError
+from perception.core.interrupt import interrupt_exit_code
 
 # command -> module with `register(subparsers)`; the module sets `func(args) -> int` on its parser
 COMMANDS: dict[str, str] = {  # in the order `perception --help` lists them
@@ -40,7 +41,8 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="`perception COMMAND -h` for each command; docs/protocol.md for the wire format.")
     parser.add_argument("--version", action="version", version=f"perception {__version__}")
     parser.add_argument("--log-level", choices=logs.LEVELS, default="info",
-                        help="least severe log messages shown (default info)")
+                        help="least severe log messages shown (default info; debug also shows OpenCV's and "
+                             "FFmpeg's own warnings)")
     parser.add_argument("--log-json", action="store_true",
                         help="log one JSON object a line (time, level, logger, message, fields), e.g. for journald")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
@@ -52,6 +54,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
+    native_logs.set_native_log_level(args.log_level)
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
@@ -61,8 +64,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except PerceptionError as exc:
         print(f"perception {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code
-    except KeyboardInterrupt:
-        return 130
+    except KeyboardInterrupt as exc:  # SIGINT, or SIGTERM where a command turned it into Terminated
+        return interrupt_exit_code(exc)
     except BrokenPipeError:
         # `perception echo | head`: the reader left; exit quietly like other Unix tools
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())

@@ -27,6 +27,7 @@ def register(subparsers: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from perception.core.interrupt import sigterm_raises
     from perception.synth.drivefile import write_drive
 
     started = time.monotonic()
@@ -35,8 +36,9 @@ def run(args: argparse.Namespace) -> int:
         if done % 50 == 0 or done == args.frames:
             print(f"\rrendered {done}/{args.frames} frames", end="", file=sys.stderr, flush=True)
 
-    path = write_drive(args.out, args.seed, args.frames, args.fps, args.width, args.height,
-                       image_format=args.image_format, progress=progress)
+    with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: the drive's temporary file is removed
+        path = write_drive(args.out, args.seed, args.frames, args.fps, args.width, args.height,
+                           image_format=args.image_format, progress=progress)
     print(file=sys.stderr)
     print(f"wrote {path} ({args.frames} frames, {path.stat().st_size:,} bytes) in "
           f"{time.monotonic() - started:.1f} s")

@@ -11,7 +11,8 @@ Layout (see docs/recording.md):
 
 DriveWriter writes to a temporary file next to the target and renames it into place on
 close(), so a reader (or a cache check) never sees a half-written drive; leaving the `with`
-block with an exception discards the temporary file.
+block with an exception (KeyboardInterrupt included) discards the temporary file, and the next
+writer in the folder removes those of killed processes (perception.record.temp_files).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ from perception.record.errors import (
 )
 from perception.record.image_channel import ImageChannel, check_bgr, chunk_compression
 from perception.record.mcap_file import McapRecording
+from perception.record.temp_files import sweep_stale, temp_path
 
 DRIVE_FORMAT = "perception.drive"
 DRIVE_VERSION = "1"
@@ -121,7 +123,8 @@ class DriveWriter:
     def __init__(self, path: str | os.PathLike[str], *, image_format: str = "jpeg",
                  metadata: dict[str, dict[str, str]] | None = None, jpeg_quality: int = 90) -> None:
         self.path = Path(path)
-        self._tmp = self.path.with_name(f".{self.path.name}.tmp-{os.getpid()}")
+        sweep_stale(self.path.parent)
+        self._tmp = temp_path(self.path)
         self._file: IO[bytes] | None = open(self._tmp, "wb")  # noqa: SIM115 - closed in close()/abort()
         try:
             self._writer = Writer(self._file, chunk_size=CHUNK_SIZE, compression=chunk_compression(image_format))
