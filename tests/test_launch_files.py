@@ -6,8 +6,10 @@ from pathlib import Path
 
 import pytest
 
+from perception.cli import main
 from perception.inference.engine import available_engines
 from perception.runtime.config import load_launch
+from tests.node_helpers import image_folder, write_launch
 
 LAUNCH = Path(__file__).resolve().parent.parent / "launch"
 
@@ -23,7 +25,7 @@ def test_card_is_found_next_to_the_launch_file_and_recordings_go_to_the_working_
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     launch = tmp_path / "conf" / "l.toml"
     launch.parent.mkdir()
-    launch.write_text('[model]\ncard = "cards/m.toml"\n[record]\npath = "out/run.mcap"\n')
+    launch.write_text('[source]\nuri = "camera:0"\n[model]\ncard = "cards/m.toml"\n[record]\npath = "out/run.mcap"\n')
     work = tmp_path / "work"
     work.mkdir()
     monkeypatch.chdir(work)
@@ -80,3 +82,15 @@ def test_systemd_unit_is_type_notify_with_a_watchdog_and_runs_a_shipped_launch_f
     args = build_parser().parse_args(argv[1:])
     assert args.command == "run" and args.log_json
     load_launch(LAUNCH / args.launch.name)
+
+
+def test_a_launch_file_without_a_source_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Only the embedded default replays the demo drive; any other launch file names its source."""
+    launch = write_launch(tmp_path, "unused", f"ipc://{tmp_path}/n.sock")
+    text = launch.read_text()
+    launch.write_text(text[text.index("[model]"):])  # the same file without its [source] section
+    assert main(["run", str(launch), "--quiet"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "names no source" in err[0] and "--source" in err[0]
+    frames = image_folder(tmp_path / "frames", 2)
+    assert main(["run", str(launch), "--quiet", "--source", f"images:{frames}", "--rate", "0"]) == 0

@@ -23,6 +23,8 @@ def register(sub: argparse._SubParsersAction) -> None:
                                    "that opens in Foxglove and replays with mcap:FILE.")
     p.add_argument("--source", required=True, help="source URI (camera:0, file.mp4, images:DIR, mcap:..., ...)")
     p.add_argument("--out", required=True, type=Path, help="MCAP file to write")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --out file (never the source being recorded)")
     p.add_argument("--max-frames", type=int, default=0, help="stop after N frames (0 = until the source ends)")
     p.add_argument("--image-format", choices=("jpeg", "png", "raw"), default="jpeg",
                    help="jpeg (small), png or raw (lossless); default jpeg")
@@ -33,13 +35,16 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from perception.capture.counters import FrameCounters
+    from perception.capture.inputs import source_files
     from perception.capture.slot import FrameSlot, SlotClosed
     from perception.capture.source import open_source
     from perception.capture.thread import CaptureThread
+    from perception.record.output_guard import check_output
     from perception.record.recorder import Recorder
 
     if args.max_frames < 0 or args.rate < 0:
         raise ConfigError("--max-frames and --rate must be >= 0", "give 0 or a positive number")
+    check_output(args.out, inputs=source_files(args.source), overwrite=args.overwrite)
     source = open_source(args.source)
     source.open()
     counters = FrameCounters()

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
 
+from perception.core.interrupt import Terminated
 from perception.runtime.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
 from perception.runtime.latency import format_table
 from perception.wire.payload import CODECS
@@ -44,13 +46,15 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--wait-subscribers", type=int, metavar="N",
                    help="hold the first frame until N frame subscribers joined (lock-step regression runs)")
     p.add_argument("--record", type=Path, help="record input and published messages to this MCAP file")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace an existing --record file (never one of the run's inputs)")
     p.add_argument("--no-tracking", action="store_true", help="leave instance ids 0 (no tracker)")
     p.add_argument("--quiet", action="store_true", help="no summary table at exit")
     p.set_defaults(func=run)
 
 
 def build_config(args: argparse.Namespace) -> NodeConfig:
-    config = load_launch(args.launch or DEFAULT_LAUNCH)
+    config = load_launch(args.launch or DEFAULT_LAUNCH, source_given=args.source is not None)
     config = override(config, "source", uri=args.source, rate=args.rate, max_age_ms=args.max_age_ms)
     config = override(config, "model", card=args.card.resolve() if args.card else None, engine=args.engine,
                       threads=args.threads)
@@ -63,10 +67,28 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     return override(config, "tracking", enabled=False if args.no_tracking else None)
 
 
+def check_record_path(config: NodeConfig, overwrite: bool) -> None:
+    """Refuse an existing recording unless --overwrite, and always the run's own inputs."""
+    from perception.capture.inputs import source_files
+    from perception.core.errors import PerceptionError
+    from perception.models.card import load_card
+    from perception.record.output_guard import check_output
+
+    if config.record.path is None:
+        return
+    inputs = [*source_files(config.source.uri), config.model.card]
+    if config.launch_file is not None:
+        inputs.append(config.launch_file)
+    with contextlib.suppress(PerceptionError):  # the node reports a bad card with its own message
+        inputs.append(load_card(config.model.card).onnx)
+    check_output(config.record.path, inputs=inputs, overwrite=overwrite)
+
+
 def run(args: argparse.Namespace) -> int:
     from perception.runtime.node import Node
 
     config = build_config(args)
+    check_record_path(config, args.overwrite)
     # Engine calls release the GIL; when one returns while the output loop holds the GIL it
     # waits a whole switch interval (5 ms by default) to get it back. 0.5 ms removes that stall.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
@@ -74,6 +96,10 @@ def run(args: argparse.Namespace) -> int:
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         node.stop()
+        if node.state in ("starting", "warming_up"):
+            # before the first frame (loading the model, rendering the synthetic drive) there is
+            # nothing in hand to finish: unwind now, so a half-rendered cache file is removed
+            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     log.info("%s -> %s (%s) -> %s topic perception/%s/", config.source.uri, config.model.card.name,

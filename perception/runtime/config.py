@@ -165,10 +165,23 @@ def _above(value: float, low: float, name: str, hint: str) -> None:
         raise ConfigError(f"{name} = {value:g} must be above {low:g}", hint)
 
 
-def load_launch(path: str | Path) -> NodeConfig:
+def load_launch(path: str | Path, *, source_given: bool = False) -> NodeConfig:
+    """source_given: the command line names the source, so the file need not."""
     path = Path(path)
     data = read_toml(path, "launch file", ConfigError, "see launch/*.toml for examples")
+    if not source_given and "uri" not in data.get("source", {}) and not _is_default_launch(path):
+        # the demo drive is the embedded default's source only: on a robot, a launch file that
+        # forgot [source] would otherwise publish made-up objects
+        raise ConfigError(f"launch file {path} names no source ([source] uri)",
+                          'add [source] with uri = "camera:0" (or a file, drive, ...), or pass --source URI')
     return config_from_dict(data, where=f"launch file {path}", base=path.parent, launch_file=path)
+
+
+def _is_default_launch(path: Path) -> bool:
+    try:
+        return path.resolve() == DEFAULT_LAUNCH.resolve()
+    except OSError:
+        return False
 
 
 def config_from_dict(data: dict[str, Any], *, where: str, base: Path, launch_file: Path | None = None) -> NodeConfig:
