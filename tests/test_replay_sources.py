@@ -182,9 +182,9 @@ def test_our_drive_files_replay_through_mcap_scheme(tmp_path: Path) -> None:
     np.testing.assert_array_equal(frames[3][0], _bgr(3))
 
 
-def test_start_end_select_seconds_from_the_recording_start(tmp_path: Path) -> None:
+def test_start_end_select_seconds_from_the_first_frame_stamp(tmp_path: Path) -> None:
     path = write_ros2_mcap(tmp_path / "d.mcap", {"/c": "bgr8"}, count=20)
-    # the recording starts at the first log time (frame 0 + 5 ms); frames every 100 ms
+    # frames every 100 ms; start is inclusive, end exclusive, both counted from frame 0's stamp
     frames = read_all(f"mcap:{path}?start=0.5&end=1.0")
     assert [s for _, s in frames] == [_stamp(i) for i in range(5, 10)]
     bag = write_ros1_bag(tmp_path / "d.bag", {"/c": "rgb8"})

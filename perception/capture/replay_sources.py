@@ -5,8 +5,9 @@ order, with the recorded time as stamp_ns; the capture thread paces them (--rate
 the URI query:
 
     topic=NAME   which image topic (needed only when the recording has several)
-    start=S      skip to S seconds after the recording's first message
-    end=S        stop at S seconds after it
+    start=S      skip to S seconds after the topic's first frame, by frame stamp (the source's
+                 clock: the same in a recording made at --rate 0 as in one made live)
+    end=S        stop before S seconds after it
     loop=1       start over at the end; stamps keep increasing (each pass is shifted by the
                  duration of the played range plus one frame interval)
     stamp=header the image header stamp (default; in recordings made by other tools a zero
@@ -190,7 +191,8 @@ class _ReplaySource:
         self.topic = ""
         self._container: Container | None = None
         self._messages: Iterator[RawMessage] = iter(())
-        self._peeked: RawMessage | None = None
+        self._peeked: tuple[Any, int, str] | None = None
+        self._origin_ns: int | None = None  # stamp of the topic's first frame: where windows count from
         self._offset_ns = 0  # added to every stamp after a loop, so stamps keep increasing
         self._first_stamp: int | None = None
         self._last_stamp: int | None = None
@@ -206,10 +208,10 @@ class _ReplaySource:
         container = self._open_container()
         try:
             self.topic = self._choose_topic(container)
-            self._range = self._time_range(container)
             self._container = container
+            self._origin_ns = None
             self._restart(container)
-            self._peeked = next(self._messages, None)
+            self._peeked = self._next_in_window()
             if self._peeked is None:
                 counts = container.counts().get(self.topic, 0)
                 end = "the end" if self.end_s is None else f"{self.end_s:g} s"
@@ -246,36 +248,49 @@ class _ReplaySource:
         raise TopicError(f"{self.kind} {str(self.path)!r} has several image topics: {topic_listing(with_messages)}",
                          "choose one with ?topic=NAME")
 
-    def _time_range(self, container: Container) -> tuple[int | None, int | None]:
-        start = None if self.start_s is None else container.start_ns + round(self.start_s * 1e9)
-        end = None if self.end_s is None else container.start_ns + round(self.end_s * 1e9)
-        return start, end
-
     def _restart(self, container: Container) -> None:
-        self._messages = container.messages(self.topic, *self._range)
+        self._messages = container.messages(self.topic, None, None)
+
+    def _next_in_window(self) -> tuple[Any, int, str] | None:
+        """(decoded image message, its stamp, what) of the next frame inside start/end, or None.
+
+        The window is measured on the stamps this source delivers (header stamps, or log time
+        with stamp=log) from the topic's first frame, so it means the same in every recording.
+        """
+        assert self._container is not None
+        for log_time, msgtype, encoding, data in self._messages:
+            what = f"{self.kind} {str(self.path)!r} topic {self.topic!r} at log time {log_time}"
+            if msgtype in FOXGLOVE_IMAGES:
+                image = decode_foxglove_image(data, msgtype, encoding, what)
+            else:
+                image = ros_images.decode_image_message(data, normalize_type(msgtype), encoding, what)
+            unset = image.stamp_ns == 0 and self._container.zero_stamp_is_unset
+            recorded = log_time if self.stamp_mode == "log" or unset else image.stamp_ns
+            if self._origin_ns is None:
+                self._origin_ns = recorded
+            since_ns = recorded - self._origin_ns
+            if self.start_s is not None and since_ns < round(self.start_s * 1e9):
+                continue
+            if self.end_s is not None and since_ns >= round(self.end_s * 1e9):
+                return None
+            return image, recorded, what
+        return None
 
     def read(self) -> tuple[np.ndarray, int] | None:
         if self._container is None:
             return None
-        message = self._peeked if self._peeked is not None else next(self._messages, None)
+        message = self._peeked if self._peeked is not None else self._next_in_window()
         self._peeked = None
         if message is None and self.loop and self._first_stamp is not None and self._last_stamp is not None:
             self.passes += 1
             self._offset_ns += self._last_stamp - self._first_stamp + self._last_interval_ns
             self._first_stamp = None
             self._restart(self._container)
-            message = next(self._messages, None)
+            message = self._next_in_window()
         if message is None:
             return None
-        log_time, msgtype, encoding, data = message
-        what = f"{self.kind} {str(self.path)!r} topic {self.topic!r} at log time {log_time}"
-        if msgtype in FOXGLOVE_IMAGES:
-            image = decode_foxglove_image(data, msgtype, encoding, what)
-        else:
-            image = ros_images.decode_image_message(data, normalize_type(msgtype), encoding, what)
+        image, recorded, what = message
         bgr = ros_images.message_to_bgr(image, what)
-        unset = image.stamp_ns == 0 and self._container.zero_stamp_is_unset
-        recorded = log_time if self.stamp_mode == "log" or unset else image.stamp_ns
         if self._first_stamp is None:
             self._first_stamp = recorded
         elif self._last_stamp is not None and recorded > self._last_stamp:

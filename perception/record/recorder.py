@@ -13,8 +13,13 @@ Channels (see docs/recording.md):
 The file is written in place (not renamed at the end) so that a killed process leaves a
 readable file: chunks of at most CHUNK_SIZE bytes, closed and flushed to the OS at least every
 `flush_interval_s` seconds, each with a CRC. A SIGKILL loses the chunk being filled, at most
-about one second. close() writes the index and summary. Log times are wall clock (ns since
-the Unix epoch) when the recorder got the message.
+about one second. close() writes the index and summary.
+
+Log time is the source's clock: a frame's stamp_ns for its image, its overlay and its published
+frame message, and the latest frame stamp for status, metadata and stats messages (those sent
+before the first frame wait for it). So the Foxglove timeline and `mcap:?start=&end=` windows
+show the drive's own time even for a recording made at --rate 0, where frames arrive a few ms
+apart. Publish time is the wall clock when the recorder got the message.
 """
 
 from __future__ import annotations
@@ -90,6 +95,16 @@ def _is_mcap(path: Path) -> bool:
 
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
+FRAME_TOPIC_SUFFIX = b"/frame/"
+
+
+def _frame_stamp(header: bytes) -> int | None:
+    """stamp_ns of a published frame message's msgpack header."""
+    try:
+        stamp = msgpack.unpackb(header).get("stamp_ns")
+    except (ValueError, AttributeError, msgpack.UnpackException):
+        return None
+    return stamp if isinstance(stamp, int) and stamp >= 0 else None
 
 
 class Recorder:
@@ -142,13 +157,16 @@ class Recorder:
         self.frames = 0
         self.messages = 0
         self.results = 0
+        self._clock_ns: int | None = None  # the latest frame stamp: log time of messages without one
+        self._waiting: list[tuple[int, int, bytes, int]] = []  # (channel, sequence, data, publish time)
 
     # -- what the node calls ---------------------------------------------------------------------
 
     def record_frame(self, frame: Frame) -> None:
         """The input image, header stamp = frame.stamp_ns (the source's clock)."""
         self._check_open()
-        self._images.write(frame.stamp_ns, frame.image, time.time_ns())
+        self._advance_clock(frame.stamp_ns)
+        self._images.write(frame.stamp_ns, frame.image, frame.stamp_ns)
         self.frames += 1
         self._maybe_flush()
 
@@ -163,17 +181,23 @@ class Recorder:
             self._wire_channels[topic] = channel
         sequence = self._sequences.get(channel, 0)
         self._sequences[channel] = sequence + 1
-        now = time.time_ns()
-        self._writer.add_message(channel, log_time=now, publish_time=now, sequence=sequence,
-                                 data=msgpack.packb([bytes(p) for p in parts], use_bin_type=True))
+        data = msgpack.packb([bytes(p) for p in parts], use_bin_type=True)
+        if topic.endswith(FRAME_TOPIC_SUFFIX) and len(parts) > 1:
+            self._advance_clock(_frame_stamp(parts[1]))
+        if self._clock_ns is None:
+            self._waiting.append((channel, sequence, data, time.time_ns()))
+        else:
+            self._writer.add_message(channel, log_time=self._clock_ns, publish_time=time.time_ns(),
+                                     sequence=sequence, data=data)
         self.messages += 1
         self._maybe_flush()
 
     def record_result(self, result: FrameResult, class_names: list[str]) -> None:
         """Foxglove overlay of one result, stamped like its input frame so the Image panel pairs them."""
         self._check_open()
-        now = time.time_ns()
-        self._writer.add_message(self._annotations, log_time=now, publish_time=now, sequence=self.results,
+        self._advance_clock(result.stamp_ns)
+        self._writer.add_message(self._annotations, log_time=result.stamp_ns, publish_time=time.time_ns(),
+                                 sequence=self.results,
                                  data=image_annotations.encode(result.stamp_ns, result.segmentation, class_names))
         self.results += 1
         self._maybe_flush()
@@ -183,6 +207,8 @@ class Recorder:
         if self._file is None:
             return
         try:
+            if self._waiting:  # no frame ever came: the wall clock is the only clock there is
+                self._advance_clock(time.time_ns())
             self._writer.finish()
             os.fsync(self._file.fileno())
         finally:
@@ -194,6 +220,15 @@ class Recorder:
     def _check_open(self) -> None:
         if self._file is None:
             raise RecordingWriteError(f"recording {str(self.path)!r} is already closed", "open a new Recorder")
+
+    def _advance_clock(self, stamp_ns: int | None) -> None:
+        if stamp_ns is None:
+            return
+        self._clock_ns = stamp_ns if self._clock_ns is None else max(self._clock_ns, stamp_ns)
+        for channel, sequence, data, publish_ns in self._waiting:
+            self._writer.add_message(channel, log_time=self._clock_ns, publish_time=publish_ns,
+                                     sequence=sequence, data=data)
+        self._waiting.clear()
 
     def _maybe_flush(self) -> None:
         # a chunk is closed by size inside mcap's writer; this bounds it by time as well
