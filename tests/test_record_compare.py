@@ -106,3 +106,36 @@ def test_input_only_recording_is_refused_with_a_hint(tmp_path: Path, runs: tuple
         compare_runs(runs[0], input_only)
     assert main(["compare", str(runs[0]), str(input_only)]) == 2
     assert "holds no published frames" in capsys.readouterr().err
+
+
+def _rescored(segmentation: Segmentation, scores: np.ndarray) -> Segmentation:
+    s = segmentation.segments
+    return Segmentation.from_id_map(segmentation.id_map, s.class_ids, scores, s.is_thing)
+
+
+def test_each_difference_is_named_and_score_ulps_are_not_masks(tmp_path: Path,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    base = _seg([CAR, PERSON])
+    scores = base.segments.scores.astype(np.float32)
+    one_ulp = np.nextafter(scores, np.float32(1.0))
+    a = {0: base, 1: base, 2: base, 3: base}
+    b = {
+        0: _rescored(base, one_ulp),  # only scores moved, by one ulp
+        1: _rescored(base, scores - np.float32(0.05)),  # scores moved beyond the tolerance
+        2: _seg([CAR, (1, PERSON[1], PERSON[2])]),  # same pixels, the person is now a car
+        3: _seg([(1, slice(10, 30), slice(11, 31)), PERSON]),  # the car moved a pixel
+    }
+    first = _record(tmp_path / "a.mcap", a, f"{tmp_path}/a.sock")
+    second = _record(tmp_path / "b.mcap", b, f"{tmp_path}/b.sock")
+    assert main(["compare", str(first), str(second)]) == 0
+    out = capsys.readouterr().out
+    rows = {int(line.split()[1]): line for line in out.splitlines() if line.startswith("cam0")}
+    assert 0 not in rows  # within tolerance: not listed as a difference
+    assert "scores 0.05" in rows[1] and "pixels" not in rows[1]
+    assert "classes 1" in rows[2] and "pixels" not in rows[2]
+    assert "pixels 40" in rows[3] and "scores" not in rows[3]
+    assert "masks differ" not in out
+    assert "compared 4 frames: 0 identical, 1 with scores within 1e-05, 3 differ" in out
+    assert main(["compare", str(first), str(second), "--all", "--score-tol", "0"]) == 0
+    rows = {int(line.split()[1]): line for line in capsys.readouterr().out.splitlines() if line.startswith("cam0")}
+    assert "scores 6e-08" in rows[0] and "pixels" not in rows[0]

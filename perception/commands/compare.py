@@ -24,6 +24,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--all", action="store_true", help="list every frame, not only the ones that differ")
     p.add_argument("--json", action="store_true", help="print the whole comparison as one JSON object")
     p.add_argument("--iou", type=float, default=0.5, help="IoU above which segments match (>= 0.5; default 0.5)")
+    p.add_argument("--score-tol", type=float, default=1e-5,
+                   help="score changes up to this are not reported as differences (default 1e-5)")
     p.add_argument("--min-pq", type=float, default=None, help="exit 1 if PQ of B against A is below this")
     p.set_defaults(func=run)
 
@@ -37,21 +39,27 @@ def run(args: argparse.Namespace) -> int:
 
     if not 0.5 <= args.iou < 1.0:
         raise ConfigError(f"--iou {args.iou} is out of range", "use 0.5 <= IoU < 1 (above 0.5 matches are unique)")
+    if not 0.0 <= args.score_tol < 1.0:
+        raise ConfigError(f"--score-tol {args.score_tol} is out of range", "use 0 <= tolerance < 1, e.g. 1e-5")
     result = compare_runs(args.a, args.b, iou_threshold=args.iou)
     if args.json:
         print(json.dumps(result.to_dict(), indent=1))
     else:
-        shown = [f for f in result.frames if args.all or not f.identical]
+        tol = args.score_tol
+        shown = [f for f in result.frames if args.all or not f.same_within(tol)]
         if shown:
             print(f"{'camera':<8} {'frame':>6} {'A':>4} {'B':>4} {'mIoU':>6} {'PQ':>6}  changes")
         for f in shown:
             miou = "-" if f.mean_iou is None else f"{f.mean_iou:.3f}"
-            changes = " ".join(filter(None, (_names(f.added, "+"), _names(f.removed, "-")))) or (
-                "identical" if f.identical else "masks differ")
+            changes = " ".join(filter(None, (_names(f.added, "+"), _names(f.removed, "-"), *f.differences(tol)))) or (
+                "identical" if f.identical else f"scores within {tol:g}")
             print(f"{f.camera:<8} {f.frame_index:>6} {f.count_a:>4} {f.count_b:>4} {miou:>6} {f.pq:>6.3f}  {changes}")
         identical = sum(f.identical for f in result.frames)
-        print(f"compared {len(result.frames)} frames: {identical} identical, {len(result.frames) - identical} "
-              f"differ; only in A: {len(result.only_in_a)}, only in B: {len(result.only_in_b)}")
+        within = sum(f.same_within(tol) and not f.identical for f in result.frames)
+        drifted = f"{within} with scores within {tol:g}, " if within else ""
+        print(f"compared {len(result.frames)} frames: {identical} identical, {drifted}"
+              f"{len(result.frames) - identical - within} differ; only in A: {len(result.only_in_a)}, "
+              f"only in B: {len(result.only_in_b)}")
         print(f"PQ {result.pq:.4f}  SQ {result.sq:.4f}  RQ {result.rq:.4f}  (B against A, averaged over "
               f"{sum(1 for t in result.classes.values() if t.tp + t.fp + t.fn)} classes)")
         for class_id, tally in sorted(result.classes.items()):

@@ -51,6 +51,26 @@ class FrameDiff:
     matched_ious: tuple[float, ...]
     added: tuple[SegmentRef, ...]  # in B, not matched in A (false positives)
     removed: tuple[SegmentRef, ...]  # in A, not matched in B (false negatives)
+    pixels_changed: int = 0  # pixels whose segment id differs
+    classes_changed: int = 0  # segment ids (present in both) whose class differs
+    instances_changed: int = 0  # segment ids (present in both) whose tracker instance id differs
+    score_drift: float = 0.0  # largest |score B - score A| over segment ids present in both
+
+    def differences(self, score_tolerance: float = 0.0) -> tuple[str, ...]:
+        """What differs, each under its own name; score drift at or below the tolerance is not listed."""
+        out = []
+        if self.pixels_changed:
+            out.append(f"pixels {self.pixels_changed}")
+        if self.classes_changed:
+            out.append(f"classes {self.classes_changed}")
+        if self.instances_changed:
+            out.append(f"instance ids {self.instances_changed}")
+        if self.score_drift > score_tolerance:
+            out.append(f"scores {self.score_drift:.2g}")
+        return tuple(out)
+
+    def same_within(self, score_tolerance: float) -> bool:
+        return self.identical or not (self.added or self.removed or self.differences(score_tolerance))
 
     @property
     def mean_iou(self) -> float | None:
@@ -127,6 +147,8 @@ class Comparison:
                         for c, t in sorted(self.classes.items())},
             "frames": [{"camera": f.camera, "frame_index": f.frame_index, "stamp_ns": f.stamp_ns,
                         "identical": f.identical, "count_a": f.count_a, "count_b": f.count_b,
+                        "pixels_changed": f.pixels_changed, "classes_changed": f.classes_changed,
+                        "instances_changed": f.instances_changed, "score_drift": f.score_drift,
                         "mean_iou": f.mean_iou, "pq": f.pq, "added": refs(f.added), "removed": refs(f.removed)}
                        for f in self.frames],
         }
@@ -187,7 +209,22 @@ def diff_frame(a: FrameMessage, b: FrameMessage, class_names: dict[int, str], cl
     for r in added:
         classes.setdefault(r.class_id, ClassTally()).fp += 1
     return FrameDiff(a.camera, a.frame_index, a.stamp_ns, len(seg_a), len(seg_b), identical, tuple(ious),
-                     added, removed)
+                     added, removed, *_table_changes(map_a, map_b, seg_a, seg_b))
+
+
+def _table_changes(map_a: np.ndarray, map_b: np.ndarray, seg_a: Segments,
+                   seg_b: Segments) -> tuple[int, int, int, float]:
+    """(pixels, classes, instance ids changed; largest score drift) between two frames' outputs."""
+    pixels = int(np.count_nonzero(map_a != map_b))
+    rows_a = {int(i): n for n, i in enumerate(seg_a.ids.tolist())}
+    shared = [(rows_a[int(i)], n) for n, i in enumerate(seg_b.ids.tolist()) if int(i) in rows_a]
+    if not shared:
+        return pixels, 0, 0, 0.0
+    ra, rb = (np.array(r) for r in zip(*shared, strict=True))
+    classes = int(np.count_nonzero(seg_a.class_ids[ra] != seg_b.class_ids[rb]))
+    instances = int(np.count_nonzero(seg_a.instance_ids[ra] != seg_b.instance_ids[rb]))
+    drift = float(np.max(np.abs(seg_a.scores[ra].astype(np.float64) - seg_b.scores[rb].astype(np.float64))))
+    return pixels, classes, instances, drift
 
 
 def _decode(data: bytes, what: str, class_names: dict[int, str] | None = None) -> Any:
