@@ -117,6 +117,19 @@ def test_without_evaluation_stack_the_gate_needs_force(model: Path, tmp_path: Pa
     assert "variant accepted unscored" in capsys.readouterr().err
 
 
+@pytest.mark.usefixtures("no_tensorrt")
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_without_onnx_the_variant_stage_gives_the_install_hint(model: Path, tmp_path: Path, precision: str,
+                                                               monkeypatch: pytest.MonkeyPatch,
+                                                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setitem(sys.modules, "onnx", None)  # as if `onnx` were not installed
+    args = ["build-engine", str(model), "--precision", precision, "--calib-frames", "2",
+            "--cache-dir", str(tmp_path / "c")]
+    assert main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "'onnx' package, which is not installed" in err[0] and "pip install" in err[0]
+
+
 def test_bad_inputs_are_one_line_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["build-engine", str(tmp_path / "missing.onnx")]) == 2
     assert "does not exist" in capsys.readouterr().err

@@ -74,9 +74,9 @@ def build_engine(args: argparse.Namespace) -> int:
 
 def make_variant(onnx_path: Path, card: ModelCard, target: Path, args: argparse.Namespace) -> GateResult | None:
     """Write the variant next to its final name, gate it, then move it into place."""
-    import onnx
+    from perception.tools.precision import convert_fp16, load_onnx, quantize_int8
 
-    from perception.tools.precision import convert_fp16, quantize_int8
+    onnx = load_onnx()  # the install hint, not a traceback, where the optional package is missing
 
     target.parent.mkdir(parents=True, exist_ok=True)
     candidate = target.with_name(f".{target.name}.{os.getpid()}.candidate.onnx")

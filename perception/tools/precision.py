@@ -24,7 +24,7 @@ from typing import Any
 
 import numpy as np
 
-from perception.core.errors import MissingDependencyError
+from perception.core.errors import require
 from perception.inference.errors import EngineError
 
 # Operators kept in float32 whole: wide dynamic range or long accumulations, cheap anyway.
@@ -47,12 +47,9 @@ class PrecisionError(EngineError):
     """A precision variant that cannot be made or does not meet its accuracy gate."""
 
 
-def _onnx() -> Any:
-    try:
-        import onnx
-    except ImportError as exc:
-        raise MissingDependencyError("onnx", "making FP16/INT8 model variants", ONNX_INSTALL) from exc
-    return onnx
+def load_onnx() -> Any:
+    """The `onnx` package, or the install hint (it is an optional dependency)."""
+    return require("onnx", "making FP16/INT8 model variants", ONNX_INSTALL)
 
 
 # ------------------------------------------------------------------------------------------ FP16
@@ -60,7 +57,7 @@ def _onnx() -> Any:
 
 def convert_fp16(model: Any, fp32_ops: Iterable[str] = FP32_OPS) -> Any:
     """A float16 copy of an onnx.ModelProto with float32 I/O; the input model is not modified."""
-    onnx = _onnx()
+    onnx = load_onnx()
     from onnx import TensorProto, helper, numpy_helper
 
     keep = frozenset(fp32_ops)
@@ -204,7 +201,7 @@ INT8_OPS = ("Conv", "MatMul", "Gemm", "ConvTranspose")
 def quantize_int8(model_path: Path, output: Path, reader: FrameReader, *, keep_heads_fp32: bool = True,
                   method: str = "minmax") -> int:
     """Write the QDQ INT8 variant of model_path to output; returns the number of calibration frames used."""
-    onnx = _onnx()
+    onnx = load_onnx()
     from onnxruntime.quantization import CalibrationMethod, QuantFormat, QuantType, quantize_static
 
     methods = {"minmax": CalibrationMethod.MinMax, "entropy": CalibrationMethod.Entropy,
