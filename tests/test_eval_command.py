@@ -53,3 +53,12 @@ def test_eval_refuses_a_drive_without_ground_truth(tmp_path: Path, capsys: pytes
         writer.write_frame(1, np.zeros((192, 320, 3), np.uint8))
     assert main(["eval", "--drive", str(path)]) == 2
     assert "no ground truth" in capsys.readouterr().err
+
+
+def test_eval_on_decoder_tuning_seeds_says_so(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["eval", "--seed", "21", "--frames", "1", "--json"]) == 0
+    captured = capsys.readouterr()
+    assert "seeds [21] are decoder-tuning drives" in captured.err and "11-18" in captured.err
+    assert "tuning drives" in json.loads(captured.out)["data"]
+    assert main(["eval", "--seed", "11", "--frames", "1", "--json"]) == 0
+    assert "tuning" not in capsys.readouterr().err

@@ -142,6 +142,20 @@ def test_cli_reports_a_missing_model_in_one_line(tmp_path: Path, capsys: pytest.
     assert main(["inspect", str(tmp_path / "missing.onnx")]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and "missing.onnx does not exist" in err[0]
+    assert "--card" not in err[0]  # inspect takes no card; the hint is about the path given
     assert main(["fold", str(tmp_path / "missing.onnx"), "--card", str(tmp_path / "none.toml"),
                  "--out", str(tmp_path / "out.onnx")]) == 2
     assert "none.toml does not exist" in capsys.readouterr().err
+
+
+def test_card_out_writes_the_card_once_not_also_to_stdout(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from perception.cli import main
+
+    model = yolo_file(tmp_path)
+    assert main(["inspect", str(model), "--card-out", str(tmp_path / "yolo.toml")]) == 0
+    out = capsys.readouterr().out
+    assert "yolo_seg: output0" in out and f"card skeleton written to {tmp_path / 'yolo.toml'}" in out
+    assert "[[classes]]" not in out and "card skeleton for" not in out
+    assert "[[classes]]" in (tmp_path / "yolo.toml").read_text(encoding="utf-8")
+    assert main(["inspect", str(model)]) == 0  # without --card-out the skeleton is the output
+    assert "[[classes]]" in capsys.readouterr().out

@@ -21,15 +21,15 @@ def register(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from perception.tools.inspect import card_skeleton, fitting_decoders, read_model, render_card, report
 
+    if args.card_out and args.card_out.exists():  # checked before the report, so the error is the one line
+        raise ModelCardError(f"{args.card_out} already exists", "choose another --card-out or remove it")
     info = read_model(args.model)
-    sys.stdout.write(report(info))
+    sys.stdout.write(report(info, skeleton=not args.card_out))  # the card goes to its file, not twice
     if args.card_out:
         fits = fitting_decoders(info)
         if not fits:
             raise ModelCardError(f"no decoder fits the outputs of {args.model}, so there is no card to write",
                                  "see the expected output shapes above")
-        if args.card_out.exists():
-            raise ModelCardError(f"{args.card_out} already exists", "choose another --card-out or remove it")
         args.card_out.write_text(render_card(card_skeleton(info, fits[0]),
                                              header="written by perception inspect: check every value"),
                                  encoding="utf-8")

@@ -50,6 +50,8 @@ def read_model(path: str | Path) -> ModelInfo:
     from perception.inference.onnxruntime import OrtEngine
 
     path = Path(path)
+    if not path.is_file():  # said here: OrtEngine's own message is about a card's onnx path
+        raise ModelCardError(f"model file {path} does not exist", "pass the path of an .onnx file")
     with OrtEngine(path) as engine:
         return ModelInfo(path, engine.inputs, engine.outputs, dict(engine.metadata))
 
@@ -191,8 +193,8 @@ def _toml(value: Any) -> str:
     raise ModelCardError(f"card value {value!r} has type {type(value).__name__}", "use strings, numbers, lists")
 
 
-def report(info: ModelInfo) -> str:
-    """The text `perception inspect` prints."""
+def report(info: ModelInfo, skeleton: bool = True) -> str:
+    """The text `perception inspect` prints; skeleton=False leaves the card out (it went to a file)."""
     out = [f"model: {info.path}", "inputs:"]
     out += [f"  {t.name}  {list(t.shape)}  {t.dtype}" for t in info.inputs]
     out.append("outputs:")
@@ -209,6 +211,8 @@ def report(info: ModelInfo) -> str:
         return "\n".join(out) + "\n"
     out.append("decoders that fit:")
     out += [f"  {fit.decoder}: {fit.reason}" for fit in fits]
+    if not skeleton:
+        return "\n".join(out) + "\n"
     out += ["", f"card skeleton for {fits[0].decoder} (check input normalization, color order and classes):", ""]
     out.append(render_card(card_skeleton(info, fits[0])))
     return "\n".join(out)
