@@ -106,3 +106,28 @@ def test_doc_only_reader_agrees_with_golden_expectations(name: str) -> None:
         assert hashlib.sha256(decoded.id_map.tobytes()).hexdigest() == want["id_map_sha256"]
         for obj in decoded.objects:
             assert int(protocol_reader.mask(decoded, obj["id"]).sum()) == obj["area"]
+
+
+def _doc_example_parts() -> list[bytes]:
+    """The hex example of docs/protocol.md section 5.1.2, as bytes per part."""
+    text = (Path(__file__).parent.parent / "docs" / "protocol.md").read_text(encoding="utf-8")
+    block = text.split("<!-- example-frame:begin -->", 1)[1].split("<!-- example-frame:end -->", 1)[0]
+    parts: list[bytes] = []
+    for line in block.splitlines():
+        if line.startswith("part "):
+            parts.append(b"")
+        elif parts and line[:4].strip() and all(c in "0123456789abcdef" for c in line[:4]):
+            offset, _, hex_bytes = line.partition("  ")
+            assert int(offset, 16) == len(parts[-1]), f"offset {offset} out of step"
+            parts[-1] += bytes.fromhex(hex_bytes)
+    return parts
+
+
+def test_the_hex_example_in_the_protocol_doc_is_what_the_encoder_writes() -> None:
+    from tests.golden.make_golden import DOC_EPOCH, doc_example
+
+    assert _doc_example_parts() == doc_example()
+    message = decode_message(doc_example(), receive_ns=0)
+    assert isinstance(message, FrameMessage)
+    assert message.epoch == DOC_EPOCH > 2**63
+    assert message.id_map.tolist() == [[2, 2, 0, 1], [1, 1, 1, 1]]

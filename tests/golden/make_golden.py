@@ -113,6 +113,32 @@ def frame(seg: Segmentation, compression: str, seq: int, index: int) -> list[byt
     return [bytes(p) for p in parts]
 
 
+def doc_example() -> list[bytes]:
+    """The small frame message docs/protocol.md shows in hex: a 4x2 raw id map, road and one car."""
+    id_map = np.array([[2, 2, 0, 1], [1, 1, 1, 1]], np.uint16)
+    segments = Segments(
+        ids=np.array([1, 2], np.uint32),
+        class_ids=np.array([0, 2], np.int32),
+        instance_ids=np.array([0, 5], np.uint32),
+        is_thing=np.array([False, True]),
+        scores=np.array([1.0, 0.875], np.float32),
+        bboxes=np.array([[0, 0, 4, 2], [0, 0, 2, 1]], np.int32),
+        areas=np.array([5, 2], np.int64),
+    )
+    clock = itertools.count(1_000_300, 100)  # encode, then publish
+    result = FrameResult(CAMERA, 42, 1_000_000_000, 4, 2, Segmentation(id_map, segments), {"capture": 1_000_000})
+    parts, _, _ = FrameEncoder(CAMERA, "raw").encode(result, epoch=DOC_EPOCH, seq=3, clock=lambda: next(clock))
+    return [bytes(p) for p in parts]
+
+
+DOC_EPOCH = 0xC0FFEE0123456789  # above 2**63: the example shows why readers need an unsigned 64-bit integer
+
+
+def hex_dump(data: bytes) -> str:
+    """16 bytes a line, offset first, as docs/protocol.md prints them."""
+    return "\n".join(f"{offset:04x}  {data[offset:offset + 16].hex(' ')}" for offset in range(0, len(data), 16))
+
+
 def control(kind: Kind, seq: int, body: dict[str, Any]) -> list[bytes]:
     return [bytes(p) for p in control_message(kind, CAMERA, epoch=EPOCH, seq=seq, publish_ns=6_000_000_000, body=body)]
 
