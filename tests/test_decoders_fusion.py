@@ -8,7 +8,7 @@ import pytest
 from perception.core.segmentation import Segmentation, segment_stats
 from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import box_iou_matrix, class_aware_nms, top_k
-from perception.models.errors import DecodeError
+from perception.models.errors import DecoderError
 
 
 def square(size: int, y0: int, x0: int, h: int, w: int) -> np.ndarray:
@@ -137,7 +137,7 @@ def test_classes_and_confidence_equal_argmax_and_softmax(channels: int, dtype: t
 def test_non_finite_logits_that_matter_are_refused(where: tuple[int, int, int], value: float) -> None:
     logits = np.random.default_rng(1).normal(0, 2, (4, 12, 16)).astype(np.float32)
     logits[where] = value
-    with pytest.raises(DecodeError, match="'logits' contains NaN or inf"):
+    with pytest.raises(DecoderError, match="'logits' contains NaN or inf"):
         classes_and_confidence(logits, "logits")
 
 
@@ -194,6 +194,6 @@ def test_small_unsure_stuff_stays_void_and_sure_or_large_stuff_stays() -> None:
 @pytest.mark.parametrize("params", [{"unsure_stuff_area": -1, "unsure_stuff_confidence": 0.5},
                                     {"unsure_stuff_area": 100, "unsure_stuff_confidence": 1.5}])
 def test_unsure_stuff_settings_out_of_range_are_refused(params: dict[str, float]) -> None:
-    with pytest.raises(DecodeError, match="unsure_stuff_area"):
+    with pytest.raises(DecoderError, match="unsure_stuff_area"):
         UnsureStuff.from_params(params, "card")
     assert UnsureStuff.from_params({}, "card") is None

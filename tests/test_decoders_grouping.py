@@ -9,7 +9,7 @@ import pytest
 
 from perception.models.card import ClassInfo, InputSpec, ModelCard
 from perception.models.decoders.panoptic_deeplab import PanopticDeepLabDecoder
-from perception.models.errors import DecodeError
+from perception.models.errors import DecoderError
 from perception.models.preprocess import Preprocessor
 
 CLASSES = (ClassInfo(0, "road", False), ClassInfo(1, "car", True), ClassInfo(2, "person", True))
@@ -65,7 +65,7 @@ def test_folded_argmax_with_class_ids_outside_the_card_is_a_decode_error() -> No
     outputs = {"semantic_logits": semantic[None].astype(np.int64), "center_heatmap": heat[None, None],
                "offsets": offsets[None]}
     geometry = Preprocessor(InputSpec("image", W, H)).geometry(H, W)
-    with pytest.raises(DecodeError, match=r"outside 0\.\.2"):
+    with pytest.raises(DecoderError, match=r"outside 0\.\.2"):
         decoder.decode(outputs, geometry)
 
 
@@ -118,7 +118,7 @@ def test_an_instance_the_model_is_nowhere_sure_of_is_dropped() -> None:
     ({"min_sure_fraction": 0.2, "sure_confidence": 0.0}, "share in"),
 ])
 def test_bad_min_thing_confidence_is_refused(params: dict[str, object], message: str) -> None:
-    with pytest.raises(DecodeError, match=message):
+    with pytest.raises(DecoderError, match=message):
         _decoder(**params)
 
 
@@ -170,7 +170,7 @@ def test_size_scaled_grouping_gives_a_big_instance_its_far_pixels_back() -> None
 
 @pytest.mark.parametrize("exponent", [-0.5, 2.5])
 def test_bad_grouping_size_exponent_is_refused(exponent: float) -> None:
-    with pytest.raises(DecodeError, match="grouping_size_exponent"):
+    with pytest.raises(DecoderError, match="grouping_size_exponent"):
         _decoder(grouping_size_exponent=exponent)
 
 

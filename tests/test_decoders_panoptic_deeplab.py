@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perception.core.errors import ModelMismatchError
-from perception.models.errors import DecodeError
+from perception.models.errors import DecoderError
 from perception.runtime.pipeline import Pipeline, PipelineSpec
 from tests.decoder_graphs import (
     COLOR_CLASSES,
@@ -47,12 +47,12 @@ def test_two_cars_become_two_instances_and_stuff_fills_the_rest(tmp_path: Path) 
 
 
 def test_even_nms_kernel_is_refused(tmp_path: Path) -> None:
-    with pytest.raises(DecodeError, match="odd"):
+    with pytest.raises(DecoderError, match="odd"):
         open_panoptic(tmp_path, {"nms_kernel": 8})
 
 
 def test_misspelt_decoder_params_are_refused_with_the_valid_keys(tmp_path: Path) -> None:
-    with pytest.raises(DecodeError, match=r"no decoder_params \['center_treshold'\]") as caught:
+    with pytest.raises(DecoderError, match=r"no decoder_params \['center_treshold'\]") as caught:
         open_panoptic(tmp_path, {"center_treshold": 0.2})
     assert "center_threshold" in caught.value.fix
 
@@ -70,5 +70,5 @@ def test_nan_in_any_head_raises_decode_error(tmp_path: Path, head: str) -> None:
     heads[head][0, 0, 64, 64] = np.inf if head == "offsets" else np.nan
     constant_heads_model(tmp_path / "pan.onnx", heads, input_name="image", input_shape=(1, 3, 128, 128))
     card = write_card(tmp_path / "pan.toml", "pan.onnx", "panoptic_deeplab", COLOR_INPUT, COLOR_CLASSES, PARAMS)
-    with Pipeline.open(PipelineSpec(card)) as pipe, pytest.raises(DecodeError, match="NaN or inf"):
+    with Pipeline.open(PipelineSpec(card)) as pipe, pytest.raises(DecoderError, match="NaN or inf"):
         pipe.process(color_scene()[0])

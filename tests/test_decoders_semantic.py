@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from perception.core.errors import ModelMismatchError
-from perception.models.errors import DecodeError
+from perception.models.errors import DecoderError
 from perception.runtime.pipeline import Pipeline, PipelineSpec
 from tests.decoder_graphs import (
     COLOR_CLASSES,
@@ -74,7 +74,7 @@ def test_nan_logits_raise_decode_error(tmp_path: Path) -> None:
     constant_heads_model(tmp_path / "sem.onnx", {"semantic_logits": logits}, input_name="image",
                          input_shape=(1, 3, 128, 128))
     card = write_card(tmp_path / "sem.toml", "sem.onnx", "semantic", COLOR_INPUT, COLOR_CLASSES)
-    with Pipeline.open(PipelineSpec(card)) as pipe, pytest.raises(DecodeError, match="NaN or inf"):
+    with Pipeline.open(PipelineSpec(card)) as pipe, pytest.raises(DecoderError, match="NaN or inf"):
         pipe.process(color_scene()[0])
 
 

@@ -10,7 +10,7 @@ import pytest
 from perception.core.errors import ModelMismatchError
 from perception.models.card import ClassInfo
 from perception.models.decoders.yolo_seg import classes_from_metadata, merge_classes
-from perception.models.errors import DecodeError, ModelCardError
+from perception.models.errors import DecoderError, ModelCardError
 from perception.runtime.pipeline import Pipeline, PipelineSpec
 from tests.decoder_graphs import (
     SOURCE_H,
@@ -148,7 +148,7 @@ def test_nan_or_inf_outputs_raise_decode_error(tmp_path: Path, where: str) -> No
         heads["output0"][0, 2, anchor] = np.inf
     else:
         heads["output1"][0, 0, :, :] = np.nan  # prototype 0 is the car's
-    with make_pipeline(tmp_path, heads) as pipe, pytest.raises(DecodeError, match="NaN or inf"):
+    with make_pipeline(tmp_path, heads) as pipe, pytest.raises(DecoderError, match="NaN or inf"):
         pipe.process(source_image())
 
 
@@ -216,5 +216,5 @@ def test_nms_free_export_with_a_class_the_card_lacks_is_refused(tmp_path: Path) 
     spec = input_spec(yolo_input())
     heads = yolo_end2end_heads(OBJECTS, spec)
     heads["output0"][0, 0, 5] = 7.0
-    with make_pipeline(tmp_path, heads) as pipe, pytest.raises(DecodeError, match=r"class ids \[7\]"):
+    with make_pipeline(tmp_path, heads) as pipe, pytest.raises(DecoderError, match=r"class ids \[7\]"):
         pipe.process(source_image())

@@ -9,5 +9,5 @@ class ModelCardError(PerceptionError):
     """A model card that is missing, malformed, or disagrees with its ONNX graph."""
 
 
-class DecodeError(PerceptionError):
+class DecoderError(PerceptionError):
     """Engine outputs that no decoder can make sense of (wrong shapes, NaN, unknown decoder)."""

@@ -384,7 +384,7 @@ def fold(model_path: str | Path, card: ModelCard | str | Path, out_path: str | P
         raise ModelCardError(f"--out {out_path} would overwrite the input model", "write the folded model elsewhere")
     try:
         model = onnx.load(str(model_path))
-    except Exception as exc:  # onnx raises protobuf's own DecodeError for files that are not ONNX
+    except Exception as exc:  # onnx raises protobuf's own DecoderError for files that are not ONNX
         raise ModelMismatchError(f"{model_path} is not a readable ONNX model ({exc})",
                                  "check the file (perception inspect MODEL.onnx)") from exc
     folded, data = fold_model(model, card, post)

@@ -12,7 +12,7 @@ from perception.core.registry import Registry
 from perception.core.segmentation import Segmentation
 from perception.core.tensors import TensorSpec
 from perception.models.card import ModelCard
-from perception.models.errors import DecodeError
+from perception.models.errors import DecoderError
 from perception.models.preprocess import Geometry
 
 
@@ -31,7 +31,7 @@ class Decoder(Protocol):
 
 # name -> "module:Class"; Class(card: ModelCard) -> Decoder
 DECODERS: Registry[Decoder] = Registry(
-    "decoder", Decoder, DecodeError,
+    "decoder", Decoder, DecoderError,
     {
         "panoptic_deeplab": "perception.models.decoders.panoptic_deeplab:PanopticDeepLabDecoder",
         "yolo_seg": "perception.models.decoders.yolo_seg:YoloSegDecoder",
@@ -54,8 +54,8 @@ def make_decoder(card: ModelCard) -> Decoder:
 def require_finite(name: str, array: np.ndarray) -> None:
     """Refuse NaN/inf outputs: they mean a broken model or precision overflow, not an empty scene."""
     if not np.isfinite(array).all():
-        raise DecodeError(f"engine output {name!r} contains NaN or inf",
-                          "the model or its precision conversion is broken; check it with perception eval")
+        raise DecoderError(f"engine output {name!r} contains NaN or inf",
+                           "the model or its precision conversion is broken; check it with perception eval")
 
 
 def first_index_of(stack: np.ndarray, extreme: np.ndarray, dtype: type[np.integer[Any]]) -> np.ndarray:
@@ -77,6 +77,6 @@ def decoder_params(card: ModelCard, defaults: Mapping[str, Any]) -> dict[str, An
     refused (a misspelt threshold would otherwise be silently ignored)."""
     unknown = sorted(set(card.decoder_params) - set(defaults))
     if unknown:
-        raise DecodeError(f"model card {card.name!r}: decoder {card.decoder!r} has no decoder_params {unknown}",
-                          f"valid keys: {sorted(defaults)}")
+        raise DecoderError(f"model card {card.name!r}: decoder {card.decoder!r} has no decoder_params {unknown}",
+                           f"valid keys: {sorted(defaults)}")
     return {**defaults, **card.decoder_params}

@@ -26,7 +26,7 @@ import numpy as np
 
 from perception.core.segmentation import Segmentation, Segments, occupancy_boxes
 from perception.models.decoders.base import first_index_of, require_finite
-from perception.models.errors import DecodeError
+from perception.models.errors import DecoderError
 from perception.models.preprocess import Geometry
 
 OVERLAP_THRESHOLD = 0.5
@@ -47,9 +47,9 @@ class UnsureStuff:
         area = int(params.get("unsure_stuff_area", 0))
         confidence = float(params.get("unsure_stuff_confidence", 0.0))
         if area < 0 or not 0.0 <= confidence <= 1.0:
-            raise DecodeError(f"model card {card_name!r}: unsure_stuff_area = {area}, unsure_stuff_confidence = "
-                              f"{confidence} (need an area >= 0 and a probability in [0, 1])",
-                              "use e.g. unsure_stuff_area = 320 and unsure_stuff_confidence = 0.8, or area 0 for none")
+            raise DecoderError(f"model card {card_name!r}: unsure_stuff_area = {area}, unsure_stuff_confidence = "
+                               f"{confidence} (need an area >= 0 and a probability in [0, 1])",
+                               "use e.g. unsure_stuff_area = 320 and unsure_stuff_confidence = 0.8, or area 0 for none")
         return cls(area, confidence) if area > 0 and confidence > 0 else None
 
     def drops(self, area: int, score: float) -> bool:
@@ -224,7 +224,7 @@ def _bbox(mask: np.ndarray) -> tuple[int, int, int, int]:
 
 def classes_and_confidence(logits: np.ndarray, output_name: str) -> tuple[np.ndarray, np.ndarray]:
     """Per-pixel winning class (int32, the lowest id on ties, as argmax) and its softmax
-    probability, from logits (C, H, W); DecodeError if the output `output_name` is not finite.
+    probability, from logits (C, H, W); DecoderError if the output `output_name` is not finite.
 
     The class comes from comparing each channel with the per-pixel maximum, which the
     probability needs anyway (base.first_index_of).

@@ -25,7 +25,7 @@ from perception.models.card import ModelCard
 from perception.models.decoders.base import decoder_params, first_index_of, require_finite
 from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import center_peaks, centers_from_flat
-from perception.models.errors import DecodeError
+from perception.models.errors import DecoderError
 from perception.models.preprocess import Geometry
 
 DEFAULTS: dict[str, Any] = {
@@ -94,32 +94,32 @@ class PanopticDeepLabDecoder:
         self.center_scores_name = str(params["center_scores"])
         self.center_indices_name = str(params["center_indices"])
         if self.kernel < 1 or self.kernel % 2 == 0:
-            raise DecodeError(f"model card {card.name!r}: nms_kernel = {self.kernel} is not a positive odd number",
-                              "use an odd max-pool size such as 7 or 11")
+            raise DecoderError(f"model card {card.name!r}: nms_kernel = {self.kernel} is not a positive odd number",
+                               "use an odd max-pool size such as 7 or 11")
         self.num_classes = max(c.id for c in card.classes) + 1
         self.thing_lut = np.zeros(self.num_classes, bool)
         for c in card.classes:
             self.thing_lut[c.id] = c.thing
         self.stuff_ids = [c.id for c in card.classes if not c.thing]
         if not 0.0 <= self.min_thing_confidence < 1.0:
-            raise DecodeError(f"model card {card.name!r}: min_thing_confidence = {self.min_thing_confidence} "
-                              "is not in [0, 1)", "use a class probability such as 0.65, or 0 for none")
+            raise DecoderError(f"model card {card.name!r}: min_thing_confidence = {self.min_thing_confidence} "
+                               "is not in [0, 1)", "use a class probability such as 0.65, or 0 for none")
         if not 0.0 <= self.size_exponent <= 2.0:
-            raise DecodeError(f"model card {card.name!r}: grouping_size_exponent = {self.size_exponent} "
-                              "is not in [0, 2]",
-                              "use 0.5 (the shipped card's), or 0 for plain nearest-centre grouping")
+            raise DecoderError(f"model card {card.name!r}: grouping_size_exponent = {self.size_exponent} "
+                               "is not in [0, 2]",
+                               "use 0.5 (the shipped card's), or 0 for plain nearest-centre grouping")
         if not 0.0 <= self.min_sure_fraction <= 1.0 or not 0.0 < self.sure_confidence <= 1.0:
-            raise DecodeError(f"model card {card.name!r}: min_sure_fraction = {self.min_sure_fraction}, "
-                              f"sure_confidence = {self.sure_confidence} (need a share in [0, 1] and a "
-                              "probability in (0, 1])",
-                              "use min_sure_fraction = 0.2 with sure_confidence = 0.9, or min_sure_fraction = 0 "
-                              "for none")
+            raise DecoderError(f"model card {card.name!r}: min_sure_fraction = {self.min_sure_fraction}, "
+                               f"sure_confidence = {self.sure_confidence} (need a share in [0, 1] and a "
+                               "probability in (0, 1])",
+                               "use min_sure_fraction = 0.2 with sure_confidence = 0.9, or min_sure_fraction = 0 "
+                               "for none")
         for rule in ("min_thing_confidence", "min_sure_fraction"):
             if getattr(self, rule) > 0 and self.semantic_argmax and not self.confidence_name:
-                raise DecodeError(f"model card {card.name!r}: {rule} needs the class probability, and "
-                                  "this folded graph gives only the class map",
-                                  "name the graph's probability output in decoder_params confidence, or set "
-                                  f"{rule} = 0")
+                raise DecoderError(f"model card {card.name!r}: {rule} needs the class probability, and "
+                                   "this folded graph gives only the class map",
+                                   "name the graph's probability output in decoder_params confidence, or set "
+                                   f"{rule} = 0")
 
     def check(self, outputs: tuple[TensorSpec, ...]) -> None:
         by_name = {o.name: o for o in outputs}
@@ -153,9 +153,9 @@ class PanopticDeepLabDecoder:
         if self.semantic_argmax:
             semantic = raw[0].astype(np.int32, copy=False)
             if semantic.size and (int(semantic.min()) < 0 or int(semantic.max()) >= self.num_classes):
-                raise DecodeError(f"engine output {self.semantic_name!r} has class ids outside "
-                                  f"0..{self.num_classes - 1} ({int(semantic.min())}..{int(semantic.max())})",
-                                  "make the card's [[classes]] cover every class the model predicts")
+                raise DecoderError(f"engine output {self.semantic_name!r} has class ids outside "
+                                   f"0..{self.num_classes - 1} ({int(semantic.min())}..{int(semantic.max())})",
+                                   "make the card's [[classes]] cover every class the model predicts")
             confidence = None
             if self.confidence_name:
                 confidence = outputs[self.confidence_name][0, 0]

@@ -25,7 +25,7 @@ from perception.core.tensors import TensorSpec
 from perception.models.card import ModelCard
 from perception.models.decoders.base import decoder_params, require_finite
 from perception.models.decoders.fusion import Canvas, UnsureStuff, classes_and_confidence
-from perception.models.errors import DecodeError
+from perception.models.errors import DecoderError
 from perception.models.preprocess import Geometry
 
 DEFAULTS: dict[str, Any] = {
@@ -87,8 +87,8 @@ class SemanticDecoder:
 
     def decode(self, outputs: Mapping[str, np.ndarray], geometry: Geometry) -> Segmentation:
         if self._argmax is None:
-            raise DecodeError(f"semantic decoder of {self.card_name!r} used before check()",
-                              "open models through Pipeline, which checks the outputs first")
+            raise DecoderError(f"semantic decoder of {self.card_name!r} used before check()",
+                               "open models through Pipeline, which checks the outputs first")
         raw = outputs[self.output_name]
         confidence: np.ndarray | None = None
         semantic: np.ndarray

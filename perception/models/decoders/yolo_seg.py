@@ -47,7 +47,7 @@ from perception.models.card import ClassInfo, ModelCard
 from perception.models.decoders.base import decoder_params, require_finite
 from perception.models.decoders.fusion import OVERLAP_THRESHOLD, Canvas, UnsureStuff, classes_and_confidence
 from perception.models.decoders.nms import class_aware_nms, top_k
-from perception.models.errors import DecodeError, ModelCardError
+from perception.models.errors import DecoderError, ModelCardError
 from perception.models.preprocess import Geometry
 
 DEFAULTS: dict[str, Any] = {
@@ -98,8 +98,8 @@ class YoloSegDecoder:
         self.end2end: bool | None = None if end2end == "auto" else bool(end2end)
         self.names = {key: str(params[key]) for key in ("boxes", "scores", "class_ids", "masks")}
         if self.max_candidates < 1 or self.max_detections < 1:
-            raise DecodeError(f"model card {card.name!r}: max_candidates and max_detections must be >= 1",
-                              "the defaults are 300 and 100")
+            raise DecoderError(f"model card {card.name!r}: max_candidates and max_detections must be >= 1",
+                               "the defaults are 300 and 100")
         self.card_ids = {c.id for c in card.classes}
         self.stuff_ids = sorted(c.id for c in card.classes if not c.thing)
         self.num_classes = 0
@@ -175,8 +175,8 @@ class YoloSegDecoder:
         protos = outputs[self.protos_name][0]
         nc = pred.shape[0] - 4 - protos.shape[0]
         if nc < 1:
-            raise DecodeError(f"{self.output0} has {pred.shape[0]} rows, too few for {protos.shape[0]} mask "
-                              "coefficients", "check the export; the card's output names may be swapped")
+            raise DecoderError(f"{self.output0} has {pred.shape[0]} rows, too few for {protos.shape[0]} mask "
+                               "coefficients", "check the export; the card's output names may be swapped")
         class_scores = pred[4:4 + nc]
         require_finite(self.output0, class_scores)
         best = class_scores.max(axis=0)
@@ -208,8 +208,9 @@ class YoloSegDecoder:
         classes = kept[:, 5].astype(np.int64)
         unknown = sorted(set(classes.tolist()) - self.card_ids)
         if unknown:
-            raise DecodeError(f"the model detected class ids {unknown[:10]} that card {self.card_name!r} does not list",
-                              "list every detector class in [[classes]] (perception inspect writes them)")
+            raise DecoderError(f"the model detected class ids {unknown[:10]} that card {self.card_name!r} "
+                               "does not list",
+                               "list every detector class in [[classes]] (perception inspect writes them)")
         coeffs = np.ascontiguousarray(kept[:, 6:], np.float32)
         return _Detections(kept[:, :4], kept[:, 4], classes, (protos.shape[1], protos.shape[2]),
                            self._prototype_probs(protos, coeffs))
@@ -232,8 +233,8 @@ class YoloSegDecoder:
         for key, array in (("boxes", boxes), ("scores", scores), ("masks", masks)):
             require_finite(self.names[key], array)
         if not len(boxes) == len(scores) == len(classes) == len(masks):
-            raise DecodeError(f"folded outputs disagree in length: {len(boxes)} boxes, {len(scores)} scores, "
-                              f"{len(classes)} classes, {len(masks)} masks", "re-run perception fold")
+            raise DecoderError(f"folded outputs disagree in length: {len(boxes)} boxes, {len(scores)} scores, "
+                               f"{len(classes)} classes, {len(masks)} masks", "re-run perception fold")
         keep = top_k(scores, self.max_detections)
 
         def probs_of(k: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
