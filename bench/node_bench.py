@@ -73,7 +73,7 @@ def node_run(config: NodeConfig) -> tuple[float, dict[str, object], int]:
                                text=True)
     assert counter.stdout is not None
     counter.stdout.readline()
-    node = Node(config)
+    node = Node.from_config(config)
     start = time.perf_counter()
     report = node.run()
     elapsed = time.perf_counter() - start

@@ -42,7 +42,7 @@ def main() -> None:
     config = override(config, "source", uri=f"mcap:{drive}?loop=1", rate=0.0)
     config = override(config, "publish", endpoint=f"ipc://{tempfile.mkdtemp()}/soak.sock")
     config = override(config, "run", max_frames=args.frames, summary=False)
-    node = Node(config)
+    node = Node.from_config(config)
     samples: list[tuple[int, float]] = []
     done = threading.Event()
 

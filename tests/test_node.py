@@ -5,49 +5,27 @@ from __future__ import annotations
 import signal
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from perception.capture.thread import Backoff
 from perception.runtime.config import load_launch, override
 from perception.runtime.node import Node
 from perception.wire.messages import FrameMessage, StatusMessage
 from perception.wire.subscriber import Subscriber
-from tests.node_helpers import REPO, image_folder, run_cli, video_file, write_launch
-
-
-def _collect(endpoint: str, stop: threading.Event, into: list[object], topics: tuple[str, ...]) -> None:
-    # lock-step replays outrun a Python subscriber: deep queues on both ends keep every frame
-    with Subscriber(endpoint, "cam0", topics=topics, rcvhwm=1000) as sub:
-        while not stop.is_set():
-            msg = sub.recv(timeout=0.1)
-            if msg is not None:
-                into.append(msg)
-
-
-def _run_node_with_listener(config, topics=("frame", "status", "stats")):  # type: ignore[no-untyped-def]
-    config = override(config, "publish", wait_subscribers=1, sndhwm=1000)
-    received: list[object] = []
-    stop = threading.Event()
-    listener = threading.Thread(target=_collect, args=(config.publish.endpoint, stop, received, topics))
-    listener.start()
-    time.sleep(0.5)  # slow joiner: let the subscription reach the publisher
-    report = Node(config).run()
-    time.sleep(0.3)
-    stop.set()
-    listener.join()
-    return report, received
+from tests.node_helpers import REPO, image_folder, run_cli, run_listened, video_file, write_launch
 
 
 def test_lockstep_replay_publishes_every_frame_with_objects(tmp_path: Path) -> None:
     frames = image_folder(tmp_path / "frames", 20)
     endpoint = f"ipc://{tmp_path}/node.sock"
     config = load_launch(write_launch(tmp_path, f"images:{frames}", endpoint))
-    report, received = _run_node_with_listener(config)
-    msgs = [m for m in received if isinstance(m, FrameMessage)]
+    run = run_listened(config)
+    report, msgs = run.report, run.frames()
+    assert report is not None
     assert [m.frame_index for m in msgs] == list(range(20))
     assert [m.seq for m in msgs] == list(range(msgs[0].seq, msgs[0].seq + 20))
     assert all(m.missed == 0 for m in msgs)
@@ -68,7 +46,7 @@ def test_lockstep_replay_publishes_every_frame_with_objects(tmp_path: Path) -> N
     assert values == sorted(values)
     assert report.counters["read"] == 20 and report.counters["processed"] == 20
     assert report.latency["end_to_end"]["count"] == 20
-    states = [m.state for m in received if isinstance(m, StatusMessage)]
+    states = run.states()
     assert "ready" in states and states[-1] == "stopped"
 
 
@@ -78,7 +56,7 @@ def test_stale_frames_are_dropped_before_inference_and_counted(tmp_path: Path) -
     config = load_launch(write_launch(tmp_path, f"images:{frames}?fps=1000", endpoint))
     # replay at recorded rate (latest-wins) with a budget no frame can meet
     config = override(config, "source", rate=1.0, max_age_ms=0.001)
-    report = Node(config).run()
+    report = Node.from_config(config).run()
     counters = report.counters
     dropped = counters["dropped"]
     assert counters["read"] == counters["processed"] + sum(dropped.values())
@@ -202,13 +180,12 @@ def _wait_frame(sub: Subscriber) -> FrameMessage | None:
 def test_lost_camera_reports_source_lost_then_recovers(tmp_path: Path) -> None:
     endpoint = f"ipc://{tmp_path}/lost.sock"
     config = load_launch(write_launch(tmp_path, "fake:?fps=50&lose_after=15&fail_opens=3&total=40", endpoint))
-    report, received = _run_node_with_listener(config, topics=("frame", "status"))
-    states = [m.state for m in received if isinstance(m, StatusMessage)]
+    run = run_listened(config, topics=("frame", "status"), backoff=Backoff(first_s=0.01, max_s=0.05))
+    states = run.states()
     assert "source_lost" in states
     assert states.index("source_lost") < len(states) - 1
-    frames = [m for m in received if isinstance(m, FrameMessage)]
-    assert np.diff([m.seq for m in frames]).max() == 1  # no frame missing on the wire
-    assert report.counters["read"] == 40
+    assert np.diff([m.seq for m in run.frames()]).max() == 1  # no frame missing on the wire
+    assert run.report is not None and run.report.counters["read"] == 40
 
 
 def test_nan_outputs_drop_the_frame_report_error_and_keep_running(tmp_path: Path) -> None:
@@ -218,10 +195,11 @@ def test_nan_outputs_drop_the_frame_report_error_and_keep_running(tmp_path: Path
     endpoint = f"ipc://{tmp_path}/nan.sock"
     config = load_launch(write_launch(tmp_path, f"images:{frames}", endpoint))
     config = override(config, "model", card=tiny_panoptic(tmp_path / "broken", nan_centers=True))
-    report, received = _run_node_with_listener(config, topics=("frame", "status"))
-    assert report.counters["read"] == 6
-    assert report.counters["dropped"] == {"error": 6}
-    errors = [m for m in received if isinstance(m, StatusMessage) and m.state == "error"]
+    run = run_listened(config, topics=("frame", "status"))
+    assert run.report is not None
+    assert run.report.counters["read"] == 6
+    assert run.report.counters["dropped"] == {"error": 6}
+    errors = [m for m in run.statuses() if m.state == "error"]
     assert len(errors) == 6
     assert "NaN" in errors[0].detail
-    assert not any(isinstance(m, FrameMessage) for m in received)
+    assert not run.frames()

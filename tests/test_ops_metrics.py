@@ -28,7 +28,7 @@ def test_healthz_turns_200_after_warm_up_and_metrics_count_what_flows(tmp_path: 
     config = node_config(tmp_path, metrics="127.0.0.1:0")
     # the node holds in warming_up until a subscriber joins, so the 503 before ready is certain
     config = override(config, "publish", wait_subscribers=1, wait_timeout_s=30.0)
-    node = Node(config)
+    node = Node.from_config(config)
     with NodeThread(node):
         server = wait_until(lambda: node.ops.server, what="metrics server")
         base = f"http://127.0.0.1:{server.address.port}"
@@ -66,7 +66,7 @@ def test_healthz_turns_200_after_warm_up_and_metrics_count_what_flows(tmp_path: 
 
 def test_healthz_says_why_when_the_camera_is_lost(tmp_path: Path) -> None:
     config = node_config(tmp_path, "fake:?fps=30&lose_after=10&fail_opens=1000", metrics="127.0.0.1:0")
-    node = Node(config)
+    node = Node.from_config(config)
     with NodeThread(node):
         server = wait_until(lambda: node.ops.server, what="metrics server")
         url = f"http://127.0.0.1:{server.address.port}/healthz"

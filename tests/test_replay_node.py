@@ -40,7 +40,7 @@ def _run(tmp_path: Path, drive: Path, name: str) -> Path:
     out = tmp_path / f"{name}.mcap"
     config = load_launch(write_launch(tmp_path / name, f"mcap:{drive}", f"ipc://{tmp_path}/{name}.sock"))
     config = override(config, "record", path=out, image_format="png")
-    report = Node(config).run()
+    report = Node.from_config(config).run()
     assert report.counters["read"] == N_FRAMES
     assert report.counters["processed"] == N_FRAMES
     return out

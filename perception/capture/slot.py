@@ -9,23 +9,24 @@ from __future__ import annotations
 
 import collections
 import threading
+from typing import Generic
 
-from perception.core.frame import Frame
+from perception.core.frame import Frame, P
 
 
 class SlotClosed(Exception):
     """The producer has finished and everything put has been taken."""
 
 
-class FrameSlot:
+class FrameSlot(Generic[P]):
     def __init__(self, lossless: bool, capacity: int = 4) -> None:
         self.lossless = lossless
         self._capacity = capacity if lossless else 1
-        self._items: collections.deque[Frame] = collections.deque()
+        self._items: collections.deque[Frame[P]] = collections.deque()
         self._cond = threading.Condition()
         self._closed = False
 
-    def put(self, frame: Frame) -> Frame | None:
+    def put(self, frame: Frame[P]) -> Frame[P] | None:
         """Hand a frame over; returns the frame it displaced (live) or None."""
         with self._cond:
             if self.lossless:
@@ -41,7 +42,7 @@ class FrameSlot:
             self._cond.notify_all()
             return displaced
 
-    def get(self, timeout: float) -> Frame | None:
+    def get(self, timeout: float) -> Frame[P] | None:
         """Next frame, None on timeout; SlotClosed once closed and drained."""
         with self._cond:
             if not self._items and not self._closed:
@@ -59,16 +60,12 @@ class FrameSlot:
         """Frames waiting for the worker (for the queue-depth metric)."""
         return len(self._items)
 
-    @property
-    def closed(self) -> bool:
-        return self._closed
-
     def close(self) -> None:
         with self._cond:
             self._closed = True
             self._cond.notify_all()
 
-    def drain(self) -> list[Frame]:
+    def drain(self) -> list[Frame[P]]:
         """Remove and return what is queued (used at shutdown to count it)."""
         with self._cond:
             items = list(self._items)

@@ -12,6 +12,7 @@ import enum
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Generic
 
 import numpy as np
 
@@ -20,7 +21,7 @@ from perception.capture.errors import SourceError, SourceLost
 from perception.capture.slot import FrameSlot
 from perception.capture.source import Source
 from perception.core.errors import FrameError
-from perception.core.frame import Frame, monotonic_ns
+from perception.core.frame import Frame, P, monotonic_ns
 
 
 class SourceState(str, enum.Enum):
@@ -46,20 +47,20 @@ class Backoff:
 StateListener = Callable[[SourceState, str], None]
 
 
-class CaptureThread(threading.Thread):
-    """Owns the source after open(); the node reads state, counters and errors."""
+class CaptureThread(threading.Thread, Generic[P]):
+    """Owns the source after open(); pushes each state change to on_state (from this thread)."""
 
     def __init__(
         self,
         source: Source,
-        slot: FrameSlot,
+        slot: FrameSlot[P],
         counters: FrameCounters,
         *,
         rate: float = 1.0,
         max_frames: int = 0,
         backoff: Backoff | None = None,
         on_state: StateListener | None = None,
-        prepare: Callable[[np.ndarray], object] | None = None,
+        prepare: Callable[[np.ndarray], P] | None = None,
     ) -> None:
         super().__init__(name="capture", daemon=True)
         self.source = source
@@ -137,15 +138,27 @@ class CaptureThread(threading.Thread):
                 if due > now and self._stop_event.wait((due - now) / 1e9):
                     return
                 now = monotonic_ns()
-            prepared = _prepared(self._prepare, image, index) if self._prepare is not None else None
-            frame = Frame(image=image, index=index, stamp_ns=stamp_ns, capture_ns=now, prepared=prepared,
-                          prepared_ns=monotonic_ns() if prepared is not None else 0)
+            frame = self._frame(image, index, stamp_ns, now)
             index += 1
             self.last_frame_ns = now
             self.counters.add_read()
             displaced = self.slot.put(frame)
             if displaced is not None:
                 self.counters.add_dropped(DROP_SHUTDOWN if displaced is frame else DROP_OVERWRITTEN)
+
+    def _frame(self, image: np.ndarray, index: int, stamp_ns: int, now: int) -> Frame[P]:
+        """The frame with its engine input, or with the FrameError its preprocessing raised."""
+        if self._prepare is None:
+            return Frame(image=image, index=index, stamp_ns=stamp_ns, capture_ns=now)
+        try:
+            prepared = self._prepare(image)
+        except Exception as exc:  # cv2/numpy errors on one odd image must not end the stream
+            error = FrameError(f"frame {index} ({image.shape[1]}x{image.shape[0]}) cannot be preprocessed "
+                               f"({type(exc).__name__}: {exc})",
+                               "check the source's images and the model card's [input]")
+            return Frame(image=image, index=index, stamp_ns=stamp_ns, capture_ns=now, preprocess_error=error)
+        return Frame(image=image, index=index, stamp_ns=stamp_ns, capture_ns=now, prepared=prepared,
+                     prepared_ns=monotonic_ns())
 
     def _reconnect(self, reason: str) -> bool:
         """Reopen with backoff until it works or the node stops; False if stopped."""
@@ -167,11 +180,3 @@ class CaptureThread(threading.Thread):
             return True
         return False
 
-
-def _prepared(prepare: Callable[[np.ndarray], object], image: np.ndarray, index: int) -> object:
-    """The engine input, or the FrameError that this one frame's preprocessing raised."""
-    try:
-        return prepare(image)
-    except Exception as exc:  # cv2/numpy errors on one odd image must not end the stream
-        return FrameError(f"frame {index} ({image.shape[1]}x{image.shape[0]}) cannot be preprocessed "
-                          f"({type(exc).__name__}: {exc})", "check the source's images and the model card's [input]")

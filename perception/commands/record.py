@@ -48,8 +48,8 @@ def run(args: argparse.Namespace) -> int:
     source = open_source(args.source)
     source.open()
     counters = FrameCounters()
-    capture = CaptureThread(source, FrameSlot(lossless=not source.live), counters, rate=args.rate,
-                            max_frames=args.max_frames)
+    slot: FrameSlot[None] = FrameSlot(lossless=not source.live)  # nothing prepared: frames go to disk as read
+    capture = CaptureThread(source, slot, counters, rate=args.rate, max_frames=args.max_frames)
     stop = threading.Event()
 
     def on_signal(signum: int, frame: FrameType | None) -> None:

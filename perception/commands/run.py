@@ -33,6 +33,8 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--card", type=Path, help="model card (.toml next to the ONNX)")
     p.add_argument("--engine", help="inference backend (onnxruntime, tensorrt, ...)")
     p.add_argument("--threads", type=int, help="CPU inference threads")
+    p.add_argument("--device", type=int, help="GPU backends: CUDA device index (default 0)")
+    p.add_argument("--cache-dir", type=Path, help="GPU backends: folder of built TensorRT plans")
     p.add_argument("--endpoint", help="ZeroMQ bind endpoint, e.g. tcp://127.0.0.1:5560 or ipc:///tmp/p.sock")
     p.add_argument("--camera", help="camera name in topics (perception/<camera>/frame/)")
     p.add_argument("--compression", choices=CODECS.names(),
@@ -57,7 +59,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     config = load_launch(args.launch or DEFAULT_LAUNCH, source_given=args.source is not None)
     config = override(config, "source", uri=args.source, rate=args.rate, max_age_ms=args.max_age_ms)
     config = override(config, "model", card=args.card.resolve() if args.card else None, engine=args.engine,
-                      threads=args.threads)
+                      threads=args.threads, device=args.device,
+                      cache_dir=args.cache_dir.resolve() if args.cache_dir else None)
     config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
                       compression=args.compression, allow_public=args.allow_public,
                       wait_subscribers=args.wait_subscribers, image_rate_hz=args.image_rate)
@@ -92,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
     # Engine calls release the GIL; when one returns while the output loop holds the GIL it
     # waits a whole switch interval (5 ms by default) to get it back. 0.5 ms removes that stall.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    node = Node(config)
+    node = Node.from_config(config)
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         node.stop()

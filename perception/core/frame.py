@@ -5,9 +5,13 @@ from __future__ import annotations
 import enum
 import time
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Generic, TypeVar
 
 import numpy as np
+
+from perception.core.errors import FrameError
+
+P = TypeVar("P")
 
 
 class Stage(str, enum.Enum):
@@ -35,19 +39,22 @@ def monotonic_ns() -> int:
 
 
 @dataclass(frozen=True)
-class Frame:
-    """One image as the source delivered it.
+class Frame(Generic[P]):
+    """One image as the source delivered it, with what the capture thread made of it.
 
     stamp_ns is acquisition time in the source's clock (wall clock for live cameras,
     recorded time in replay); capture_ns is CLOCK_MONOTONIC when the capture thread got it.
+    P is the type of the engine input the capture thread prepares (runtime.pipeline.Prepared);
+    a frame that could not be prepared carries the reason in preprocess_error instead.
     """
 
     image: np.ndarray  # HxWx3 uint8 BGR
     index: int  # 0-based count of frames read from this source
     stamp_ns: int
     capture_ns: int
-    prepared: Any = None  # the engine input made by the capture thread (Pipeline.prepare), if any
+    prepared: P | None = None  # the engine input made by the capture thread (Pipeline.prepare), if any
     prepared_ns: int = 0  # CLOCK_MONOTONIC when `prepared` was ready
+    preprocess_error: FrameError | None = None  # why this one frame could not be prepared
 
     def __post_init__(self) -> None:
         if self.image.ndim != 3 or self.image.shape[2] != 3 or self.image.dtype != np.uint8:

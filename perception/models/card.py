@@ -58,12 +58,6 @@ class ModelCard:
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
 
-    def class_by_id(self, class_id: int) -> ClassInfo:
-        for info in self.classes:
-            if info.id == class_id:
-                return info
-        raise ModelCardError(f"class id {class_id} is not in model card {self.name!r}", "add it to [[classes]]")
-
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view for the metadata topic and recordings."""
         spec = self.input

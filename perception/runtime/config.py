@@ -18,6 +18,7 @@ from typing import Any
 
 from perception.core.errors import ConfigError
 from perception.core.tomlcompat import read_toml
+from perception.inference.engine import EngineOptions
 from perception.tracking.base import TRACKERS
 
 
@@ -56,10 +57,20 @@ class ModelConfig:
     spin: bool = False
     precision: str = "fp32"
     warmup_runs: int = 3
+    device: int = 0  # GPU backends: the CUDA device index
+    cache_dir: Path | None = None  # GPU backends: where built plans are kept (None = the backend's default)
 
     def __post_init__(self) -> None:
         _at_least(self.threads, 0, "[model] threads", "0 = the engine's default")
         _at_least(self.warmup_runs, 0, "[model] warmup_runs", "e.g. 3")
+        _at_least(self.device, 0, "[model] device", "a CUDA device index, 0 for the first GPU")
+        if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
+            raise ConfigError(f"[model] cache_dir = {str(self.cache_dir)!r} exists and is not a folder",
+                              "give a folder for the engine's plan cache")
+
+    def engine_options(self) -> EngineOptions:
+        return EngineOptions(threads=self.threads, spin=self.spin, device=self.device, precision=self.precision,
+                             cache_dir=self.cache_dir)
 
 
 @dataclass(frozen=True)

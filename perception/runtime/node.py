@@ -1,9 +1,12 @@
 """The node: capture thread (read, preprocess) -> inference thread (engine) -> output loop
 (decode, track, encode, publish, record).
 
-The output loop is the calling thread; it alone touches the ZeroMQ socket and the recorder,
-and it keeps the status heartbeat and the stats beating while frames are scarce. Decoding
-frame N there overlaps the engine working on frame N+1.
+The node is assembled from parts (runtime.parts: source, pipeline, publisher, recorder, clock,
+backoff), owns them for one run, and closes them in reverse order through an ExitStack. The
+output loop is the calling thread; it alone touches the ZeroMQ socket and the recorder, and it
+keeps the status heartbeat and the stats beating while frames are scarce. The capture thread
+pushes its state changes onto a queue that the loop drains. Decoding frame N in the loop
+overlaps the engine working on frame N+1.
 """
 
 from __future__ import annotations
@@ -12,31 +15,26 @@ import logging
 import queue
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from perception import __version__
 from perception.capture.counters import DROP_ERROR, DROP_SHUTDOWN, FrameCounters
 from perception.capture.slot import FrameSlot
-from perception.capture.source import Source, open_source
 from perception.capture.thread import CaptureThread, SourceState
 from perception.core.errors import PerceptionError
-from perception.core.frame import Frame, Stage, monotonic_ns
+from perception.core.frame import Frame, Stage
 from perception.core.result import FrameResult
-from perception.inference.engine import EngineOptions
-from perception.ops.operations import Operations, operations_for
+from perception.ops.operations import Operations
 from perception.ops.preview import ImagePreview
 from perception.ops.sample import NodeSample
 from perception.runtime.config import NodeConfig
 from perception.runtime.latency import LatencyBook
-from perception.runtime.pipeline import Pipeline, PipelineSpec
+from perception.runtime.parts import NodeParts, build_parts
+from perception.runtime.pipeline import Pipeline, Prepared
 from perception.runtime.stages import FrameFailed, InferenceThread, InferredFrame, StageEnded
 from perception.tracking.base import Tracker, make_tracker
-
-if TYPE_CHECKING:
-    from perception.record.recorder import Recorder
-    from perception.wire.publisher import Publisher
-
 
 log = logging.getLogger(__name__)
 
@@ -50,140 +48,136 @@ class RunReport:
     latency: dict[str, Any]
     published: int
     publisher_dropped: int
-    source_state: str
 
 
 class Node:
-    def __init__(self, config: NodeConfig, ops: Operations | None = None) -> None:
+    """One run of one camera. It owns the parts it is given and closes them when run() ends."""
+
+    def __init__(self, config: NodeConfig, parts: NodeParts) -> None:
         self.config = config
-        o = config.ops
-        self.ops = ops or operations_for(config.publish.camera, o.metrics, allow_public=o.allow_public,
-                                         notify=o.notify, live_status=o.live_status and config.run.summary,
-                                         stall_s=config.source.stall_timeout_s)
+        self.parts = parts
+        self.ops = parts.ops or Operations.quiet(config.publish.camera)
         self._preview = ImagePreview(config.publish.image_rate_hz, config.publish.image_quality)
         self.counters = FrameCounters()
         self.latency = LatencyBook(config.run.latency_window)
         self.state = "starting"
-        self._detail = ""
         self._stop = threading.Event()
         self._published = 0
         self._last_error = ""
+        self._capture: CaptureThread[Prepared] | None = None
         self._inference: InferenceThread | None = None
-        self._capture: CaptureThread | None = None
-        self._publisher: Publisher | None = None
+        # the capture thread pushes its state changes here; the output loop drains them
+        self._source_events: queue.SimpleQueue[tuple[SourceState, str]] = queue.SimpleQueue()
+        self._source_state, self._source_detail = SourceState.CONNECTING, ""
+
+    @classmethod
+    def from_config(cls, config: NodeConfig) -> Node:
+        """The node the CLI runs: parts made from the launch configuration."""
+        return cls(config, build_parts(config))
 
     def stop(self) -> None:
         """Ask the node to finish: stop capture, finish the frame in hand, close everything."""
         self._stop.set()
 
     def run(self) -> RunReport:
-        from perception.wire.publisher import Publisher
-
-        cfg = self.config
-        source = open_source(cfg.source.uri)
-        publisher = Publisher(cfg.publish.endpoint, cfg.publish.camera, compression=cfg.publish.compression,
-                              sndhwm=cfg.publish.sndhwm, allow_public=cfg.publish.allow_public)
-        recorder: Recorder | None = None
-        capture: CaptureThread | None = None
-        pipeline: Pipeline | None = None
-        self._publisher = publisher
-        try:
-            self.ops.start(self._sample)
-            self._status(publisher, "starting")
-            pipeline = self._open_pipeline(publisher)
-            source.open()
-            recorder = self._open_recorder(pipeline, publisher)
-            publisher.publish_metadata(self._metadata(pipeline, source))
-            self._wait_for_subscribers(publisher)
-            if not self._stop.is_set():  # a signal during start-up ends the run before any frame is read
-                capture = self._start_capture(source, pipeline)
-                self._status(publisher, "ready")
-                self._work(capture, pipeline, publisher, recorder)
-        except PerceptionError as exc:
-            self._status(publisher, "error", str(exc))
-            raise
-        finally:
-            if capture is not None:
-                capture.stop()
-                self._abandon_in_flight()
-                capture.join(timeout=5.0)
-                self.counters.add_dropped(DROP_SHUTDOWN, len(capture.slot.drain()))
-            else:
-                source.close()
-            final_state = capture.state.value if capture is not None else "not_started"
-            if capture is not None and capture.error is not None:
-                self._status(publisher, "error", str(capture.error))
-            self._status(publisher, "stopped", final_state)
-            publisher.publish_stats(self._stats())
-            self.ops.close()
-            if recorder is not None:
-                recorder.close()
-            publisher.close()
-            if pipeline is not None:
-                pipeline.close()
-        if capture is not None and capture.error is not None:
-            raise capture.error
+        parts = self.parts
+        # closes in reverse: capture, engine, source, last status, operators' reports, socket, recording
+        with ExitStack() as stack:
+            if parts.recorder is not None:
+                stack.callback(parts.recorder.close)
+            stack.callback(parts.publisher.close)
+            stack.callback(self.ops.close)
+            stack.callback(self._announce_end)
+            stack.callback(self._close_source_unless_captured)
+            try:
+                self.ops.start(self._sample)
+                self._status("starting")
+                pipeline = parts.open_pipeline()
+                stack.callback(pipeline.close)
+                self._status("warming_up")
+                pipeline.warm_up(self.config.model.warmup_runs)
+                parts.source.open()
+                parts.publisher.publish_metadata(self._metadata(pipeline))
+                self._wait_for_subscribers()
+                if not self._stop.is_set():  # a signal during start-up ends the run before any frame is read
+                    capture = self._start_capture(pipeline)
+                    stack.callback(self._stop_capture, capture)
+                    self._status("ready")
+                    self._work(capture, pipeline)
+            except PerceptionError as exc:
+                self._status("error", str(exc))
+                raise
+        if self._capture is not None and self._capture.error is not None:
+            raise self._capture.error
         return RunReport(self.counters.snapshot(), self.latency.snapshot(), self._published,
-                         publisher.dropped, final_state)
+                         parts.publisher.dropped)
 
-    def _open_pipeline(self, publisher: Publisher) -> Pipeline:
-        m = self.config.model
-        spec = PipelineSpec(card=m.card, engine=m.engine,
-                            options=EngineOptions(threads=m.threads, spin=m.spin, precision=m.precision))
-        pipeline = Pipeline.open(spec)
-        self._status(publisher, "warming_up")
-        pipeline.warm_up(m.warmup_runs)
-        return pipeline
-
-    def _wait_for_subscribers(self, publisher: Publisher) -> None:
+    def _wait_for_subscribers(self) -> None:
         wanted, timeout = self.config.publish.wait_subscribers, self.config.publish.wait_timeout_s
         if not wanted:
             return
-        deadline = time.monotonic() + timeout
-        next_beat = time.monotonic() + self.config.run.heartbeat_interval_s
-        while not self._stop.is_set() and time.monotonic() < deadline:  # short slices: a signal ends the wait
-            if publisher.wait_for_subscription("frame", 0.1, wanted):
+        clock, beat_ns = self.parts.clock, int(self.config.run.heartbeat_interval_s * 1e9)
+        deadline = clock() + int(timeout * 1e9)
+        next_beat = clock() + beat_ns
+        while not self._stop.is_set() and clock() < deadline:  # short slices: a signal ends the wait
+            if self.parts.publisher.wait_for_subscription("frame", 0.1, wanted):
                 return
-            if time.monotonic() >= next_beat:  # watchdogs expect a status about once a second, always
-                self._status(publisher, self.state, f"waiting for {wanted} subscriber(s)")
-                next_beat += self.config.run.heartbeat_interval_s
+            if clock() >= next_beat:  # watchdogs expect a status about once a second, always
+                self._status(self.state, f"waiting for {wanted} subscriber(s)")
+                next_beat += beat_ns
         if not self._stop.is_set():
             log.warning("%d subscriber(s) did not join within %g s; starting anyway", wanted, timeout)
 
-    def _open_recorder(self, pipeline: Pipeline, publisher: Publisher) -> Recorder | None:
-        rec = self.config.record
-        if rec.path is None:
-            return None
-        from perception.record.recorder import Recorder
-
-        metadata = {"launch": _flatten(self.config.to_dict()), "versions": {"perception": __version__},
-                    "model_card": _flatten(pipeline.card.to_dict())}
-        recorder = Recorder(rec.path, image_format=rec.image_format, metadata=metadata)
-        publisher.tap = recorder.record_message
-        return recorder
-
-    def _start_capture(self, source: Source, pipeline: Pipeline) -> CaptureThread:
-        s = self.config.source
+    def _start_capture(self, pipeline: Pipeline) -> CaptureThread[Prepared]:
+        s, source = self.config.source, self.parts.source
         lossless = not source.live and s.rate == 0
-        capture = CaptureThread(source, FrameSlot(lossless=lossless), self.counters, rate=s.rate,
-                                max_frames=self.config.run.max_frames, prepare=pipeline.prepare)
-        capture.start()
+        slot: FrameSlot[Prepared] = FrameSlot(lossless=lossless)
+        capture = CaptureThread(source, slot, self.counters, rate=s.rate, max_frames=self.config.run.max_frames,
+                                backoff=self.parts.backoff, prepare=pipeline.prepare,
+                                on_state=lambda state, detail: self._source_events.put((state, detail)))
         self._capture = capture
+        capture.start()
         return capture
 
-    def _source_state(self, capture: CaptureThread, stall_ns: int) -> tuple[str, str]:
+    def _stop_capture(self, capture: CaptureThread[Prepared]) -> None:
+        capture.stop()
+        self._abandon_in_flight()
+        capture.join(timeout=5.0)
+        self.counters.add_dropped(DROP_SHUTDOWN, len(capture.slot.drain()))
+
+    def _close_source_unless_captured(self) -> None:
+        if self._capture is None:  # once started, the capture thread closes its source
+            self.parts.source.close()
+
+    def _announce_end(self) -> None:
+        """The last status (why the run ended) and the last stats, after capture has stopped."""
+        self._take_source_events()
+        capture = self._capture
+        if capture is not None and capture.error is not None:
+            self._status("error", str(capture.error))
+        self._status("stopped", self._source_state.value if capture is not None else "not_started")
+        self.parts.publisher.publish_stats(self._stats())
+
+    def _take_source_events(self) -> None:
+        while True:
+            try:
+                self._source_state, self._source_detail = self._source_events.get_nowait()
+            except queue.Empty:
+                return
+
+    def _operational_state(self, capture: CaptureThread[Prepared], now: int, stall_ns: int) -> tuple[str, str]:
         """ready, or source_lost while the capture thread reconnects or a live source is silent."""
-        if capture.state is SourceState.RECONNECTING:
-            return "source_lost", capture.state_detail
-        if (capture.source.live and capture.last_frame_ns
-                and monotonic_ns() - capture.last_frame_ns > stall_ns):
+        self._take_source_events()
+        if self._source_state is SourceState.RECONNECTING:
+            return "source_lost", self._source_detail
+        if capture.source.live and capture.last_frame_ns and now - capture.last_frame_ns > stall_ns:
             return "source_lost", f"no frame for {self.config.source.stall_timeout_s:g} s"
         return "ready", ""
 
-    def _work(self, capture: CaptureThread, pipeline: Pipeline, publisher: Publisher,
-              recorder: Recorder | None) -> None:
+    def _work(self, capture: CaptureThread[Prepared], pipeline: Pipeline) -> None:
         """The output loop: decode, track, publish, record; beats status and stats meanwhile."""
-        run = self.config.run
+        publisher, clock = self.parts.publisher, self.parts.clock
+        beat_ns, stats_ns = int(self.config.run.heartbeat_interval_s * 1e9), int(self.config.run.stats_interval_s * 1e9)
         stall_ns = int(self.config.source.stall_timeout_s * 1e9)
         tracking = self.config.tracking
         tracker = make_tracker(tracking.tracker if tracking.enabled else "none",
@@ -192,22 +186,22 @@ class Node:
         max_age_ns = 0 if capture.slot.lossless else int(self.config.source.max_age_ms * 1e6)
         self._inference = InferenceThread(capture.slot, pipeline, self.counters, max_age_ns)
         self._inference.start()
-        next_beat = next_stats = time.monotonic()
+        next_beat = next_stats = clock()
         while True:
             if self._stop.is_set() and not capture.stopping:
                 self.ops.stopping()
                 capture.stop()  # the inference stage finishes what the slot holds, then ends
             self.ops.tick()
-            now = time.monotonic()
-            state, detail = self._source_state(capture, stall_ns)
+            now = clock()
+            state, detail = self._operational_state(capture, now, stall_ns)
             if state != self.state:
                 next_beat = now  # a change is published at once, then repeated by the heartbeat
             if now >= next_beat:
-                self._status(publisher, state, detail)
-                next_beat = now + run.heartbeat_interval_s
+                self._status(state, detail)
+                next_beat = now + beat_ns
             if now >= next_stats:
                 publisher.publish_stats(self._stats())
-                next_stats = now + run.stats_interval_s
+                next_stats = now + stats_ns
             publisher.service()
             try:
                 item = self._inference.handoff.get(timeout=0.05)
@@ -218,18 +212,18 @@ class Node:
                     raise item.crash
                 return
             if isinstance(item, FrameFailed):
-                self._report_frame_error(publisher, item.frame, item.error)
+                self._report_frame_error(item.frame, item.error)
                 continue
-            self._output(item, pipeline, tracker, publisher, recorder)
+            self._output(item, pipeline, tracker)
 
-    def _output(self, item: InferredFrame, pipeline: Pipeline, tracker: Tracker,
-                publisher: Publisher, recorder: Recorder | None) -> None:
+    def _output(self, item: InferredFrame, pipeline: Pipeline, tracker: Tracker) -> None:
         frame, stamps = item.frame, item.stamps
+        publisher, recorder = self.parts.publisher, self.parts.recorder
         try:
             segmentation = pipeline.decode(item.inferred, stamps)
         except PerceptionError as exc:
             self.counters.add_dropped(DROP_ERROR)
-            self._report_frame_error(publisher, frame, exc)
+            self._report_frame_error(frame, exc)
             return
         segmentation = tracker.update(segmentation)
         result = FrameResult(camera=self.config.publish.camera, frame_index=frame.index, stamp_ns=frame.stamp_ns,
@@ -242,20 +236,20 @@ class Node:
         published = publisher.publish_frame(result)
         self._published += 1
         self.counters.add_processed()
-        self.latency.add({**result.stamps, Stage.ENCODE.value: published.encode_ns,
-                          Stage.PUBLISH.value: published.publish_ns})
-        self.ops.frame({**result.stamps, Stage.ENCODE.value: published.encode_ns,
-                        Stage.PUBLISH.value: published.publish_ns})
+        stage_stamps = {**result.stamps, Stage.ENCODE.value: published.encode_ns,
+                        Stage.PUBLISH.value: published.publish_ns}
+        self.latency.add(stage_stamps)
+        self.ops.frame(stage_stamps)
         if recorder is not None:
             recorder.record_frame(frame)
             recorder.record_result(result, pipeline.card.class_names)
 
-    def _report_frame_error(self, publisher: Publisher, frame: Frame, error: PerceptionError) -> None:
+    def _report_frame_error(self, frame: Frame[Prepared], error: PerceptionError) -> None:
         """One bad frame (e.g. NaN outputs) is reported and dropped; the stream goes on."""
         if str(error) != self._last_error:
             log.warning("frame %d: %s", frame.index, error, extra={"frame_index": frame.index})
             self._last_error = str(error)
-        publisher.publish_status("error", self.counters.snapshot(), f"frame {frame.index}: {error}")
+        self.parts.publisher.publish_status("error", self.counters.snapshot(), f"frame {frame.index}: {error}")
 
     def _abandon_in_flight(self) -> None:
         """After a failure: let the inference stage finish, counting what it still held."""
@@ -274,14 +268,13 @@ class Node:
             elif isinstance(item, StageEnded):
                 return
 
-    def _status(self, publisher: Publisher, state: str, detail: str = "") -> None:
+    def _status(self, state: str, detail: str = "") -> None:
         """Publish a state; operational ones also become the state the heartbeat repeats."""
         if state in _HEARTBEAT_STATES:
-            self.state, self._detail = state, detail
+            self.state = state
+        if state in _HEARTBEAT_STATES or state == "stopped":
             self.ops.state(state, detail)
-        elif state == "stopped":
-            self.ops.state(state, detail)
-        publisher.publish_status(state, self.counters.snapshot(), detail)
+        self.parts.publisher.publish_status(state, self.counters.snapshot(), detail)
 
     def _stats(self) -> dict[str, Any]:
         stats = self.latency.snapshot()
@@ -290,34 +283,22 @@ class Node:
 
     def _sample(self) -> NodeSample:
         """For the metrics scrape (another thread) and the status line: counts are locked, the rest is reads."""
-        capture, inference, publisher = self._capture, self._inference, self._publisher
+        capture, inference, publisher = self._capture, self._inference, self.parts.publisher
         queues = {"capture": capture.slot.depth if capture else 0,
                   "inference": inference.handoff.qsize() if inference else 0}
-        subscriptions = {k.value: n for k, n in dict(publisher.open_subscriptions).items()} if publisher else {}
+        subscriptions = {k.value: n for k, n in dict(publisher.open_subscriptions).items()}
         return NodeSample(self.counters.snapshot(), self.latency.snapshot(), queues, subscriptions,
                           capture.reconnects if capture else 0)
 
-    def _metadata(self, pipeline: Pipeline, source: Source) -> dict[str, Any]:
+    def _metadata(self, pipeline: Pipeline) -> dict[str, Any]:
         card = pipeline.card
-        self.ops.describe({"engine": pipeline.engine.name, "model": card.name, "source": source.uri.raw,
+        self.ops.describe({"engine": pipeline.engine.name, "model": card.name, "source": self.parts.source.uri.raw,
                            "precision": self.config.model.precision, "version": __version__})
         return {
             "camera": self.config.publish.camera,
-            "source": source.uri.raw,
+            "source": self.parts.source.uri.raw,
             "engine": pipeline.engine.name,
             "model": card.to_dict(),
             "class_names": {c.id: c.name for c in card.classes},
             "versions": {"perception": __version__},
         }
-
-
-def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
-    """MCAP metadata records are str -> str maps."""
-    out: dict[str, str] = {}
-    for key, value in data.items():
-        name = f"{prefix}{key}"
-        if isinstance(value, dict):
-            out.update(_flatten(value, name + "."))
-        else:
-            out[name] = str(value)
-    return out

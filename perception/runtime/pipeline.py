@@ -48,8 +48,12 @@ class Pipeline:
 
     @classmethod
     def open(cls, spec: PipelineSpec) -> Pipeline:
-        card = load_card(spec.card)
-        engine = open_engine(spec.engine, card.onnx, spec.options)
+        return cls.from_card(load_card(spec.card), spec.engine, spec.options)
+
+    @classmethod
+    def from_card(cls, card: ModelCard, engine_name: str = "onnxruntime",
+                  options: EngineOptions | None = None) -> Pipeline:
+        engine = open_engine(engine_name, card.onnx, options)
         try:
             return cls(card, engine)
         except BaseException:

@@ -19,21 +19,21 @@ from perception.capture.counters import DROP_ERROR, DROP_STALE, FrameCounters
 from perception.capture.slot import FrameSlot, SlotClosed
 from perception.core.errors import PerceptionError
 from perception.core.frame import Frame, Stage, StageStamps
-from perception.runtime.pipeline import Inferred, Pipeline
+from perception.runtime.pipeline import Inferred, Pipeline, Prepared
 
 HANDOFF_DEPTH = 2
 
 
 @dataclass(frozen=True)
 class InferredFrame:
-    frame: Frame
+    frame: Frame[Prepared]
     stamps: StageStamps
     inferred: Inferred
 
 
 @dataclass(frozen=True)
 class FrameFailed:
-    frame: Frame
+    frame: Frame[Prepared]
     error: PerceptionError
 
 
@@ -48,7 +48,7 @@ HandOff = InferredFrame | FrameFailed | StageEnded
 
 
 class InferenceThread(threading.Thread):
-    def __init__(self, slot: FrameSlot, pipeline: Pipeline, counters: FrameCounters, max_age_ns: int) -> None:
+    def __init__(self, slot: FrameSlot[Prepared], pipeline: Pipeline, counters: FrameCounters, max_age_ns: int) -> None:
         super().__init__(name="inference", daemon=True)
         self.slot = slot
         self.pipeline = pipeline
@@ -75,11 +75,11 @@ class InferenceThread(threading.Thread):
                 continue
             stamps = StageStamps({Stage.CAPTURE.value: frame.capture_ns})
             try:
+                if frame.preprocess_error is not None:
+                    raise frame.preprocess_error  # the capture thread could not preprocess this frame
                 if frame.prepared is None:
                     prepared = self.pipeline.prepare(frame.image)
                     stamps.mark(Stage.PREPROCESS)
-                elif isinstance(frame.prepared, PerceptionError):
-                    raise frame.prepared  # the capture thread could not preprocess this frame
                 else:
                     prepared = frame.prepared
                     stamps.mark(Stage.PREPROCESS, frame.prepared_ns)

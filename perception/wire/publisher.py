@@ -83,7 +83,6 @@ class Publisher:
         self.sent = 0
         self.subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)  # subscribe messages ever seen
         self.open_subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)  # subscribed now (minus unsubscribes)
-        # Public so the node can attach the recorder after the publisher exists.
         self.tap: Tap | None = tap
         self._seq: dict[Kind, int] = dict.fromkeys(KINDS, 0)
         self._metadata: dict[str, Any] | None = None

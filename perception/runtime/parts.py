@@ -1,0 +1,82 @@
+"""What a node is made of, and the factory that makes those parts from a NodeConfig (the CLI's way).
+
+Tests and embedders build their own parts instead: a fake camera, a fast backoff, a pipeline
+they already opened. The node takes ownership of the parts it is given and closes them when
+its run ends.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from contextlib import ExitStack
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from perception import __version__
+from perception.capture.source import Source, open_source
+from perception.capture.thread import Backoff
+from perception.core.frame import monotonic_ns
+from perception.models.card import ModelCard, load_card
+from perception.ops.operations import Operations, operations_for
+from perception.runtime.config import NodeConfig
+from perception.runtime.pipeline import Pipeline
+
+if TYPE_CHECKING:
+    from perception.record.recorder import Recorder
+    from perception.wire.publisher import Publisher
+
+
+@dataclass
+class NodeParts:
+    source: Source  # constructed, not yet open: the node opens it, so a failure is published as a status
+    open_pipeline: Callable[[], Pipeline]  # called once the node has said "starting" (plans may build for minutes)
+    publisher: Publisher
+    recorder: Recorder | None = None  # when given, already the publisher's tap
+    ops: Operations | None = None  # metrics, systemd, the live line (None: report to no one)
+    clock: Callable[[], int] = monotonic_ns  # CLOCK_MONOTONIC ns: heartbeats, stats, stalls, waits
+    backoff: Backoff = field(default_factory=Backoff)  # between reconnects of a lost camera
+
+
+def build_parts(config: NodeConfig) -> NodeParts:
+    """Everything a node needs, from its launch configuration; bad input raises a PerceptionError."""
+    from perception.wire.publisher import Publisher
+
+    source = open_source(config.source.uri)
+    card = load_card(config.model.card)
+    o = config.ops
+    ops = operations_for(config.publish.camera, o.metrics, allow_public=o.allow_public, notify=o.notify,
+                         live_status=o.live_status and config.run.summary, stall_s=config.source.stall_timeout_s)
+    with ExitStack() as stack:
+        recorder = _open_recorder(config, card)
+        if recorder is not None:
+            stack.callback(recorder.close)
+        p = config.publish
+        publisher = Publisher(p.endpoint, p.camera, compression=p.compression, sndhwm=p.sndhwm,
+                              allow_public=p.allow_public, tap=recorder.record_message if recorder else None)
+        stack.pop_all()  # from here the node owns them
+    open_pipeline = functools.partial(Pipeline.from_card, card, config.model.engine, config.model.engine_options())
+    return NodeParts(source=source, open_pipeline=open_pipeline, publisher=publisher, recorder=recorder, ops=ops)
+
+
+def _open_recorder(config: NodeConfig, card: ModelCard) -> Recorder | None:
+    rec = config.record
+    if rec.path is None:
+        return None
+    from perception.record.recorder import Recorder
+
+    metadata = {"launch": _flatten(config.to_dict()), "versions": {"perception": __version__},
+                "model_card": _flatten(card.to_dict())}
+    return Recorder(rec.path, image_format=rec.image_format, metadata=metadata)
+
+
+def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
+    """MCAP metadata records are str -> str maps."""
+    out: dict[str, str] = {}
+    for key, value in data.items():
+        name = f"{prefix}{key}"
+        if isinstance(value, dict):
+            out.update(_flatten(value, name + "."))
+        else:
+            out[name] = str(value)
+    return out
