@@ -15,6 +15,11 @@ from perception.runtime.config import DEFAULT_CARD
 
 DEFAULT_SEEDS = (11, 12, 13, 14, 15, 16, 17, 18)  # the held-out test drives of the training report
 TUNING_SEEDS = range(21, 37)  # validation drives the shipped card's decoder thresholds were chosen on
+# held-out static-camera scenes of the motion method (its card was tuned on 31-34)
+DEFAULT_STATIC_SEEDS = (41, 42, 43, 44)
+# per camera: frames and fps of a rendered scene unless given; a background model needs real
+# frame-to-frame motion, so static scenes are long and at a video rate
+SCENE_DEFAULTS = {"forward": (25, 2.0), "static": (150, 10.0)}
 
 
 def register(subparsers: Any) -> None:
@@ -30,9 +35,13 @@ def register(subparsers: Any) -> None:
     source.add_argument("--drive", type=Path, help="drive file with ground truth (perception synth / record)")
     source.add_argument("--seed", type=int, nargs="+", help=f"render held-out drives with these seeds "
                         f"(default {' '.join(map(str, DEFAULT_SEEDS))}); seeds from 1000000 up are training seeds")
-    parser.add_argument("--frames", type=int, default=25, help="frames per rendered drive (default 25)")
-    parser.add_argument("--fps", type=float, default=2.0, help="frame rate of rendered drives (default 2: "
-                        "frames 0.5 s apart, less alike)")
+    parser.add_argument("--camera", choices=("forward", "static"), default=None,
+                        help="rendered scenes: forward drives, or a fixed camera watching traffic (default: static "
+                             f"for a motion card, seeds {' '.join(map(str, DEFAULT_STATIC_SEEDS))}; forward otherwise)")
+    parser.add_argument("--frames", type=int, default=None, help="frames per rendered scene (default 25 forward, "
+                        "150 static)")
+    parser.add_argument("--fps", type=float, default=None, help="frame rate of rendered scenes (default 2 forward: "
+                        "frames 0.5 s apart, less alike; 10 static)")
     parser.add_argument("--min-gt-area", type=int, default=0, metavar="PIXELS",
                         help="analysis: score only ground-truth things of at least PIXELS (at the drive's "
                              "resolution); smaller ones count as void. Default 0: all labelled things")
@@ -40,18 +49,24 @@ def register(subparsers: Any) -> None:
     parser.set_defaults(func=run)
 
 
-def _rendered(seeds: list[int], frames: int, fps: float) -> Iterator[tuple[Any, Any]]:
+def _rendered(seeds: list[int], frames: int, fps: float, camera: str) -> list[Iterator[tuple[Any, Any]]]:
+    """One lazily rendered scene per seed (a stateful method is reset between them)."""
     from perception.synth.drivefile import check_drive_args
-    from perception.synth.scene import TRAIN_SEED_BASE, Drive
+    from perception.synth.scene import TRAIN_SEED_BASE
+    from perception.synth.static_scene import DEFAULT_SIZES, open_scene
 
+    width, height = DEFAULT_SIZES[camera]
     for seed in seeds:
         if seed >= TRAIN_SEED_BASE:
             raise ConfigError(f"seed {seed} is a training seed (training uses {TRAIN_SEED_BASE} and up)",
                               f"evaluate on seeds below {TRAIN_SEED_BASE}")
-        check_drive_args(seed, frames, fps, 320, 192)
-    for seed in seeds:
-        for frame in Drive(seed, frames, fps):
+        check_drive_args(seed, frames, fps, width, height, camera)
+
+    def scene(seed: int) -> Iterator[tuple[Any, Any]]:
+        for frame in open_scene(camera, seed, frames, fps, width, height):
             yield frame.bgr, frame.truth
+
+    return [scene(seed) for seed in seeds]
 
 
 def _from_file(path: Path) -> Iterator[tuple[Any, Any]]:
@@ -70,26 +85,40 @@ def _from_file(path: Path) -> Iterator[tuple[Any, Any]]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from perception.evaluation.runner import evaluate
+    from perception.evaluation.runner import evaluate_scenes
     from perception.evaluation.table import format_report
     from perception.inference.engine import EngineOptions
+    from perception.models.card import load_card
     from perception.runtime.pipeline import Pipeline, PipelineSpec
+    from perception.synth.classes import CLASS_NAMES
 
     if args.min_gt_area < 0:
         raise ConfigError(f"--min-gt-area {args.min_gt_area} is negative", "pass 0 (all things) or a pixel count")
-    if args.frames <= 0:
-        raise ConfigError(f"--frames {args.frames} is not positive", "pass --frames N with N >= 1")
-    seeds = list(args.seed or DEFAULT_SEEDS)
-    tuning = [seed for seed in seeds if seed in TUNING_SEEDS] if not args.drive else []
+    card = load_card(args.card)
+    motion = card.kind == "classic" and card.method == "motion"
+    camera = args.camera or ("static" if motion else "forward")
+    default_frames, default_fps = SCENE_DEFAULTS[camera]
+    count = default_frames if args.frames is None else args.frames
+    fps = default_fps if args.fps is None else args.fps
+    if count <= 0:
+        raise ConfigError(f"--frames {count} is not positive", "pass --frames N with N >= 1")
+    seeds = list(args.seed or (DEFAULT_STATIC_SEEDS if camera == "static" else DEFAULT_SEEDS))
+    network_drives = not args.drive and camera == "forward" and card.kind == "network"
+    tuning = [seed for seed in seeds if seed in TUNING_SEEDS] if network_drives else []
     if tuning:
         print(f"perception eval: note: seeds {tuning} are decoder-tuning drives (the shipped card's thresholds "
               f"were chosen on {TUNING_SEEDS.start}-{TUNING_SEEDS.stop - 1}), so the shipped model scores "
               f"optimistically there; the held-out test drives are {DEFAULT_SEEDS[0]}-{DEFAULT_SEEDS[-1]}",
               file=sys.stderr)
-    frames = _from_file(args.drive) if args.drive else _rendered(seeds, args.frames, args.fps)
-    what = str(args.drive) if args.drive else f"synthetic drives {seeds}, {args.frames} frames at {args.fps:g} fps"
+    scenes = [_from_file(args.drive)] if args.drive else _rendered(seeds, count, fps, camera)
+    scene_word = "static-camera scenes" if camera == "static" else "drives"
+    what = str(args.drive) if args.drive else f"synthetic {scene_word} {seeds}, {count} frames at {fps:g} fps"
     if tuning:
         what += f" (tuning drives: {tuning})"
+    # the motion method publishes nothing while it learns the background: those frames are not scored
+    unscored = int(card.params.get("warmup_frames", 0)) if motion else 0
+    if unscored:
+        what += f", first {unscored} frames of each unscored (warm-up)"
     if args.min_gt_area > 0:
         what += f", ground-truth things >= {args.min_gt_area} px"
     started = time.monotonic()
@@ -103,7 +132,8 @@ def run(args: argparse.Namespace) -> int:
 
     spec = PipelineSpec(card=args.card, engine=args.engine, options=EngineOptions(threads=args.threads))
     with Pipeline.open(spec) as pipeline:
-        report = evaluate(pipeline.card, pipeline.process, frames, progress, min_thing_area=args.min_gt_area)
+        report = evaluate_scenes(pipeline.card, pipeline.process, scenes, reset=pipeline.reset, unscored=unscored,
+                                 truth_names=CLASS_NAMES, progress=progress, min_thing_area=args.min_gt_area)
     if args.json:
         out = report.to_dict()
         out["model"] = pipeline.card.name
@@ -112,6 +142,7 @@ def run(args: argparse.Namespace) -> int:
     else:
         if interactive:
             print(file=sys.stderr)  # end the progress line
-        title = (f"{pipeline.card.name} on {what} ({args.engine}, {time.monotonic() - started:.1f} s)")
+        engine = pipeline.engine.name if card.kind == "classic" else args.engine
+        title = (f"{pipeline.card.name} on {what} ({engine}, {time.monotonic() - started:.1f} s)")
         print(format_report(report, title))
     return 0

@@ -2,6 +2,8 @@
 
 A card names the input tensor and its size, layout, color order, normalization and
 resize policy, the class list with thing/stuff flags, and the decoder with its thresholds.
+A classic card (kind = "classic") names a weight-free method and its params instead of an
+ONNX file and a decoder; its [input] is the working resolution frames are resized to.
 """
 
 from __future__ import annotations
@@ -17,6 +19,9 @@ LAYOUTS = ("NCHW", "NHWC")
 COLORS = ("RGB", "BGR")
 RESIZES = ("stretch", "letterbox")
 INPUT_DTYPES = ("float32", "float16", "uint8")
+KINDS = ("network", "classic")
+# a classic method reads the resized BGR frame as it is
+CLASSIC_INPUT = {"layout": "NHWC", "color": "BGR", "dtype": "uint8"}
 
 
 @dataclass(frozen=True)
@@ -46,13 +51,24 @@ class InputSpec:
 @dataclass(frozen=True)
 class ModelCard:
     name: str
-    onnx: Path
+    onnx: Path | None  # None for classic cards
     decoder: str
     input: InputSpec
     classes: tuple[ClassInfo, ...]
     decoder_params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
     path: Path | None = None
+    kind: str = "network"
+    method: str = ""  # classic cards: the method's registry name
+    params: dict[str, Any] = field(default_factory=dict)  # classic cards: the method's parameters
+
+    @property
+    def model_file(self) -> Path:
+        """The ONNX file; a classic card has none."""
+        if self.onnx is None:
+            raise ModelCardError(f"model card {self.path or self.name} is a classic card (method {self.method!r}) "
+                                 "and has no ONNX model", "pass the card of a network, e.g. engines/panoptic-tiny.toml")
+        return self.onnx
 
     @property
     def class_names(self) -> list[str]:
@@ -61,11 +77,12 @@ class ModelCard:
     def to_dict(self) -> dict[str, Any]:
         """Plain-data view for the metadata topic and recordings."""
         spec = self.input
+        model: dict[str, Any] = (
+            {"kind": self.kind, "method": self.method, "params": dict(self.params)} if self.kind == "classic"
+            else {"onnx": self.model_file.name, "decoder": self.decoder, "decoder_params": dict(self.decoder_params)})
         return {
             "name": self.name,
-            "onnx": self.onnx.name,
-            "decoder": self.decoder,
-            "decoder_params": dict(self.decoder_params),
+            **model,
             "input": {
                 "name": spec.name,
                 "width": spec.width,
@@ -83,7 +100,8 @@ class ModelCard:
         }
 
 
-_TOP_KEYS = {"name", "onnx", "decoder", "input", "classes", "decoder_params", "description"}
+_TOP_KEYS = {"name", "onnx", "decoder", "input", "classes", "decoder_params", "description", "kind"}
+_CLASSIC_KEYS = {"name", "kind", "method", "params", "input", "classes", "description"}
 _INPUT_KEYS = set(InputSpec.__dataclass_fields__)
 
 
@@ -96,6 +114,11 @@ def load_card(path: str | Path) -> ModelCard:
 
 def card_from_dict(data: dict[str, Any], path: Path) -> ModelCard:
     where = f"model card {path}"
+    kind = data.get("kind", "network")
+    if kind not in KINDS:
+        raise ModelCardError(f"{where} has kind = {kind!r}", f"use one of {KINDS} (network is the default)")
+    if kind == "classic":
+        return _classic_card(data, path, where)
     unknown = set(data) - _TOP_KEYS
     if unknown:
         raise ModelCardError(f"{where} has unknown keys {sorted(unknown)}", f"valid keys: {sorted(_TOP_KEYS)}")
@@ -120,6 +143,38 @@ def card_from_dict(data: dict[str, Any], path: Path) -> ModelCard:
         decoder_params=dict(_table(data.get("decoder_params", {}), f"{where} [decoder_params]")),
         description=str(data.get("description", "")),
         path=path,
+    )
+
+
+def _classic_card(data: dict[str, Any], path: Path, where: str) -> ModelCard:
+    """A weight-free method: which one and its params; the method checks the params' ranges."""
+    unknown = set(data) - _CLASSIC_KEYS
+    if unknown:
+        raise ModelCardError(f"{where} (kind = \"classic\") has unknown keys {sorted(unknown)}",
+                             f"valid keys: {sorted(_CLASSIC_KEYS)}")
+    for key in ("name", "method", "input", "classes"):
+        if key not in data:
+            raise ModelCardError(f"{where} lacks '{key}'", "see engines/classic-*.toml for complete classic cards")
+    raw_input = dict(_table(data["input"], f"{where} [input]"))
+    for key, wanted in CLASSIC_INPUT.items():
+        if raw_input.setdefault(key, wanted) != wanted:
+            raise ModelCardError(f"{where} [input] {key} = {raw_input[key]!r}: classic methods read {wanted}",
+                                 f"drop the key or set {key} = \"{wanted}\"")
+    raw_input.setdefault("name", "image")
+    unknown = set(raw_input) - _INPUT_KEYS
+    if unknown:
+        raise ModelCardError(f"{where} [input] has unknown keys {sorted(unknown)}", f"valid: {sorted(_INPUT_KEYS)}")
+    return ModelCard(
+        name=str(data["name"]),
+        onnx=None,
+        decoder="",
+        input=_input_spec(raw_input, where),
+        classes=_classes(data["classes"], where),
+        description=str(data.get("description", "")),
+        path=path,
+        kind="classic",
+        method=str(data["method"]),
+        params=dict(_table(data.get("params", {}), f"{where} [params]")),
     )
 
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from perception.core.errors import FrameError
 from perception.models.card import InputSpec
 
 
@@ -86,6 +87,7 @@ class Preprocessor:
         return out, geo
 
     def __call__(self, bgr: np.ndarray) -> tuple[np.ndarray, Geometry]:
+        check_bgr8(bgr)
         spec = self.spec
         img, geo = self.resize(bgr)
         if spec.color == "RGB":
@@ -102,3 +104,13 @@ class Preprocessor:
         if spec.layout == "NCHW":
             tensor = tensor.transpose(2, 0, 1)
         return np.ascontiguousarray(tensor[None]), geo
+
+
+def check_bgr8(image: np.ndarray) -> None:
+    """Models read 3-channel 8-bit BGR (what every source delivers); a grey or 16-bit frame from the
+    Python API would otherwise be resized and normalised into nonsense without a word."""
+    if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
+        what = f"{image.dtype} {'x'.join(map(str, image.shape))}"
+        raise FrameError(f"frame is {what}; the pipeline needs 3-channel 8-bit BGR (H x W x 3 uint8)",
+                         "convert grey frames with cv2.cvtColor(img, cv2.COLOR_GRAY2BGR), 16-bit ones with "
+                         "cv2.convertScaleAbs(img, alpha=1/257)")

@@ -14,6 +14,8 @@ from perception.core.frame import Stage, StageStamps
 from perception.core.segmentation import Segmentation
 from perception.inference.engine import Engine, EngineOptions, open_engine
 from perception.models.card import ModelCard, load_card
+from perception.models.classic import open_classic
+from perception.models.classic.base import LabelDecoder
 from perception.models.decoders import Decoder, make_decoder
 from perception.models.preprocess import Geometry, Preprocessor
 
@@ -53,7 +55,9 @@ class Pipeline:
     @classmethod
     def from_card(cls, card: ModelCard, engine_name: str = "onnxruntime",
                   options: EngineOptions | None = None) -> Pipeline:
-        engine = open_engine(engine_name, card.onnx, options)
+        if card.kind == "classic":  # a weight-free method stands where the engine would, no ONNX
+            return cls(card, open_classic(card), LabelDecoder(card))
+        engine = open_engine(engine_name, card.model_file, options)
         try:
             return cls(card, engine)
         except BaseException:
@@ -63,7 +67,8 @@ class Pipeline:
     def _check(self) -> None:
         spec = self.card.input
         inputs = {i.name: i for i in self.engine.inputs}
-        where = f"model {self.card.onnx.name} and its card {self.card.path or self.card.name}"
+        model = self.card.onnx.name if self.card.onnx else self.engine.name
+        where = f"model {model} and its card {self.card.path or self.card.name}"
         if spec.name not in inputs:
             raise ModelMismatchError(f"{where} disagree: the card's input {spec.name!r} is not in the graph "
                                      f"(inputs: {sorted(inputs)})", "set [input] name in the card")
@@ -86,6 +91,13 @@ class Pipeline:
         blank = np.zeros(shape, np.dtype(spec.dtype))
         for _ in range(runs):
             self.engine.infer({spec.name: blank})
+        self.reset()  # a stateful segmenter must not remember the blank frames
+
+    def reset(self) -> None:
+        """Start a new scene: stateful segmenters (the motion method's background) forget the last one."""
+        reset = getattr(self.engine, "reset", None)
+        if reset is not None:
+            reset()
 
     def prepare(self, image: np.ndarray) -> Prepared:
         """The engine input for one BGR frame (any thread may do this; the node's capture thread does)."""

@@ -15,7 +15,8 @@ import numpy as np
 
 from perception.capture.errors import SourceError
 from perception.record.drive import DriveWriter, GroundTruth, GtSegment
-from perception.synth.scene import GENERATOR_VERSION, Drive, SceneTruth
+from perception.synth.scene import GENERATOR_VERSION, SceneTruth
+from perception.synth.static_scene import CAMERAS, open_scene
 
 
 def to_ground_truth(truth: SceneTruth) -> GroundTruth:
@@ -27,7 +28,9 @@ def to_ground_truth(truth: SceneTruth) -> GroundTruth:
     return GroundTruth(truth.id_map.astype(np.uint16), segments)
 
 
-def check_drive_args(seed: int, frames: int, fps: float, width: int, height: int) -> None:
+def check_drive_args(seed: int, frames: int, fps: float, width: int, height: int, camera: str = "forward") -> None:
+    if camera not in CAMERAS:
+        raise SourceError(f"synthetic camera {camera!r} is not known", f"use camera={' or camera='.join(CAMERAS)}")
     if frames <= 0:
         raise SourceError(f"a synthetic drive needs frames > 0 (got {frames})", "pass frames=N with N >= 1")
     if not fps > 0:
@@ -39,13 +42,17 @@ def check_drive_args(seed: int, frames: int, fps: float, width: int, height: int
 
 
 def write_drive(path: Path, seed: int, frames: int, fps: float = 10.0, width: int = 320, height: int = 192,
-                image_format: str = "png", progress: Callable[[int], None] | None = None) -> Path:
-    """Render a drive with ground truth into an MCAP drive file (written atomically by DriveWriter)."""
-    check_drive_args(seed, frames, fps, width, height)
-    drive = Drive(seed, frames, fps, width, height)
-    metadata = {"perception.synth": {"seed": str(seed), "frames": str(frames), "fps": repr(fps),
-                                     "width": str(width), "height": str(height),
-                                     "generator_version": str(GENERATOR_VERSION)}}
+                image_format: str = "png", progress: Callable[[int], None] | None = None,
+                camera: str = "forward") -> Path:
+    """Render a drive (or a static-camera scene) with ground truth into an MCAP drive file
+    (written atomically by DriveWriter)."""
+    check_drive_args(seed, frames, fps, width, height, camera)
+    drive = open_scene(camera, seed, frames, fps, width, height)
+    synth = {"seed": str(seed), "frames": str(frames), "fps": repr(fps), "width": str(width),
+             "height": str(height), "generator_version": str(GENERATOR_VERSION)}
+    if camera != "forward":  # forward drives' files stay as they were
+        synth["camera"] = camera
+    metadata = {"perception.synth": synth}
     path.parent.mkdir(parents=True, exist_ok=True)
     with DriveWriter(path, image_format=image_format, metadata=metadata) as writer:
         for frame in drive:
@@ -60,14 +67,16 @@ def cache_dir() -> Path:
     return Path(base) / "perception" / "drives"
 
 
-def cached_drive(seed: int, frames: int, fps: float = 10.0, width: int = 320, height: int = 192) -> Path:
+def cached_drive(seed: int, frames: int, fps: float = 10.0, width: int = 320, height: int = 192,
+                 camera: str = "forward") -> Path:
     """Path of the cached drive for these parameters, rendering it first if it is not there yet."""
-    check_drive_args(seed, frames, fps, width, height)
-    name = f"synthetic-v{GENERATOR_VERSION}-seed{seed}-n{frames}-fps{fps:g}-{width}x{height}.mcap"
+    check_drive_args(seed, frames, fps, width, height, camera)
+    kind = "" if camera == "forward" else f"-{camera}"
+    name = f"synthetic-v{GENERATOR_VERSION}{kind}-seed{seed}-n{frames}-fps{fps:g}-{width}x{height}.mcap"
     path = cache_dir() / name
     if not path.is_file():
         # first start only: tell the user why nothing is published for a few seconds
-        print(f"perception: rendering synthetic drive seed {seed} ({frames} frames) once into {path}",
+        print(f"perception: rendering synthetic {camera} scene seed {seed} ({frames} frames) once into {path}",
               file=sys.stderr)
-        write_drive(path, seed, frames, fps, width, height, image_format="png")
+        write_drive(path, seed, frames, fps, width, height, image_format="png", camera=camera)
     return path

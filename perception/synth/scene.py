@@ -101,7 +101,27 @@ def _render_frame(world: World, camera: Camera, t: float, look: Look, rng: np.ra
     return bgr, truth
 
 
-class Drive:
+class FrameSequence:
+    """Frame i of `frames`, at t = i / fps, stamped START_NS + i / fps; subclasses render frame(i)."""
+
+    frames: int
+    fps: float
+
+    def frame(self, index: int) -> SynthFrame:
+        raise NotImplementedError
+
+    def stamp_ns(self, index: int) -> int:
+        return START_NS + round(index * 1e9 / self.fps)
+
+    def __iter__(self) -> Iterator[SynthFrame]:
+        for i in range(self.frames):
+            yield self.frame(i)
+
+    def __len__(self) -> int:
+        return self.frames
+
+
+class Drive(FrameSequence):
     """A forward camera driving along one world; frame i is at t = i / fps."""
 
     def __init__(self, seed: int, frames: int, fps: float = 10.0,
@@ -134,16 +154,6 @@ class Drive:
         rng = np.random.default_rng([self.seed, 3, index])
         bgr, truth = _render_frame(self.world, self.camera(t), t, self.look, rng)
         return SynthFrame(index, t, bgr, truth)
-
-    def stamp_ns(self, index: int) -> int:
-        return START_NS + round(index * 1e9 / self.fps)
-
-    def __iter__(self) -> Iterator[SynthFrame]:
-        for i in range(self.frames):
-            yield self.frame(i)
-
-    def __len__(self) -> int:
-        return self.frames
 
 
 def random_scene(seed: int, width: int = DEFAULT_WIDTH, height: int = DEFAULT_HEIGHT) -> tuple[np.ndarray, SceneTruth]:

@@ -1,4 +1,7 @@
-"""`synthetic:?seed=7&frames=300&fps=10[&width=320&height=192]`: a rendered drive, replayed.
+"""`synthetic:?seed=7&frames=300&fps=10[&width=320&height=192][&camera=static]`: a rendered drive, replayed.
+
+camera=forward (default) is a drive along the street; camera=static a fixed pole-mounted camera
+watching traffic pass (640x360 unless width/height say otherwise), for the motion method.
 
 Rendering costs tens of milliseconds a frame, so the source never renders beside the engine:
 open() renders the whole drive once into the drive cache ($XDG_CACHE_HOME/perception/drives,
@@ -17,8 +20,9 @@ from perception.capture.errors import SourceError
 from perception.capture.source import SourceUri
 from perception.record.drive import DriveFrame, read_drive
 from perception.synth.drivefile import cached_drive
+from perception.synth.static_scene import CAMERAS, DEFAULT_SIZES
 
-OPTIONS = ("seed", "frames", "fps", "width", "height")
+OPTIONS = ("seed", "frames", "fps", "width", "height", "camera")
 
 
 class SyntheticSource:
@@ -36,14 +40,19 @@ class SyntheticSource:
         self.seed = uri.int_option("seed", 0)
         self.frames = uri.int_option("frames", 300)
         self.fps = uri.float_option("fps", 10.0)
-        self.width = uri.int_option("width", 320)
-        self.height = uri.int_option("height", 192)
+        self.camera = uri.options.get("camera", "forward")
+        if self.camera not in CAMERAS:
+            raise SourceError(f"synthetic source {uri.raw!r}: camera={self.camera!r} is not known",
+                              f"use camera={' or camera='.join(CAMERAS)}")
+        width, height = DEFAULT_SIZES[self.camera]
+        self.width = uri.int_option("width", width)
+        self.height = uri.int_option("height", height)
         self.path: Path | None = None
         self._frames: Iterator[DriveFrame] | None = None
 
     def open(self) -> None:
         self.close()
-        self.path = cached_drive(self.seed, self.frames, self.fps, self.width, self.height)
+        self.path = cached_drive(self.seed, self.frames, self.fps, self.width, self.height, self.camera)
         self._frames = read_drive(self.path)
 
     def read(self) -> tuple[np.ndarray, int] | None:

@@ -118,13 +118,13 @@ def fold_model(model: Any, card: ModelCard, post: bool = False) -> tuple[Any, di
     graph = model.graph
     opset = next((o.version for o in model.opset_import if o.domain in ("", "ai.onnx")), 0)
     if opset < MIN_OPSET:
-        raise ModelMismatchError(f"model {card.onnx.name} uses opset {opset}; folding needs {MIN_OPSET} or later",
+        raise ModelMismatchError(f"model {card.model_file.name} uses opset {opset}; folding needs {MIN_OPSET} or later",
                                  "convert it first: onnx.version_converter.convert_version(model, 17)")
     initializers = {t.name for t in graph.initializer}
     inputs = [i for i in graph.input if i.name not in initializers]
     spec = card.input
     if [i.name for i in inputs] != [spec.name]:
-        raise ModelMismatchError(f"model {card.onnx.name} has inputs {[i.name for i in inputs]}; the card says "
+        raise ModelMismatchError(f"model {card.model_file.name} has inputs {[i.name for i in inputs]}; the card says "
                                  f"one input {spec.name!r}", "fold needs a single-input model named in [input]")
     builder = _Graph(graph, opset)
     new_input = FOLDED_INPUT if FOLDED_INPUT not in builder.taken else builder.fresh(FOLDED_INPUT)

@@ -1,0 +1,122 @@
+"""What every classic method shares: the engine-shaped face the pipeline drives, the one
+label-map decoder, and the registry of methods (name -> "module:class", imported on first use).
+
+A method is stateful (a background model remembers past frames), so the pipeline runs it
+where it runs an engine: in one thread, frame after frame. Its outputs are a label map at
+the card's working resolution (0 = void, k = segment k) and the class of each segment;
+LabelDecoder maps them to source resolution and builds the same Segmentation a network gives.
+"""
+
+from __future__ import annotations
+
+import importlib
+from collections.abc import Mapping
+from types import TracebackType
+from typing import NamedTuple
+
+import numpy as np
+
+from perception.core.errors import FrameError, ModelMismatchError
+from perception.core.segmentation import Segmentation
+from perception.core.tensors import TensorSpec
+from perception.models.card import ModelCard
+from perception.models.errors import ModelCardError
+from perception.models.preprocess import Geometry
+
+LABELS, CLASSES = "labels", "classes"
+
+CLASSIC_METHODS: dict[str, str] = {
+    "motion": "perception.models.classic.motion:MotionSegmenter",
+}
+
+
+class Labels(NamedTuple):
+    """labels (H, W) uint16 at working resolution, 0 = void; classes[k - 1] is segment k's class id."""
+
+    labels: np.ndarray
+    classes: np.ndarray
+
+
+class CameraMovingError(FrameError):
+    """The motion method saw most of the frame change at once: the camera moved, not the objects."""
+
+
+class ClassicMethod:
+    """Base of the methods: looks like an Engine to the pipeline (inputs, outputs, infer, close)."""
+
+    reuses_outputs = False  # every frame's label map is a fresh array
+
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
+        self.name = f"classic:{card.method}"
+        spec = card.input
+        self.width, self.height = spec.width, spec.height
+        self._inputs = (TensorSpec(spec.name, (1, spec.height, spec.width, 3), "uint8"),)
+        self._outputs = (TensorSpec(LABELS, (spec.height, spec.width), "uint16"),
+                         TensorSpec(CLASSES, ("segments",), "int32"))
+
+    @property
+    def inputs(self) -> tuple[TensorSpec, ...]:
+        return self._inputs
+
+    @property
+    def outputs(self) -> tuple[TensorSpec, ...]:
+        return self._outputs
+
+    def segment(self, bgr: np.ndarray) -> Labels:
+        """One BGR uint8 frame at working resolution -> its labels."""
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        """Forget what earlier frames taught (a new scene); stateless methods have nothing to forget."""
+
+    def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        tensor = feeds[self._inputs[0].name]
+        result = self.segment(tensor[0])
+        return {LABELS: result.labels, CLASSES: result.classes}
+
+    def close(self) -> None:
+        """Nothing to release: OpenCV's models are plain memory."""
+
+    def __enter__(self) -> ClassicMethod:
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+
+class LabelDecoder:
+    """Label map + segment classes -> Segmentation at source resolution (every classic method)."""
+
+    def __init__(self, card: ModelCard) -> None:
+        self.card = card
+        top = max(c.id for c in card.classes) + 1
+        self._is_thing = np.zeros(top, bool)
+        for c in card.classes:
+            self._is_thing[c.id] = c.thing
+
+    def check(self, outputs: tuple[TensorSpec, ...]) -> None:
+        names = {o.name for o in outputs}
+        if not {LABELS, CLASSES} <= names:
+            raise ModelMismatchError(f"a classic segmenter gives {sorted(names)}", f"it must give {LABELS!r} and "
+                                     f"{CLASSES!r} (see perception.models.classic.base)")
+
+    def decode(self, outputs: Mapping[str, np.ndarray], geometry: Geometry) -> Segmentation:
+        labels, classes = outputs[LABELS], outputs[CLASSES]
+        full = geometry.map_to_source(labels)
+        return Segmentation.from_id_map(full, classes, np.ones(len(classes), np.float32), self._is_thing[classes])
+
+
+def available_methods() -> list[str]:
+    return sorted(CLASSIC_METHODS)
+
+
+def open_classic(card: ModelCard) -> ClassicMethod:
+    target = CLASSIC_METHODS.get(card.method)
+    if target is None:
+        raise ModelCardError(f"model card {card.path or card.name} names unknown classic method {card.method!r}",
+                             f"use one of {available_methods()}")
+    module_name, _, attr = target.partition(":")
+    method: ClassicMethod = getattr(importlib.import_module(module_name), attr)(card)
+    return method
