@@ -63,7 +63,7 @@ def _refused(capsys: pytest.CaptureFixture[str], card: Path, *needles: str) -> N
 
 def test_unknown_method_lists_the_valid_ones(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     _refused(capsys, _card(tmp_path, method="optical_flow"), "unknown classic method 'optical_flow'",
-             str(available_methods()))
+             f"choose one of {', '.join(available_methods())}")
 
 
 @pytest.mark.parametrize(("params", "needle"), [

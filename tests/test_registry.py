@@ -19,6 +19,7 @@ from perception.core.registry import ENTRY_POINT_GROUPS, Registry
 from perception.core.segmentation import Segmentation, Segments
 from perception.inference.engine import ENGINES
 from perception.inference.errors import EngineError
+from perception.models.classic.base import CLASSIC_METHODS
 from perception.models.decoders.base import DECODERS
 from perception.runtime.config import NodeConfig, TrackingConfig
 from perception.runtime.pipeline import Pipeline, PipelineSpec
@@ -27,7 +28,8 @@ from perception.wire.errors import WireError
 from perception.wire.payload import CODECS, IdMapDecoder, IdMapEncoder
 from tests.onnx_models import scene, tiny_panoptic
 
-REGISTRIES: list[Registry[object]] = [SOURCES, ENGINES, DECODERS, TRACKERS, CODECS]  # type: ignore[list-item]
+REGISTRIES: list[Registry[object]] = [SOURCES, ENGINES, DECODERS, TRACKERS, CODECS,  # type: ignore[list-item]
+                                      CLASSIC_METHODS]
 
 PLUGIN_MODULE = '''
 import bz2

@@ -26,7 +26,7 @@ T = TypeVar("T")
 
 # the entry-point groups a third-party package declares its plugins in (docs/architecture.md)
 ENTRY_POINT_GROUPS = ("perception.sources", "perception.engines", "perception.decoders",
-                      "perception.trackers", "perception.codecs")
+                      "perception.trackers", "perception.codecs", "perception.classic")
 
 
 def _choose_one_of(names: list[str]) -> str:

@@ -9,7 +9,6 @@ LabelDecoder maps them to source resolution and builds the same Segmentation a n
 
 from __future__ import annotations
 
-import importlib
 from collections.abc import Mapping
 from types import TracebackType
 from typing import NamedTuple
@@ -17,6 +16,7 @@ from typing import NamedTuple
 import numpy as np
 
 from perception.core.errors import FrameError, ModelMismatchError
+from perception.core.registry import Registry
 from perception.core.segmentation import Segmentation
 from perception.core.tensors import TensorSpec
 from perception.models.card import ModelCard
@@ -24,11 +24,6 @@ from perception.models.errors import ModelCardError
 from perception.models.preprocess import Geometry
 
 LABELS, CLASSES = "labels", "classes"
-
-CLASSIC_METHODS: dict[str, str] = {
-    "motion": "perception.models.classic.motion:MotionSegmenter",
-}
-
 
 class Labels(NamedTuple):
     """labels (H, W) uint16 at working resolution, 0 = void; classes[k - 1] is segment k's class id."""
@@ -108,15 +103,21 @@ class LabelDecoder:
         return Segmentation.from_id_map(full, classes, np.ones(len(classes), np.float32), self._is_thing[classes])
 
 
+# name -> "module:Class"; Class(card: ModelCard) -> ClassicMethod
+CLASSIC_METHODS: Registry[ClassicMethod] = Registry(
+    "classic method", ClassicMethod, ModelCardError,
+    {
+        "motion": "perception.models.classic.motion:MotionSegmenter",
+    },
+    group="perception.classic",
+)
+
+
 def available_methods() -> list[str]:
-    return sorted(CLASSIC_METHODS)
+    return CLASSIC_METHODS.names()
 
 
 def open_classic(card: ModelCard) -> ClassicMethod:
-    target = CLASSIC_METHODS.get(card.method)
-    if target is None:
-        raise ModelCardError(f"model card {card.path or card.name} names unknown classic method {card.method!r}",
-                             f"use one of {available_methods()}")
-    module_name, _, attr = target.partition(":")
-    method: ClassicMethod = getattr(importlib.import_module(module_name), attr)(card)
-    return method
+    if card.method not in CLASSIC_METHODS:
+        raise CLASSIC_METHODS.unknown(card.method, f" named by model card {card.path or card.name}")
+    return CLASSIC_METHODS.create(card.method, card)
