@@ -43,6 +43,7 @@ SETUPS = {
     "robot_tensorrt.toml": ("CameraSource", True, "tensorrt"),
     "replay.toml": ("McapSource", False, "onnxruntime"),
     "default.toml": ("SyntheticSource", False, "onnxruntime"),
+    "classic_motion.toml": ("VideoFileSource", False, "onnxruntime"),  # the card is classic: no engine opens
 }
 
 
