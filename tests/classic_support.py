@@ -36,11 +36,9 @@ def noisy(image: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np
 
 def pipeline_for(card: ModelCard):  # type: ignore[no-untyped-def]
     """The node's pipeline around a classic card built in memory (Pipeline.open reads it from a file)."""
-    from perception.models.classic import open_classic
-    from perception.models.classic.base import LabelDecoder
     from perception.runtime.pipeline import Pipeline
 
-    return Pipeline(card, open_classic(card), LabelDecoder(card))
+    return Pipeline.from_card(card)
 
 
 def things(seg) -> list[tuple[str, tuple[int, int, int, int]]]:  # type: ignore[no-untyped-def]

@@ -83,7 +83,7 @@ def check_record_path(config: NodeConfig, overwrite: bool) -> None:
     if config.launch_file is not None:
         inputs.append(config.launch_file)
     with contextlib.suppress(PerceptionError):  # the node reports a bad card with its own message
-        inputs.append(load_card(config.model.card).onnx)
+        inputs.append(load_card(config.model.card).model_file)  # a classic card has none
     check_output(config.record.path, inputs=inputs, overwrite=overwrite)
 
 

@@ -48,7 +48,7 @@ def resolve(model: Path) -> tuple[Path, ModelCard | None]:
     """(FP32 ONNX, its card if there is one) from either path."""
     if model.suffix == ".toml":
         card = load_card(model)
-        return card.onnx, card
+        return card.model_file, card
     if not model.is_file():
         raise EngineError(f"model {model} does not exist", "pass the FP32 .onnx or its .toml card")
     card_path = model.with_suffix(".toml")
