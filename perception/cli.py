@@ -21,6 +21,7 @@ COMMANDS: dict[str, str] = {  # in the order `perception --help` lists them
     "run": "perception.commands.run",
     "echo": "perception.commands.echo",
     "stats": "perception.commands.stats",
+    "view": "perception.commands.view",
     "record": "perception.commands.record",
     "compare": "perception.commands.compare",
     "eval": "perception.commands.eval",

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import ThreadingHTTPServer
 
 from perception.ops.health import Health
-from perception.ops.listen import ListenAddress, bound_port, serve_http
+from perception.ops.listen import ListenAddress, ReplyHandler, bound_port, serve_http
 from perception.ops.metrics import NodeMetrics
 
 
@@ -20,27 +20,17 @@ class OpsServer:
         self._server.server_close()
 
 
-class _Handler(BaseHTTPRequestHandler):
+class _Handler(ReplyHandler):
     metrics: NodeMetrics
     health: Health
 
-    def do_GET(self) -> None:
+    def do_GET(self) -> None:  # noqa: N802 (the name http.server calls)
         path = self.path.split("?", 1)[0]
         if path == "/metrics":
             body, content_type = self.metrics.exposition()
-            self._reply(200, body, content_type)
+            self.reply(200, body, content_type)
         elif path == "/healthz":
             healthy, reason = self.health.check()
-            self._reply(200 if healthy else 503, (reason + "\n").encode(), "text/plain; charset=utf-8")
+            self.reply(200 if healthy else 503, (reason + "\n").encode(), "text/plain; charset=utf-8")
         else:
-            self._reply(404, b"try /metrics or /healthz\n", "text/plain; charset=utf-8")
-
-    def _reply(self, code: int, body: bytes, content_type: str) -> None:
-        self.send_response(code)
-        self.send_header("Content-Type", content_type)
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, format: str, *args: object) -> None:
-        pass  # a scrape every few seconds is not news for the journal
+            self.reply(404, b"try /metrics or /healthz\n", "text/plain; charset=utf-8")

@@ -73,3 +73,17 @@ class _V6Server(ThreadingHTTPServer):
 
 def bound_port(server: ThreadingHTTPServer) -> int:
     return int(server.server_address[1])
+
+
+class ReplyHandler(BaseHTTPRequestHandler):
+    """Base of our handlers: whole replies with a length, and no access log (scrapes are not news)."""
+
+    def reply(self, code: int, body: bytes, content_type: str) -> None:
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, format: str, *args: object) -> None:
+        pass
