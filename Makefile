@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: run test lint bench clean-venv
+.PHONY: run test coverage lint bench clean-venv
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -20,6 +20,10 @@ run: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(ARGS)
+
+# the full suite under coverage, child processes included (slower than `make test`, so apart)
+coverage: $(STAMP)
+	$(BIN)/python -m pytest -q --cov --cov-report=term $(ARGS)
 
 lint: $(STAMP)
 	$(BIN)/ruff check perception tests bench

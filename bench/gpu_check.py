@@ -18,6 +18,7 @@ of the issue's target (<= 1 ms at 640x640).
 from __future__ import annotations
 
 import argparse
+import math
 import statistics
 import sys
 import tempfile
@@ -74,7 +75,7 @@ def runtime_overhead(size: int, frames: int, warmup: int) -> int:
             print(f"device: {engine.device.name} (compute capability {engine.device.compute_capability})")
             image = np.random.default_rng(0).random((1, 3, size, size), dtype=np.float32)
             in_mb = image.nbytes / 1e6
-            out_mb = sum(int(np.prod(t.shape)) * 4 for t in engine.outputs) / 1e6
+            out_mb = sum(math.prod(d for d in t.shape if isinstance(d, int)) * 4 for t in engine.outputs) / 1e6
             wall, upload, download = [], [], []
             for i in range(warmup + frames):
                 t0 = time.perf_counter()

@@ -47,7 +47,7 @@ def bare_ort_fps(config: NodeConfig, frames: list[np.ndarray]) -> float:
 def read_frames(uri: str, n: int) -> list[np.ndarray]:
     source = open_source(uri)
     source.open()
-    frames = []
+    frames: list[np.ndarray] = []
     while len(frames) < n and (item := source.read()) is not None:
         frames.append(item[0])
     source.close()

@@ -45,7 +45,8 @@ def make_drive(path: Path, frames: int, fps: float, width: int, height: int, ima
 def pacing(path: Path) -> dict[str, float]:
     source = open_source(f"mcap:{path}")
     source.open()
-    capture = CaptureThread(source, FrameSlot(lossless=False), FrameCounters(), rate=1.0)
+    slot: FrameSlot[None] = FrameSlot(lossless=False)
+    capture = CaptureThread(source, slot, FrameCounters(), rate=1.0)
     seen: list[tuple[int, int]] = []
     capture.start()
     while True:

@@ -61,7 +61,7 @@ def main() -> None:
     report = node.run()
     done.set()
     sampler.join()
-    samples.append((report.counters["processed"], rss_mib()))  # type: ignore[arg-type]
+    samples.append((report.counters["processed"], rss_mib()))
     print(f"{report.counters['processed']} frames in {time.monotonic() - start:.0f} s; RSS by frames processed:")
     for frames, mib in samples:
         print(f"  {frames:>7}  {mib:7.1f} MiB")

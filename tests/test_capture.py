@@ -16,14 +16,15 @@ from perception.capture.slot import FrameSlot, SlotClosed
 from perception.capture.source import open_source, parse_uri
 from perception.capture.thread import Backoff, CaptureThread, SourceState
 from perception.core.frame import Frame
+from tests.waiting import wait_until
 
 
-def _frame(i: int) -> Frame:
+def _frame(i: int) -> Frame[None]:
     return Frame(np.zeros((4, 4, 3), np.uint8), i, i, i)
 
 
-def _drain(slot: FrameSlot, counters: FrameCounters, delay: float = 0.0) -> list[Frame]:
-    got = []
+def _drain(slot: FrameSlot[None], counters: FrameCounters, delay: float = 0.0) -> list[Frame[None]]:
+    got: list[Frame[None]] = []
     while True:
         try:
             frame = slot.get(timeout=0.5)
@@ -36,7 +37,7 @@ def _drain(slot: FrameSlot, counters: FrameCounters, delay: float = 0.0) -> list
 
 
 def test_live_slot_keeps_latest_and_returns_displaced() -> None:
-    slot = FrameSlot(lossless=False)
+    slot: FrameSlot[None] = FrameSlot(lossless=False)
     assert slot.put(_frame(0)) is None
     displaced = slot.put(_frame(1))
     assert displaced is not None and displaced.index == 0
@@ -46,7 +47,7 @@ def test_live_slot_keeps_latest_and_returns_displaced() -> None:
 
 
 def test_lossless_slot_blocks_instead_of_dropping() -> None:
-    slot = FrameSlot(lossless=True, capacity=2)
+    slot: FrameSlot[None] = FrameSlot(lossless=True, capacity=2)
     done = threading.Event()
 
     def produce() -> None:
@@ -56,8 +57,9 @@ def test_lossless_slot_blocks_instead_of_dropping() -> None:
         done.set()
 
     threading.Thread(target=produce, daemon=True).start()
-    time.sleep(0.1)
-    assert not done.is_set()  # producer is held back by the bound
+    wait_until(lambda: slot.depth == 2, what="a full slot")
+    assert not done.is_set()  # the producer is held back by the bound, not done with its ten frames
+    assert slot.depth == 2
     got = _drain(slot, FrameCounters())
     assert [f.index for f in got] == list(range(10))
 
@@ -73,7 +75,7 @@ def test_lossless_replay_delivers_every_frame_in_order(image_folder: Path) -> No
     source = open_source(f"images:{image_folder}?fps=1000")
     source.open()
     counters = FrameCounters()
-    slot = FrameSlot(lossless=True)
+    slot: FrameSlot[None] = FrameSlot(lossless=True)
     thread = CaptureThread(source, slot, counters, rate=0)
     thread.start()
     got = _drain(slot, counters, delay=0.005)
@@ -88,7 +90,7 @@ def test_rate_paces_replay_by_recorded_stamps(image_folder: Path) -> None:
     source = open_source(f"images:{image_folder}?fps=50")  # 12 frames over 220 ms of recorded time
     source.open()
     counters = FrameCounters()
-    slot = FrameSlot(lossless=False)
+    slot: FrameSlot[None] = FrameSlot(lossless=False)
     thread = CaptureThread(source, slot, counters, rate=2.0)
     start = time.monotonic()
     thread.start()
@@ -105,7 +107,7 @@ def test_max_frames_ends_the_capture(image_folder: Path) -> None:
     source = open_source(f"images:{image_folder}")
     source.open()
     counters = FrameCounters()
-    slot = FrameSlot(lossless=True)
+    slot: FrameSlot[None] = FrameSlot(lossless=True)
     thread = CaptureThread(source, slot, counters, rate=0, max_frames=5)
     thread.start()
     got = _drain(slot, counters)
@@ -116,7 +118,7 @@ def test_slow_worker_on_live_source_drops_overwritten_and_balances() -> None:
     source = open_source("fake:?fps=200&total=60")
     source.open()
     counters = FrameCounters()
-    slot = FrameSlot(lossless=False)
+    slot: FrameSlot[None] = FrameSlot(lossless=False)
     thread = CaptureThread(source, slot, counters)
     thread.start()
     got = _drain(slot, counters, delay=0.02)
@@ -134,7 +136,7 @@ def test_lost_camera_reconnects_with_backoff_and_reports_states() -> None:
     source = open_source("fake:?fps=200&lose_after=10&fail_opens=2&total=30")
     source.open()
     counters = FrameCounters()
-    slot = FrameSlot(lossless=False)
+    slot: FrameSlot[None] = FrameSlot(lossless=False)
     thread = CaptureThread(source, slot, counters, backoff=Backoff(first_s=0.01, max_s=0.05),
                            on_state=lambda s, d: states.append((s, d)))
     thread.start()
@@ -152,10 +154,13 @@ def test_lost_camera_reconnects_with_backoff_and_reports_states() -> None:
 def test_stop_interrupts_reconnecting() -> None:
     source = open_source("fake:?fps=500&lose_after=3&fail_opens=1000")
     source.open()
-    slot = FrameSlot(lossless=False)
-    thread = CaptureThread(source, slot, FrameCounters(), backoff=Backoff(first_s=0.05, max_s=0.05))
+    slot: FrameSlot[None] = FrameSlot(lossless=False)
+    attempts = threading.Semaphore(0)
+    thread = CaptureThread(source, slot, FrameCounters(), backoff=Backoff(first_s=0.05, max_s=0.05),
+                           on_state=lambda state, detail: attempts.release() if "failed" in detail else None)
     thread.start()
-    time.sleep(0.3)
+    failed_twice = attempts.acquire(timeout=10) and attempts.acquire(timeout=10)  # reopening keeps failing
+    assert failed_twice
     assert thread.state is SourceState.RECONNECTING
     thread.stop()
     thread.join(1)

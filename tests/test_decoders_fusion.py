@@ -121,7 +121,7 @@ def test_to_source_counts_the_same_as_a_full_recount(src_h: int, src_w: int, res
 @pytest.mark.parametrize(("channels", "dtype"), [(8, np.float32), (3, np.float16), (150, np.float32)])
 def test_classes_and_confidence_equal_argmax_and_softmax(channels: int, dtype: type) -> None:
     rng = np.random.default_rng(channels)
-    logits = rng.normal(0, 3, (channels, 24, 40)).astype(dtype)
+    logits: np.ndarray = rng.normal(0, 3, (channels, 24, 40)).astype(dtype)
     logits[:, 0, :5] = 1.0  # all classes tied: argmax takes the lowest
     logits[2, 1, :5] = logits[1, 1, :5] = 9.0  # two tied winners
     classes, confidence = classes_and_confidence(logits, "logits")

@@ -12,7 +12,8 @@ from perception.runtime.config import override
 from perception.runtime.node import Node
 from perception.wire.subscriber import Subscriber
 from tests.node_helpers import run_cli, write_launch
-from tests.ops_support import NodeThread, get, node_config, wait_until
+from tests.ops_support import NodeThread, get, node_config
+from tests.waiting import wait_until
 
 
 def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
@@ -20,7 +21,7 @@ def _samples(text: str) -> dict[tuple[str, frozenset[tuple[str, str]]], float]:
             for family in text_string_to_metric_families(text) for s in family.samples}
 
 
-def _value(samples: dict, name: str, **labels: str) -> float:  # type: ignore[type-arg]
+def _value(samples: dict, name: str, **labels: str) -> float:
     return samples[(name, frozenset({"camera": "cam0", **labels}.items()))]
 
 

@@ -15,10 +15,8 @@ from perception.tools.precision import GATE_LIMITS, convert_fp16, gate, quantize
 CARD = Path(__file__).resolve().parents[1] / "engines" / "panoptic-tiny.toml"
 FRAMES = 40
 
-pytestmark = [
-    pytest.mark.slow,
-    pytest.mark.skipif(not CARD.is_file(), reason="the shipped model engines/panoptic-tiny.{onnx,toml} is not here"),
-]
+pytestmark = pytest.mark.skipif(not CARD.is_file(),
+                                reason="the shipped model engines/panoptic-tiny.{onnx,toml} is not here")
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import cv2
@@ -16,7 +15,9 @@ import pytest
 from perception.capture.source import open_source
 from perception.cli import main
 from perception.record.drive import DriveWriter, read_drive
+from perception.record.errors import RecordingError
 from perception.record.mcap_file import McapRecording
+from tests.waiting import wait_until
 
 
 def _image(index: int) -> np.ndarray:
@@ -61,6 +62,15 @@ def test_bad_source_is_one_line_error(tmp_path: Path, capsys: pytest.CaptureFixt
     assert "does not exist" in capsys.readouterr().err
 
 
+def _holds_frames(path: Path) -> bool:
+    """A recording being written has flushed at least one frame to disk."""
+    try:
+        with McapRecording(path, recover=True) as recording:
+            return any(True for _ in recording.messages())
+    except RecordingError:  # not there yet, or not yet past its header
+        return False
+
+
 def test_sigterm_closes_the_file_cleanly(tmp_path: Path) -> None:
     drive = tmp_path / "long.mcap"
     with DriveWriter(drive, image_format="raw") as writer:
@@ -71,7 +81,7 @@ def test_sigterm_closes_the_file_cleanly(tmp_path: Path) -> None:
     # rate 1: 4 s of recorded time, stopped well before the end
     child = subprocess.Popen([sys.executable, "-m", "perception", "record", "--source", f"mcap:{drive}",
                               "--out", str(out), "--rate", "1"], env=env, stderr=subprocess.PIPE, text=True)
-    time.sleep(1.5)
+    wait_until(lambda: _holds_frames(out), timeout=60.0, what="recorded frames")
     child.send_signal(signal.SIGTERM)
     _, err = child.communicate(timeout=20)
     assert child.returncode == 0, err

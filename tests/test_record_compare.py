@@ -37,7 +37,7 @@ def _record(path: Path, frames: dict[int, Segmentation], sock: str) -> Path:
     with Recorder(path) as recorder, Publisher(f"ipc://{sock}", "cam0", tap=recorder.record_message) as publisher:
         publisher.publish_metadata({"class_names": dict(enumerate(CLASSES))})
         for index, segmentation in frames.items():
-            frame = Frame(np.zeros((H, W, 3), np.uint8), index, 1_000 + index, 0)
+            frame: Frame[None] = Frame(np.zeros((H, W, 3), np.uint8), index, 1_000 + index, 0)
             recorder.record_frame(frame)
             result = FrameResult("cam0", index, frame.stamp_ns, W, H, segmentation)
             publisher.publish_frame(result)

@@ -7,7 +7,6 @@ import re
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import msgpack
@@ -15,12 +14,14 @@ from mcap.reader import make_reader
 
 from perception.cli import main
 from perception.record.drive import DriveWriter, read_drive
+from perception.record.errors import RecordingError
 from perception.record.mcap_file import McapRecording
 from perception.runtime.config import load_launch, override
 from perception.runtime.node import Node
 from perception.tools.compare import compare_runs
 from tests.node_helpers import REPO, write_launch
 from tests.onnx_models import scene
+from tests.waiting import wait_until
 
 N_FRAMES = 12
 # header fields that carry time or process identity, not results: excluded from byte identity
@@ -112,14 +113,19 @@ def _start_run(tmp_path: Path, drive: Path, out: Path) -> subprocess.Popen[str]:
                              "--record", str(out)], cwd=REPO, stderr=subprocess.PIPE, text=True)
 
 
-def _wait_for_frames(out: Path, proc: subprocess.Popen[str], timeout: float = 60.0) -> None:
-    """Until the recording holds a few flushed chunks (the node is running and recording)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and proc.poll() is None:
-        if out.exists() and out.stat().st_size > 60_000:
-            return
-        time.sleep(0.1)
-    raise AssertionError(f"the node did not start recording: {proc.stderr.read() if proc.stderr else ''}")
+def _wait_for_frames(out: Path, proc: subprocess.Popen[str], frames: int = 3) -> None:
+    """Until the recording on disk holds published frames (the node is running and recording)."""
+
+    def flushed() -> bool:
+        if proc.poll() is not None:
+            raise AssertionError(f"the node ended: {proc.stderr.read() if proc.stderr else ''}")
+        try:
+            with McapRecording(out, recover=True) as recording:
+                return len(_frame_headers(recording)) >= frames
+        except RecordingError:  # not there yet, or not yet past its header
+            return False
+
+    wait_until(flushed, timeout=60.0, what=f"{frames} recorded frames")
 
 
 def _frame_headers(recording: McapRecording) -> list[dict]:
@@ -132,7 +138,6 @@ def test_sigint_closes_the_recording_with_everything_published(tmp_path: Path) -
     drive = _long_drive(tmp_path / "drive.mcap", 600, 30.0)  # 20 s at rate 1: stopped long before its end
     proc = _start_run(tmp_path, drive, out)
     _wait_for_frames(out, proc)
-    time.sleep(0.5)
     proc.send_signal(signal.SIGINT)
     _, err = proc.communicate(timeout=20)
     assert proc.returncode == 0, err
@@ -155,7 +160,6 @@ def test_sigkill_leaves_a_recording_readable_up_to_its_last_chunk(tmp_path: Path
     drive = _long_drive(tmp_path / "drive.mcap", 600, 30.0)
     proc = _start_run(tmp_path, drive, out)
     _wait_for_frames(out, proc)
-    time.sleep(1.2)
     proc.send_signal(signal.SIGKILL)
     proc.communicate(timeout=20)
     with McapRecording(out, recover=True) as recording:

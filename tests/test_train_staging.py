@@ -7,7 +7,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pytest
 
 from perception.synth.scene import training_sample
 from perception.train.staging import RenderPool, Scenes
@@ -33,7 +32,6 @@ def _fingerprints(batches: list[Scenes]) -> set[bytes]:
     return {s.rgb[i].tobytes()[:4096] + s.instances[i].tobytes() for s in batches for i in range(len(s.rgb))}
 
 
-@pytest.mark.slow
 def test_worker_processes_render_every_seed_through_recycled_slots() -> None:
     seeds = [1_000_000 + i for i in range(5)]
     staging_before = set(Path(tempfile.gettempdir()).glob("perception-scenes-*"))
@@ -64,7 +62,6 @@ def test_thread_renderer_delivers_in_seed_order() -> None:
         assert np.array_equal(got, training_sample(seed)[0])
 
 
-@pytest.mark.slow
 def test_a_failing_worker_is_reported_not_waited_for() -> None:
     pool = RenderPool([-1], workers=2, height=H, width=W).start()  # a negative seed: the generator refuses it
     try:

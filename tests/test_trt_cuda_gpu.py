@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import importlib.util
 import threading
+from collections.abc import Iterator
 
 import numpy as np
 import pytest
@@ -35,9 +36,9 @@ pytestmark = [pytest.mark.gpu, pytest.mark.skipif(bool(REASON), reason=REASON or
 
 
 @pytest.fixture
-def device() -> CudaDevice:
+def device() -> Iterator[CudaDevice]:
     with CudaDevice(0) as dev:
-        yield dev  # type: ignore[misc]
+        yield dev
 
 
 def test_device_identity(device: CudaDevice) -> None:

@@ -16,6 +16,7 @@ from types import ModuleType, TracebackType
 from typing import Any
 
 import numpy as np
+import numpy.typing as npt
 
 from perception.core.errors import MissingDependencyError
 from perception.inference.errors import EngineError
@@ -202,7 +203,7 @@ class PinnedBuffer(_Owned):
 
     _kind = "pinned host buffer"
 
-    def __init__(self, device: CudaDevice, shape: tuple[int, ...], dtype: np.dtype | str) -> None:
+    def __init__(self, device: CudaDevice, shape: tuple[int, ...], dtype: npt.DTypeLike) -> None:
         self.device = device
         with device.active(), cuda_errors(f"allocate pinned host memory {shape} {np.dtype(dtype)}"):
             self._array: np.ndarray = device._drv.pagelocked_empty(shape, np.dtype(dtype))

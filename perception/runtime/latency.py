@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from typing import Any
 
 import numpy as np
 
@@ -48,7 +49,7 @@ class LatencyBook:
     def count(self) -> int:
         return self._count
 
-    def snapshot(self) -> dict[str, object]:
+    def snapshot(self) -> dict[str, Any]:
         """Percentiles over the window: {"clock", "window_frames", "fps", "stages", "end_to_end"}."""
         with self._lock:
             n = min(self._count, self.window)
