@@ -144,7 +144,7 @@ def panoptic_tiny(iterations: int) -> None:
     decoder = make_decoder(card)
     preprocess = Preprocessor(card.input)
     drive = Drive(seed=7, frames=10, width=1280, height=720)
-    with OrtEngine(card.onnx) as engine:
+    with OrtEngine(card.model_file) as engine:
         decoder.check(engine.outputs)
         frames = []
         for i in range(10):

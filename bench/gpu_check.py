@@ -119,13 +119,13 @@ def full_check(card_path: Path, precision: str, frames: int, warmup: int, seed: 
 
     card = load_card(card_path)
     cache_options = EngineOptions(precision=precision)
-    trt_engine = open_engine("tensorrt", card.onnx, cache_options)  # builds the plan if it is not cached
+    trt_engine = open_engine("tensorrt", card.model_file, cache_options)  # builds the plan if it is not cached
     print(f"plan {trt_engine.plan.status}: {trt_engine.plan.path}")  # type: ignore[attr-defined]
     drive = Drive(seed, frames + warmup)
     images = [f.bgr for f in drive]
     tallies: dict[int, ClassTally] = {}
     rows: dict[str, list[float]] = {k: [] for k in ("pre", "infer", "gpu_compute", "gpu_total", "post", "frame")}
-    ort_variant = open_engine("onnxruntime", _variant_for_ort(card.onnx, precision), EngineOptions())
+    ort_variant = open_engine("onnxruntime", _variant_for_ort(card.model_file, precision), EngineOptions())
     with Pipeline(card, trt_engine) as trt, Pipeline(card, ort_variant) as ort_pipe:
         for i, image in enumerate(images):
             stamps = StageStamps()

@@ -49,7 +49,7 @@ def main() -> int:
     outputs: list[dict[str, np.ndarray]] = []
     timings: dict[str, dict[str, float]] = {}
     for threads in (1, 2):
-        with open_engine("onnxruntime", card.onnx, EngineOptions(threads=threads)) as engine:
+        with open_engine("onnxruntime", card.model_file, EngineOptions(threads=threads)) as engine:
             for i in range(args.warmup):
                 engine.infer({card.input.name: tensors[i % len(tensors)][0]})
             samples = []

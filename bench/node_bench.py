@@ -30,7 +30,7 @@ from perception.runtime.node import Node
 
 def bare_ort_fps(config: NodeConfig, frames: list[np.ndarray]) -> float:
     card = load_card(config.model.card)
-    engine = open_engine(config.model.engine, card.onnx, EngineOptions(threads=config.model.threads,
+    engine = open_engine(config.model.engine, card.model_file, EngineOptions(threads=config.model.threads,
                                                                          spin=config.model.spin))
     pre = Preprocessor(card.input)
     tensors = [pre(f)[0] for f in frames]  # preprocessing excluded: the engine alone

@@ -34,14 +34,14 @@ def noisy(image: np.ndarray, rng: np.random.Generator, sigma: float = 2.0) -> np
     return np.clip(image + rng.normal(0, sigma, image.shape), 0, 255).astype(np.uint8)
 
 
-def pipeline_for(card: ModelCard):  # type: ignore[no-untyped-def]
+def pipeline_for(card: ModelCard):
     """The node's pipeline around a classic card built in memory (Pipeline.open reads it from a file)."""
     from perception.runtime.pipeline import Pipeline
 
     return Pipeline.from_card(card)
 
 
-def things(seg) -> list[tuple[str, tuple[int, int, int, int]]]:  # type: ignore[no-untyped-def]
+def things(seg) -> list[tuple[int, tuple[int, ...]]]:
     """(class id, box) of each thing segment."""
     s = seg.segments
     return [(int(c), tuple(int(v) for v in box)) for c, box, t in zip(s.class_ids, s.bboxes, s.is_thing, strict=True)

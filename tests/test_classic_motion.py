@@ -17,7 +17,7 @@ WARMUP = 5
 PERSON, CAR = 2, 3  # class ids in engines/classic-motion.toml
 
 
-def _scene(shapes, frames: int, seed: int = 0):  # type: ignore[no-untyped-def]
+def _scene(shapes, frames: int, seed: int = 0):
     """Frames of a still background with shapes drawn by shapes(frame_index, image)."""
     rng = np.random.default_rng(seed)
     still = background()
@@ -27,7 +27,7 @@ def _scene(shapes, frames: int, seed: int = 0):  # type: ignore[no-untyped-def]
         yield image
 
 
-def _run(card, frames):  # type: ignore[no-untyped-def]
+def _run(card, frames):
     pipeline = pipeline_for(card)
     return [pipeline.process(f) for f in frames]
 
@@ -94,7 +94,7 @@ def test_size_and_aspect_rules_pick_the_class_and_the_default_catches_the_rest()
 def test_shadows_are_background_unless_shadow_detection_is_off() -> None:
     still = background()
 
-    def frames():  # type: ignore[no-untyped-def]
+    def frames():
         rng = np.random.default_rng(1)
         for i in range(WARMUP + 3):
             image = noisy(still, rng).astype(np.float32)

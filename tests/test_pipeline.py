@@ -52,7 +52,7 @@ class BufferReusingEngine:
 
 def test_outputs_of_a_buffer_reusing_engine_survive_the_next_inference(tmp_path: Path) -> None:
     card = load_card(tiny_panoptic(tmp_path))
-    pipeline = Pipeline(card, BufferReusingEngine(OrtEngine(card.onnx, EngineOptions(threads=1))))
+    pipeline = Pipeline(card, BufferReusingEngine(OrtEngine(card.model_file, EngineOptions(threads=1))))
     two_cars = pipeline.infer(scene(cars=2), StageStamps())
     pipeline.infer(scene(cars=0), StageStamps())  # would overwrite the first frame's outputs in place
     decoded = pipeline.decode(two_cars, StageStamps())

@@ -39,6 +39,6 @@ def test_fp16_variant_is_within_its_gate(card: ModelCard, evaluate: object, tmp_
 
 def test_int8_variant_is_within_its_gate(card: ModelCard, evaluate: object, tmp_path: Path) -> None:
     variant = tmp_path / "int8.onnx"
-    quantize_int8(card.onnx, variant, calibration_reader(card, "synth", 48))
+    quantize_int8(card.model_file, variant, calibration_reader(card, "synth", 48))
     result = gate("int8", card.onnx, variant, evaluate, GATE_LIMITS)  # type: ignore[arg-type]
     assert result.passed, result.summary()

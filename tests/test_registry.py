@@ -9,6 +9,7 @@ from __future__ import annotations
 import textwrap
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -28,8 +29,7 @@ from perception.wire.errors import WireError
 from perception.wire.payload import CODECS, IdMapDecoder, IdMapEncoder
 from tests.onnx_models import scene, tiny_panoptic
 
-REGISTRIES: list[Registry[object]] = [SOURCES, ENGINES, DECODERS, TRACKERS, CODECS,  # type: ignore[list-item]
-                                      CLASSIC_METHODS]
+REGISTRIES: list[Registry[Any]] = [SOURCES, ENGINES, DECODERS, TRACKERS, CODECS, CLASSIC_METHODS]
 
 PLUGIN_MODULE = '''
 import bz2

@@ -17,15 +17,16 @@ from perception.viewer.server import Viewer
 from perception.wire.messages import FrameMessage, ImageMessage
 from perception.wire.subscriber import Subscriber
 from tests.node_helpers import run_cli
-from tests.ops_support import NodeThread, wait_until
+from tests.ops_support import NodeThread
 from tests.viewer_support import FRAMES, viewer_node_config
+from tests.waiting import wait_until
 
 
 class EventStream:
     """Reads server-sent events from a real HTTP connection in a thread."""
 
     def __init__(self, url: str) -> None:
-        self.events: list[tuple[str, dict]] = []  # type: ignore[type-arg]
+        self.events: list[tuple[str, dict]] = []
         self._reply = urllib.request.urlopen(url, timeout=30)
         threading.Thread(target=self._read, daemon=True).start()
 
@@ -38,7 +39,7 @@ class EventStream:
             elif line.startswith("data: "):
                 self.events.append((name, json.loads(line[6:])))
 
-    def of(self, name: str) -> list[dict]:  # type: ignore[type-arg]
+    def of(self, name: str) -> list[dict]:
         return [payload for event, payload in self.events if event == name]
 
     def close(self) -> None:

@@ -18,8 +18,9 @@ from perception.runtime.node import Node
 from perception.viewer.server import Viewer
 from perception.wire.messages import FrameMessage, ImageMessage
 from perception.wire.subscriber import Subscriber
-from tests.ops_support import NodeThread, wait_until
+from tests.ops_support import NodeThread
 from tests.viewer_support import FRAMES, viewer_node_config
+from tests.waiting import wait_until
 
 webdriver = pytest.importorskip("selenium.webdriver", reason="selenium is not installed (pip install -e '.[dev]')")
 CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
@@ -31,7 +32,7 @@ DIFFERS = 40  # a channel this far from the picture is overlay, not JPEG noise
 
 
 @pytest.fixture
-def browser():  # type: ignore[no-untyped-def]
+def browser():
     options = webdriver.ChromeOptions()
     options.binary_location = CHROMIUM
     for arg in ("--headless=new", "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking",
@@ -44,7 +45,7 @@ def browser():  # type: ignore[no-untyped-def]
         driver.quit()
 
 
-def test_page_waits_for_the_node_then_draws_overlays_where_the_masks_are(tmp_path: Path, browser) -> None:  # type: ignore[no-untyped-def]
+def test_page_waits_for_the_node_then_draws_overlays_where_the_masks_are(tmp_path: Path, browser) -> None:
     config = viewer_node_config(tmp_path)
     frames: dict[int, FrameMessage] = {}
     images: dict[int, ImageMessage] = {}
@@ -71,13 +72,16 @@ def test_page_waits_for_the_node_then_draws_overlays_where_the_masks_are(tmp_pat
     finally:
         viewer.close()
     screen = cv2.imread(str(screenshot_path))
+    assert screen is not None, "the screenshot cannot be read"
     rect = browser.execute_script("const r = document.getElementById('frame').getBoundingClientRect();"
                                   "return [r.left, r.top];")
     msg, scale = frames[last], shown["scale"]
     left, top = round(rect[0]), round(rect[1])
     drawn = screen[top:top + msg.height * scale, left:left + msg.width * scale]
     sampled = drawn[scale // 2::scale, scale // 2::scale].astype(int)  # one screen pixel per id-map pixel
-    picture = cv2.imdecode(np.frombuffer(images[last].data, np.uint8), cv2.IMREAD_COLOR).astype(int)
+    decoded = cv2.imdecode(np.frombuffer(images[last].data, np.uint8), cv2.IMREAD_COLOR)
+    assert decoded is not None, "the image topic's JPEG cannot be decoded"
+    picture = decoded.astype(int)
     overlaid = np.abs(sampled - picture).max(axis=2) > DIFFERS
 
     things = np.zeros(msg.id_map.shape, np.uint8)

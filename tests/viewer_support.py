@@ -22,7 +22,7 @@ def moving_cars(folder: Path, n: int = FRAMES) -> Path:
     return folder
 
 
-def _shift_cars(image, dx):  # type: ignore[no-untyped-def]
+def _shift_cars(image, dx):
     road = image[image.shape[0] // 4:].copy()
     red = (road[..., 2] == 255) & (road[..., 0] == 0)
     road[red] = 128
