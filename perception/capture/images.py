@@ -20,6 +20,7 @@ class ImageFolderSource:
     live = False
 
     def __init__(self, uri: SourceUri) -> None:
+        uri.check_options(("fps",))
         self.uri = uri
         self.fps = uri.float_option("fps", 10.0)
         if not (math.isfinite(self.fps) and 1e-3 <= self.fps <= 1e6):

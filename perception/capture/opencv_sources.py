@@ -26,8 +26,10 @@ def _to_bgr(image: np.ndarray) -> np.ndarray:
 
 class _CaptureSource:
     live = True
+    OPTIONS: tuple[str, ...] = ()  # the ?key=value options this source reads
 
     def __init__(self, uri: SourceUri) -> None:
+        uri.check_options(self.OPTIONS)
         self.uri = uri
         self._cap: cv2.VideoCapture | None = None
 
@@ -55,6 +57,8 @@ class _CaptureSource:
 
 class CameraSource(_CaptureSource):
     """`camera:0`, `0`, `/dev/video2`; options width, height, fps, fourcc (e.g. MJPG)."""
+
+    OPTIONS = ("width", "height", "fps", "fourcc")
 
     def _open_capture(self) -> cv2.VideoCapture:
         target = self.uri.target

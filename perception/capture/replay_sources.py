@@ -174,8 +174,10 @@ class _ReplaySource:
 
     live = False
     kind = "recording"
+    OPTIONS: tuple[str, ...] = ("topic", "start", "end", "loop", "stamp")
 
     def __init__(self, uri: SourceUri) -> None:
+        uri.check_options(self.OPTIONS)
         self.uri = uri
         self.path = Path(uri.target).expanduser()
         self.start_s = _seconds(uri, "start")
@@ -310,6 +312,7 @@ class McapSource(_ReplaySource):
     """`mcap:FILE`: our recordings and drives; ROS 2/ROS 1 sensor_msgs or Foxglove image topics in any MCAP."""
 
     kind = "recording"
+    OPTIONS = (*_ReplaySource.OPTIONS, "recover")
 
     def _open_container(self) -> Container:
         recover = self.uri.option("recover", "0").lower() in ("1", "true", "yes")

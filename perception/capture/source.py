@@ -9,7 +9,7 @@ optional readers (rosbags, GStreamer-enabled OpenCV) cost nothing until asked fo
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol, TypeVar, runtime_checkable
@@ -34,6 +34,17 @@ class SourceUri:
 
     def option(self, key: str, default: str) -> str:
         return self.options.get(key, default)
+
+    def check_options(self, valid: Iterable[str]) -> None:
+        """Refuse options the source does not know: a typo (`?strat=3`) must not run as if unset."""
+        known = tuple(valid)
+        unknown = sorted(set(self.options) - set(known))
+        if not unknown:
+            return
+        names = ", ".join(f"{key}={self.options[key]!r}" for key in unknown)
+        fix = (f"valid options for {self.scheme}: {', '.join(known)}" if known
+               else f"{self.scheme} sources take no ?key=value options; remove them")
+        raise SourceError(f"unknown source option(s) {names} in {self.raw!r}", fix)
 
     def int_option(self, key: str, default: int) -> int:
         return self._typed_option(key, default, int, "an integer")

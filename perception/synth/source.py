@@ -29,10 +29,7 @@ class SyntheticSource:
     live = False
 
     def __init__(self, uri: SourceUri) -> None:
-        unknown = sorted(set(uri.options) - set(OPTIONS))
-        if unknown:
-            raise SourceError(f"unknown synthetic source option(s) {unknown} in {uri.raw!r}",
-                              f"valid options: {', '.join(OPTIONS)}")
+        uri.check_options(OPTIONS)
         if uri.target:
             raise SourceError(f"synthetic source {uri.raw!r} has a path part {uri.target!r}",
                               "write synthetic:?seed=7&frames=300&fps=10")
