@@ -231,11 +231,18 @@ def _classes(raw: Any, where: str) -> tuple[ClassInfo, ...]:
         raise ModelCardError(f"{where} has no [[classes]]", "list each class with id, name and thing")
     classes = []
     for entry in raw:
-        try:
-            classes.append(ClassInfo(id=int(entry["id"]), name=str(entry["name"]), thing=bool(entry["thing"])))
-        except (KeyError, TypeError, ValueError) as exc:
-            raise ModelCardError(f"{where} has a class entry {entry!r} that is incomplete",
-                                 "give id, name, thing") from exc
+        if not isinstance(entry, dict) or not {"id", "name", "thing"} <= set(entry):
+            raise ModelCardError(f"{where} has a class entry {entry!r} that is incomplete", "give id, name, thing")
+        class_id, thing = entry["id"], entry["thing"]
+        if isinstance(class_id, bool) or not isinstance(class_id, int) or class_id < 0:
+            raise ModelCardError(f"{where} [[classes]] id = {class_id!r} (class {entry['name']!r}) is not a "
+                                 "class id", "write id as an integer >= 0, the model's output index (no quotes)")
+        if not isinstance(thing, bool):
+            # bool("false") is True: a quoted flag would publish stuff as things
+            raise ModelCardError(f"{where} [[classes]] id {class_id} thing = {thing!r} is a "
+                                 f"{type(thing).__name__}, expected true or false",
+                                 "write thing = true (countable objects) or thing = false (stuff), no quotes")
+        classes.append(ClassInfo(id=class_id, name=str(entry["name"]), thing=thing))
     ids = [c.id for c in classes]
     if len(set(ids)) != len(ids):
         raise ModelCardError(f"{where} repeats class ids", "each class id must appear once")

@@ -17,6 +17,7 @@ from perception.models.card import ModelCard, load_card
 from perception.models.classic import open_classic
 from perception.models.classic.base import LabelDecoder
 from perception.models.decoders import Decoder, make_decoder
+from perception.models.decoders.base import card_classes_check, model_classes
 from perception.models.preprocess import Geometry, Preprocessor
 
 
@@ -82,6 +83,7 @@ class Pipeline:
         if tensor.dtype != spec.dtype:
             raise ModelMismatchError(f"{where} disagree: graph input is {tensor.dtype}, card says {spec.dtype}",
                                      "set [input] dtype in the card")
+        card_classes_check(self.card, model_classes(self.decoder, self.engine.outputs), self.card.onnx.name)
         self.decoder.check(self.engine.outputs)
 
     def warm_up(self, runs: int) -> None:

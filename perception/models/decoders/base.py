@@ -29,6 +29,13 @@ class Decoder(Protocol):
         ...
 
 
+def model_classes(decoder: Decoder, outputs: tuple[TensorSpec, ...]) -> int | None:
+    """How many classes the model's outputs produce, where they say (a decoder may tell by an
+    optional `model_classes(outputs)` method; class maps and plugins without it do not say)."""
+    method = getattr(decoder, "model_classes", None)
+    return None if method is None else method(outputs)
+
+
 # name -> "module:Class"; Class(card: ModelCard) -> Decoder
 DECODERS: Registry[Decoder] = Registry(
     "decoder", Decoder, DecoderError,
@@ -79,4 +86,31 @@ def decoder_params(card: ModelCard, defaults: Mapping[str, Any]) -> dict[str, An
     if unknown:
         raise DecoderError(f"model card {card.name!r}: decoder {card.decoder!r} has no decoder_params {unknown}",
                            f"valid keys: {sorted(defaults)}")
+    where = f"model card {card.path or card.name}"
+    for key, value in card.decoder_params.items():
+        default = defaults[key]
+        # bool("false") is True: a quoted boolean would silently turn the option on
+        if isinstance(default, bool) and not isinstance(value, bool):
+            raise DecoderError(f"{where}: decoder_params {key} = {value!r} is a {type(value).__name__}, "
+                               "expected true or false", f"write {key} = {str(default).lower()} or "
+                                                          f"{str(not default).lower()} (no quotes)")
+        if isinstance(default, (int, float)) and not isinstance(default, bool) and (
+                isinstance(value, bool) or not isinstance(value, (int, float))):
+            raise DecoderError(f"{where}: decoder_params {key} = {value!r} is a {type(value).__name__}, "
+                               "expected a number", f"write {key} = {default} (no quotes)")
     return {**defaults, **card.decoder_params}
+
+
+def card_classes_check(card: ModelCard, model_classes: int | None, model: str) -> None:
+    """Refuse card class ids the model cannot produce (it has `model_classes` classes, 0-based)."""
+    if model_classes is None:
+        return
+    beyond = sorted(c.id for c in card.classes if not 0 <= c.id < model_classes)
+    if beyond:
+        from perception.core.errors import ModelMismatchError
+
+        raise ModelMismatchError(
+            f"model card {card.path or card.name}: [[classes]] id {', '.join(map(str, beyond[:10]))}"
+            f"{' ...' if len(beyond) > 10 else ''} is not a class of {model}, which produces class ids "
+            f"0..{model_classes - 1}", "remove those [[classes]] entries or give the card the model's own "
+                                       "class list (perception inspect MODEL.onnx prints a card skeleton)")

@@ -121,6 +121,13 @@ class PanopticDeepLabDecoder:
                                    "name the graph's probability output in decoder_params confidence, or set "
                                    f"{rule} = 0")
 
+    def model_classes(self, outputs: tuple[TensorSpec, ...]) -> int | None:
+        semantic = {o.name: o for o in outputs}.get(self.semantic_name)
+        if self.semantic_argmax or semantic is None or len(semantic.shape) != 4:
+            return None
+        channels = semantic.shape[1]
+        return channels if isinstance(channels, int) else None
+
     def check(self, outputs: tuple[TensorSpec, ...]) -> None:
         by_name = {o.name: o for o in outputs}
         fix = "set decoder_params semantic/center/offsets in the model card to the graph's output names"

@@ -51,6 +51,14 @@ class SemanticDecoder:
         self.card_name = card.name
         self._argmax: bool | None = None
 
+    def model_classes(self, outputs: tuple[TensorSpec, ...]) -> int | None:
+        spec = {o.name: o for o in outputs}.get(self.output_name) if self.output_name else (
+            outputs[0] if outputs else None)
+        if spec is None or spec.dtype not in ("float32", "float16") or len(spec.shape) != 4:
+            return None  # a class map's values are not known before it runs
+        channels = spec.shape[1]
+        return channels if isinstance(channels, int) else None
+
     def check(self, outputs: tuple[TensorSpec, ...]) -> None:
         by_name = {o.name: o for o in outputs}
         fix = "set decoder_params output = \"<name>\" in the model card (see perception inspect MODEL.onnx)"

@@ -105,6 +105,25 @@ class YoloSegDecoder:
         self.num_classes = 0
         self.num_coeffs = 0
 
+    def model_classes(self, outputs: tuple[TensorSpec, ...]) -> int | None:
+        by_name = {o.name: o for o in outputs}
+        head, protos = by_name.get(self.output0), by_name.get(self.protos_name)
+        if self.assembled or head is None or protos is None or len(head.shape) != 3 or len(protos.shape) != 4:
+            return None
+        nm, channels = protos.shape[1], head.shape[1]
+        if not isinstance(nm, int) or not isinstance(channels, int) or head.shape[2] == 6 + nm:
+            return None  # NMS-free rows carry the class id as a value
+        detected = channels - 4 - nm
+        if detected < 1:
+            return None
+        if not self.semantic_name:
+            return detected
+        semantic = by_name.get(self.semantic_name)  # stuff classes come from the semantic head
+        if semantic is None or len(semantic.shape) != 4 or not isinstance(semantic.shape[1], int) \
+                or semantic.shape[1] == 1:
+            return None
+        return max(detected, semantic.shape[1])
+
     def check(self, outputs: tuple[TensorSpec, ...]) -> None:
         by_name = {o.name: o for o in outputs}
         found = ", ".join(f"{o.name} {list(o.shape)}" for o in outputs) or "none"
