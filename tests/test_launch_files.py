@@ -95,3 +95,16 @@ def test_a_launch_file_without_a_source_is_refused(tmp_path: Path, capsys: pytes
     assert len(err) == 1 and "names no source" in err[0] and "--source" in err[0]
     frames = image_folder(tmp_path / "frames", 2)
     assert main(["run", str(launch), "--quiet", "--source", f"images:{frames}", "--rate", "0"]) == 0
+
+
+@pytest.mark.parametrize("precision", ["int8", "fp16"])
+def test_reduced_precision_on_the_cpu_engine_is_refused_with_the_reason(
+        tmp_path: Path, precision: str, capsys: pytest.CaptureFixture[str]) -> None:
+    """The CPU engine runs FP32 only; it says so instead of running FP32 under an int8 launch file."""
+    frames = image_folder(tmp_path / "frames", 1)
+    launch = write_launch(tmp_path, f"images:{frames}", f"ipc://{tmp_path}/n.sock")
+    launch.write_text(launch.read_text().replace("threads = 1\n", f'threads = 1\nprecision = "{precision}"\n'))
+    assert main(["run", str(launch), "--quiet"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert f"precision '{precision}' is not run by the onnxruntime (CPU) engine" in line
+    assert "saturate" in line and 'precision = "fp32"' in line and "tensorrt" in line

@@ -79,7 +79,7 @@ def check_feeds(inputs: tuple[TensorSpec, ...], feeds: Mapping[str, np.ndarray])
 ENGINES: Registry[Engine] = Registry(
     "engine", Engine, EngineError,
     {
-        "onnxruntime": "perception.inference.onnxruntime:OrtEngine",
+        "onnxruntime": "perception.inference.onnxruntime:open_ort_cpu",
         "tensorrt": "perception.inference.tensorrt:TrtEngine",
         "onnxruntime-gpu": "perception.inference.ort_gpu:open_ort_gpu",
     },

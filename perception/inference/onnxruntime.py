@@ -99,3 +99,20 @@ class OrtEngine:
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
         self.close()
+
+
+def open_ort_cpu(model: Path, options: EngineOptions | None = None) -> OrtEngine:
+    """Backend "onnxruntime": the card's FP32 ONNX on the CPU; reduced precision is refused, not ignored.
+
+    The FP16/INT8 variants are made and gated for GPU engines. On a CPU, FP16 runs emulated (slower
+    than FP32), and INT8 through ORT's int8 kernels, which without VNNI saturate in int16 and so
+    compute something other than what the gate scored (it runs Q/DQ as float math).
+    """
+    options = options or EngineOptions()
+    if options.precision != "fp32":
+        raise EngineError(
+            f"precision {options.precision!r} is not run by the onnxruntime (CPU) engine: it runs the FP32 model "
+            "(CPU FP16 is emulated and slower; CPU INT8 kernels can saturate and differ from the gated variant)",
+            'set [model] precision = "fp32" with engine = "onnxruntime", or use engine = "tensorrt" or '
+            '"onnxruntime-gpu" on a GPU with a variant from `perception build-engine`')
+    return OrtEngine(model, options)
