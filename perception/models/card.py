@@ -22,6 +22,7 @@ INPUT_DTYPES = ("float32", "float16", "uint8")
 KINDS = ("network", "classic")
 # a classic method reads the resized BGR frame as it is
 CLASSIC_INPUT = {"layout": "NHWC", "color": "BGR", "dtype": "uint8"}
+SYNTHETIC_DOMAIN = "synthetic"
 
 
 @dataclass(frozen=True)
@@ -57,6 +58,9 @@ class ModelCard:
     classes: tuple[ClassInfo, ...]
     decoder_params: dict[str, Any] = field(default_factory=dict)
     description: str = ""
+    # what the model was trained on; "synthetic": perception.synth scenes only (the shipped model),
+    # so its scores mean nothing on camera footage and the accuracy gate can use synthetic drives
+    domain: str = ""
     path: Path | None = None
     kind: str = "network"
     method: str = ""  # classic cards: the method's registry name
@@ -71,6 +75,10 @@ class ModelCard:
         return self.onnx
 
     @property
+    def synthetic_domain(self) -> bool:
+        return self.domain == SYNTHETIC_DOMAIN
+
+    @property
     def class_names(self) -> list[str]:
         return [c.name for c in self.classes]
 
@@ -82,6 +90,8 @@ class ModelCard:
             else {"onnx": self.model_file.name, "decoder": self.decoder, "decoder_params": dict(self.decoder_params)})
         return {
             "name": self.name,
+            "description": self.description,
+            "domain": self.domain,
             **model,
             "input": {
                 "name": spec.name,
@@ -100,8 +110,8 @@ class ModelCard:
         }
 
 
-_TOP_KEYS = {"name", "onnx", "decoder", "input", "classes", "decoder_params", "description", "kind"}
-_CLASSIC_KEYS = {"name", "kind", "method", "params", "input", "classes", "description"}
+_TOP_KEYS = {"name", "onnx", "decoder", "input", "classes", "decoder_params", "description", "domain", "kind"}
+_CLASSIC_KEYS = {"name", "kind", "method", "params", "input", "classes", "description", "domain"}
 _INPUT_KEYS = set(InputSpec.__dataclass_fields__)
 
 
@@ -141,7 +151,8 @@ def card_from_dict(data: dict[str, Any], path: Path) -> ModelCard:
         input=spec,
         classes=classes,
         decoder_params=dict(_table(data.get("decoder_params", {}), f"{where} [decoder_params]")),
-        description=str(data.get("description", "")),
+        description=_text(data, "description", where),
+        domain=_text(data, "domain", where),
         path=path,
     )
 
@@ -170,12 +181,22 @@ def _classic_card(data: dict[str, Any], path: Path, where: str) -> ModelCard:
         decoder="",
         input=_input_spec(raw_input, where),
         classes=_classes(data["classes"], where),
-        description=str(data.get("description", "")),
+        description=_text(data, "description", where),
+        domain=_text(data, "domain", where),
         path=path,
         kind="classic",
         method=str(data["method"]),
         params=dict(_table(data.get("params", {}), f"{where} [params]")),
     )
+
+
+def _text(data: dict[str, Any], key: str, where: str) -> str:
+    value = data.get(key, "")
+    if not isinstance(value, str):
+        raise ModelCardError(f"{where}: {key} = {value!r} is a {type(value).__name__}, expected a string",
+                             f'write {key} = "..." (e.g. domain = "{SYNTHETIC_DOMAIN}" for a model trained on '
+                             "perception.synth scenes)")
+    return value
 
 
 def _table(value: Any, where: str) -> dict[str, Any]:

@@ -165,7 +165,7 @@ def _input_size(image: TensorSpec, nhwc: bool, metadata: Mapping[str, str]) -> t
 def render_card(data: Mapping[str, Any], header: str = "") -> str:
     """A card as TOML text (the writer side of perception.models.card.load_card)."""
     lines = [f"# {line}" for line in header.splitlines()]
-    for key in ("name", "onnx", "decoder", "description"):
+    for key in ("name", "onnx", "decoder", "description", "domain"):
         if data.get(key):
             lines.append(f"{key} = {_toml(data[key])}")
     for section in ("input", "decoder_params"):
