@@ -79,7 +79,8 @@ def test_nan_logits_raise_decode_error(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("heads", "params", "message"), [
-    ({"semantic_logits": np.zeros((1, 3, 128, 128), np.float32)}, {}, r"\[\[classes\]\] id 3 is not a class of sem.onnx, which produces class ids 0..2"),
+    ({"semantic_logits": np.zeros((1, 3, 128, 128), np.float32)}, {},
+     r"\[\[classes\]\] id 3 is not a class of sem.onnx, which produces class ids 0..2"),
     ({"semantic_logits": np.zeros((1, 128, 128), np.float32)}, {}, "expected logits"),
     ({"classes": np.zeros((1, 4, 128, 128), np.int64)}, {}, "expected a class map"),
     ({"semantic_logits": np.zeros((1, 4, 128, 128), np.float32)}, {"output": "seg"}, "has no output 'seg'"),

@@ -18,6 +18,7 @@ from tests.test_trt_engine import REAL_GPU
 
 CARD = """
 name = "seg-test"
+domain = "synthetic"
 onnx = "seg.onnx"
 decoder = "semantic"
 [input]

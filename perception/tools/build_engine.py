@@ -1,8 +1,10 @@
 """Precision variant, accuracy gate, TensorRT plan: what `perception build-engine` does.
 
 1. ONNX stage (any machine): FP16 by converting the graph, INT8 by symmetric Q/DQ calibration on
-   frames through the card's preprocessing; the variant is scored with ONNX Runtime against FP32
-   on a held-out synthetic drive and refused above its PQ gate unless forced.
+   frames through the card's preprocessing; the variant is scored with ONNX Runtime and refused
+   above its PQ gate unless forced: with `frames`, against the FP32 model's own outputs on them
+   (perception.tools.reference_gate, any model); without, a synthetic-domain model (card
+   domain = "synthetic") against ground truth on held-out synthetic drives.
 2. TensorRT stage (where TensorRT and a GPU are present): the plan is built with a persisted timing
    cache and a progress display, and stored in the plan cache. Without TensorRT the build stops
    after the ONNX stage and says so and how to install it: the variant is ready to copy.
@@ -24,7 +26,7 @@ from perception.inference.errors import EngineError
 from perception.inference.plan_cache import atomic_write, default_cache_dir
 from perception.inference.tensorrt import variant_path
 from perception.models.card import ModelCard, load_card
-from perception.tools.precision import GATE_LIMITS, GateResult, PrecisionError, enforce, gate
+from perception.tools.precision import GATE_LIMITS, Evaluate, GateResult, PrecisionError, enforce, gate
 
 Say = Callable[[str], None]
 
@@ -36,7 +38,8 @@ class BuildRequest:
     calib: str = "synth"  # INT8 calibration frames: synth, synth:SEED, a drive .mcap or an image folder
     calib_frames: int = 64
     calib_method: str = "minmax"
-    eval_frames: int = 40  # held-out synthetic frames for the PQ gate
+    eval_frames: int = 40  # frames for the PQ gate (from `frames`, or held-out synthetic drives)
+    frames: str | None = None  # gate frames for a user's own model: any replay source URI
     force: bool = False  # accept a variant above its accuracy gate
     cache_dir: Path | None = None  # default: $XDG_CACHE_HOME/perception/engines
     device: int = 0
@@ -96,29 +99,52 @@ def make_variant(onnx_path: Path, card: ModelCard, target: Path, args: BuildRequ
     if result is not None:
         record = {"precision": result.precision, "baseline_pq": result.baseline_pq, "variant_pq": result.variant_pq,
                   "limit": result.limit, "passed": result.passed, "forced": bool(args.force and not result.passed),
-                  "source": str(onnx_path), "calib": args.calib if args.precision == "int8" else None}
+                  "source": str(onnx_path), "calib": args.calib if args.precision == "int8" else None,
+                  "scored_on": f"FP32 outputs on {args.frames}" if args.frames else "synthetic held-out drives"}
         atomic_write(target.with_suffix(".gate.json"), json.dumps(record, indent=2).encode())
     return result
 
 
 def _gate(onnx_path: Path, card: ModelCard, candidate: Path, args: BuildRequest, say: Say,
           warn: Say) -> GateResult | None:
+    evaluate = _evaluator(onnx_path, card, args, warn)
+    if evaluate is None:
+        return None
+    result = gate(args.precision, onnx_path, candidate, evaluate, GATE_LIMITS)
+    agreement = getattr(evaluate, "last", None)  # the reference gate's mask IoU and score drift
+    say(f"gate: {result.summary()}" + (f"; {agreement.summary()}" if agreement is not None else ""))
+    enforce(result, args.force)
+    if not result.passed:
+        warn(f"warning: accepted above the gate because of --force ({result.drop - result.limit:.2f} PQ over)")
+    return result
+
+
+def _evaluator(onnx_path: Path, card: ModelCard, args: BuildRequest, warn: Say) -> Evaluate | None:
+    """What scores the variant: FP32's outputs on `frames`, or synthetic ground truth; None = unscored (forced)."""
+    if args.frames is not None:
+        from perception.tools.reference_gate import ReferenceEvaluator, user_frames
+
+        return ReferenceEvaluator(card, onnx_path, user_frames(args.frames, args.eval_frames))
+    if not card.synthetic_domain:
+        # the synthetic drives' classes are not this model's: "PQ 0.00 vs FP32 0.00" would pass any gate
+        problem = (f"model card {card.path or card.name} is not a synthetic-domain model, so the synthetic "
+                   "held-out drives cannot score its variant")
+        if not args.force:
+            raise PrecisionError(problem, "pass --frames DRIVE.mcap|VIDEO|FOLDER (frames like deployment's) to "
+                                          "judge it against the FP32 model's own outputs, or accept it unscored "
+                                          "with --force")
+        warn(f"warning: {problem}; variant accepted unscored because of --force")
+        return None
     try:
         from perception.tools.accuracy import pq_evaluator
 
-        evaluate = pq_evaluator(card, args.eval_frames)
+        return pq_evaluator(card, args.eval_frames)
     except (MissingDependencyError, ImportError) as exc:  # the evaluation stack is optional here
         if not args.force:
             raise PrecisionError(f"the accuracy gate cannot run here ({exc})",
                                  "install what it names, or accept the variant unscored with --force") from exc
         warn(f"warning: accuracy gate skipped ({exc}); variant accepted unscored because of --force")
         return None
-    result = gate(args.precision, onnx_path, candidate, evaluate, GATE_LIMITS)
-    say(f"gate: {result.summary()}")
-    enforce(result, args.force)
-    if not result.passed:
-        warn(f"warning: accepted above the gate because of --force ({result.drop - result.limit:.2f} PQ over)")
-    return result
 
 
 def tensorrt_stage(onnx_path: Path, args: BuildRequest, say: Say) -> None:

@@ -159,16 +159,18 @@ def _segments_equal(a: Segments, b: Segments) -> bool:
                                                   (a.instance_ids, b.instance_ids), (a.scores, b.scores)))
 
 
-def diff_frame(a: FrameMessage, b: FrameMessage, class_names: dict[int, str], classes: dict[int, ClassTally],
-               iou_threshold: float = 0.5) -> FrameDiff:
-    """Match the segments of one frame of B against A and add the outcome to the per-class tallies."""
-    map_a, map_b = a.id_map, b.id_map
-    if map_a.shape != map_b.shape:
-        raise RecordingError(f"frame {a.frame_index} of camera {a.camera} is {map_a.shape[1]}x{map_a.shape[0]} in A "
-                             f"but {map_b.shape[1]}x{map_b.shape[0]} in B",
-                             "compare runs of the same drive at the same resolution")
-    identical = np.array_equal(map_a, map_b) and _segments_equal(a.segments, b.segments)
-    seg_a, seg_b = a.segments, b.segments
+@dataclass(frozen=True)
+class Matching:
+    """Segments of B matched to A the panoptic way (same class, IoU > threshold: unique)."""
+
+    pairs: tuple[tuple[int, int, int, float], ...]  # (id in A, id in B, class id, IoU)
+    unmatched_a: tuple[tuple[int, int], ...]  # (id, class id) in A, not in B
+    unmatched_b: tuple[tuple[int, int], ...]  # (id, class id) in B, not in A
+
+
+def match_segments(map_a: np.ndarray, seg_a: Segments, map_b: np.ndarray, seg_b: Segments,
+                   iou_threshold: float = 0.5) -> Matching:
+    """A is the reference run (its void means "nothing here", so B on A's void counts in the union)."""
     size_a = int(max(int(map_a.max(initial=0)), int(seg_a.ids.max(initial=0)))) + 1
     size_b = int(max(int(map_b.max(initial=0)), int(seg_b.ids.max(initial=0)))) + 1
     joint = map_a.astype(np.int64).ravel() * size_b + map_b.astype(np.int64).ravel()
@@ -183,33 +185,59 @@ def diff_frame(a: FrameMessage, b: FrameMessage, class_names: dict[int, str], cl
 
     class_a = dict(zip(seg_a.ids.tolist(), seg_a.class_ids.tolist(), strict=True))
     class_b = dict(zip(seg_b.ids.tolist(), seg_b.class_ids.tolist(), strict=True))
-    matched_a: set[int] = set()
-    matched_b: set[int] = set()
-    ious: list[float] = []
+    pairs: list[tuple[int, int, int, float]] = []
     for x, y, n in zip(ia.tolist(), ib.tolist(), inter.tolist(), strict=True):
         if x == 0 or y == 0 or x not in class_a or y not in class_b or class_a[x] != class_b[y]:
             continue
         union = int(area_a[x]) + int(area_b[y]) - n
         iou = n / union if union else 0.0
         if iou > iou_threshold:  # > 0.5 makes the match unique
-            matched_a.add(x)
-            matched_b.add(y)
-            ious.append(iou)
-            tally = classes.setdefault(class_a[x], ClassTally())
-            tally.tp += 1
-            tally.iou_sum += iou
+            pairs.append((x, y, class_a[x], iou))
+    matched_a = {p[0] for p in pairs}
+    matched_b = {p[1] for p in pairs}
+    return Matching(tuple(pairs), tuple((i, c) for i, c in class_a.items() if i not in matched_a),
+                    tuple((i, c) for i, c in class_b.items() if i not in matched_b))
+
+
+def tally(matching: Matching, classes: dict[int, ClassTally]) -> None:
+    """Add one frame's matches to per-class TP/FP/FN tallies (B judged against A)."""
+    for _a, _b, class_id, iou in matching.pairs:
+        entry = classes.setdefault(class_id, ClassTally())
+        entry.tp += 1
+        entry.iou_sum += iou
+    for _i, class_id in matching.unmatched_a:
+        classes.setdefault(class_id, ClassTally()).fn += 1
+    for _i, class_id in matching.unmatched_b:
+        classes.setdefault(class_id, ClassTally()).fp += 1
+
+
+def class_averaged_pq(classes: dict[int, ClassTally]) -> float:
+    """PQ averaged over the classes that occur (1.0 when none does)."""
+    tallies = [t for t in classes.values() if t.tp + t.fp + t.fn]
+    return float(np.mean([t.pq for t in tallies])) if tallies else 1.0
+
+
+def diff_frame(a: FrameMessage, b: FrameMessage, class_names: dict[int, str], classes: dict[int, ClassTally],
+               iou_threshold: float = 0.5) -> FrameDiff:
+    """Match the segments of one frame of B against A and add the outcome to the per-class tallies."""
+    map_a, map_b = a.id_map, b.id_map
+    if map_a.shape != map_b.shape:
+        raise RecordingError(f"frame {a.frame_index} of camera {a.camera} is {map_a.shape[1]}x{map_a.shape[0]} in A "
+                             f"but {map_b.shape[1]}x{map_b.shape[0]} in B",
+                             "compare runs of the same drive at the same resolution")
+    identical = np.array_equal(map_a, map_b) and _segments_equal(a.segments, b.segments)
+    seg_a, seg_b = a.segments, b.segments
+    matching = match_segments(map_a, seg_a, map_b, seg_b, iou_threshold)
+    tally(matching, classes)
 
     def ref(segment_id: int, class_id: int) -> SegmentRef:
         return SegmentRef(segment_id, class_id, class_names.get(class_id, f"class{class_id}"))
 
-    removed = tuple(ref(i, c) for i, c in class_a.items() if i not in matched_a)
-    added = tuple(ref(i, c) for i, c in class_b.items() if i not in matched_b)
-    for r in removed:
-        classes.setdefault(r.class_id, ClassTally()).fn += 1
-    for r in added:
-        classes.setdefault(r.class_id, ClassTally()).fp += 1
-    return FrameDiff(a.camera, a.frame_index, a.stamp_ns, len(seg_a), len(seg_b), identical, tuple(ious),
-                     added, removed, *_table_changes(map_a, map_b, seg_a, seg_b))
+    removed = tuple(ref(i, c) for i, c in matching.unmatched_a)
+    added = tuple(ref(i, c) for i, c in matching.unmatched_b)
+    return FrameDiff(a.camera, a.frame_index, a.stamp_ns, len(seg_a), len(seg_b), identical,
+                     tuple(p[3] for p in matching.pairs), added, removed,
+                     *_table_changes(map_a, map_b, seg_a, seg_b))
 
 
 def _table_changes(map_a: np.ndarray, map_b: np.ndarray, seg_a: Segments,
