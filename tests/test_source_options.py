@@ -25,7 +25,7 @@ def _drive(path: Path) -> Path:
     (lambda d: f"rosbag:{write_ros1_bag(d / 'x.bag', {'/c': 'rgb8'})}", "lop=1", "topic, start, end, loop, stamp"),
     (lambda d: f"images:{image_folder(d / 'frames', 1)}", "fp=5", "fps"),
     (lambda d: "camera:0", "widht=640", "width, height, fps, fourcc"),
-    (lambda d: "synthetic:", "sed=7", "seed, frames, fps, width, height"),
+    (lambda d: "synthetic:", "sed=7", "seed, frames, fps, width, height, camera"),
 ], ids=["mcap", "rosbag", "images", "camera", "synthetic"])
 def test_an_unknown_option_is_refused_with_the_valid_ones(tmp_path: Path, make: object, query: str, valid: str,
                                                           capsys: pytest.CaptureFixture[str]) -> None:

@@ -83,7 +83,7 @@ class Pipeline:
         if tensor.dtype != spec.dtype:
             raise ModelMismatchError(f"{where} disagree: graph input is {tensor.dtype}, card says {spec.dtype}",
                                      "set [input] dtype in the card")
-        card_classes_check(self.card, model_classes(self.decoder, self.engine.outputs), self.card.onnx.name)
+        card_classes_check(self.card, model_classes(self.decoder, self.engine.outputs), model)
         self.decoder.check(self.engine.outputs)
 
     def warm_up(self, runs: int) -> None:
