@@ -29,6 +29,11 @@ class ImageFolderSource:
         self._next = 0
         self.unreadable: list[Path] = []
 
+    @property
+    def length(self) -> int | None:
+        """Frames this replay holds, once open (for progress)."""
+        return len(self._paths) or None
+
     def open(self) -> None:
         target = self.uri.target
         if Path(target).is_dir():

@@ -123,25 +123,18 @@ def run(args: argparse.Namespace) -> int:
         what += f", ground-truth things >= {args.min_gt_area} px"
     started = time.monotonic()
 
-    interactive = sys.stderr.isatty()
-
-    def progress(done: int) -> None:
-        # a counter that rewrites itself on a terminal; logs and pipes get no progress noise
-        if interactive and not args.json and done % 20 == 0:
-            print(f"\r{done} frames", end="", file=sys.stderr, flush=True)
+    from perception.ops.progress import Progress
 
     spec = PipelineSpec(card=args.card, engine=args.engine, options=EngineOptions(threads=args.threads))
-    with Pipeline.open(spec) as pipeline:
+    with Pipeline.open(spec) as pipeline, Progress("evaluating", None if args.drive else len(seeds) * count) as bar:
         report = evaluate_scenes(pipeline.card, pipeline.process, scenes, reset=pipeline.reset, unscored=unscored,
-                                 truth_names=CLASS_NAMES, progress=progress, min_thing_area=args.min_gt_area)
+                                 truth_names=CLASS_NAMES, progress=bar.update, min_thing_area=args.min_gt_area)
     if args.json:
         out = report.to_dict()
         out["model"] = pipeline.card.name
         out["data"] = what
         print(json.dumps(out))
     else:
-        if interactive:
-            print(file=sys.stderr)  # end the progress line
         engine = pipeline.engine.name if card.kind == "classic" else args.engine
         title = (f"{pipeline.card.name} on {what} ({engine}, {time.monotonic() - started:.1f} s)")
         print(format_report(report, title))

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -28,18 +27,14 @@ def register(subparsers: Any) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from perception.core.interrupt import sigterm_raises
+    from perception.ops.progress import Progress
     from perception.synth.drivefile import write_drive
 
     started = time.monotonic()
-
-    def progress(done: int) -> None:
-        if done % 50 == 0 or done == args.frames:
-            print(f"\rrendered {done}/{args.frames} frames", end="", file=sys.stderr, flush=True)
-
-    with sigterm_raises():  # SIGTERM unwinds like Ctrl-C: the drive's temporary file is removed
+    # SIGTERM unwinds like Ctrl-C: the drive's temporary file is removed
+    with sigterm_raises(), Progress("rendering", args.frames) as progress:
         path = write_drive(args.out, args.seed, args.frames, args.fps, args.width, args.height,
-                           image_format=args.image_format, progress=progress)
-    print(file=sys.stderr)
+                           image_format=args.image_format, progress=progress.update)
     print(f"wrote {path} ({args.frames} frames, {path.stat().st_size:,} bytes) in "
           f"{time.monotonic() - started:.1f} s")
     return 0

@@ -19,6 +19,7 @@ from perception.ops.live_status import LiveStatus
 from perception.ops.liveness import Liveness
 from perception.ops.metrics import NodeMetrics
 from perception.ops.notify import SystemdNotifier
+from perception.ops.progress import Progress
 from perception.ops.sample import NodeSample
 
 log = logging.getLogger(__name__)
@@ -32,7 +33,7 @@ Probe = Callable[[], NodeSample]
 class Operations:
     def __init__(self, camera: str, *, metrics: ListenAddress | None = None, allow_public: bool = False,
                  notifier: SystemdNotifier | None = None, live: LiveStatus | None = None,
-                 stall_s: float = 2.0) -> None:
+                 stall_s: float = 2.0, replay_progress: bool = False) -> None:
         self.camera = camera
         self.health = Health(stall_s)
         self.notifier = notifier
@@ -44,6 +45,10 @@ class Operations:
         self._liveness = Liveness()
         self._ready_sent = False
         self._logged_state = ""
+        self.progress: Progress | None = None
+        self._replay_progress = replay_progress  # a person (terminal) or a journal reads this run's progress
+        self._replaying = False
+        self._replay_total: int | None = None
         self._stopping_sent = False
         self._next_status = self._next_live = self._next_watchdog = 0.0
 
@@ -59,6 +64,15 @@ class Operations:
             self.metrics = NodeMetrics(self.camera, probe, lambda: self.health.current_state)
             self.server = OpsServer(self._metrics_address, self.metrics, self.health, allow_public=self._allow_public)
             log.info("metrics on http://%s/metrics, health on /healthz", self.server.address)
+
+    def replaying(self, length: int | None, max_frames: int = 0) -> None:
+        """A lossless replay: show a progress bar (terminal) or periodic lines (journal) instead of the live line."""
+        if not self._replay_progress:
+            return
+        known = [n for n in (length, max_frames) if n]
+        self._replay_total = min(known) if known else None
+        self._replaying = True  # the bar starts with the first frames, after the start-up log lines
+        self.live = None
 
     def describe(self, info: Mapping[str, str]) -> None:
         """Engine, model, version: the `perception_node_info` series."""
@@ -83,8 +97,10 @@ class Operations:
 
     def tick(self) -> None:
         """Once per output-loop turn: pet the watchdog while frames move, refresh STATUS= and the live line."""
-        if self._probe is None or (self.notifier is None and self.live is None):
+        if self._probe is None or (self.notifier is None and self.live is None and not self._replaying):
             return
+        if self._replaying and self.progress is None:
+            self.progress = Progress("replaying", self._replay_total)
         now = time.monotonic()
         sample: NodeSample | None = None
         state = self.health.current_state
@@ -99,9 +115,14 @@ class Operations:
             self._next_status = now + STATUS_INTERVAL_S
             sample = sample or self._probe()
             notifier.status(sample.summary(state))
-        if self.live is not None and now >= self._next_live:
+        if (self.live is not None or self.progress is not None) and now >= self._next_live:
             self._next_live = now + LIVE_INTERVAL_S
-            self.live.show(state, sample or self._probe())
+            sample = sample or self._probe()
+            if self.progress is not None:
+                self.progress.postfix(sample.summary(state).split(": ", 1)[1])
+                self.progress.update(int(sample.counters.get("read", 0)))
+            elif self.live is not None:
+                self.live.show(state, sample)
 
     def stopping(self, reason: str = "stopping") -> None:
         """STOPPING=1 as soon as shutdown begins (systemd then waits TimeoutStopSec, no watchdog)."""
@@ -113,6 +134,11 @@ class Operations:
         self.stopping()
         if self.live is not None:
             self.live.close()
+        if self.progress is not None:
+            if self._probe is not None:  # the count at the end, not at the last tick
+                self.progress.update(int(self._probe().counters.get("read", 0)))
+            self.progress.close()
+            self.progress = None
         if self.server is not None:
             self.server.close()
             self.server = None
@@ -132,4 +158,5 @@ def operations_for(camera: str, metrics: str, *, allow_public: bool, notify: boo
         notifier=SystemdNotifier.from_environment() if notify else None,
         live=LiveStatus.for_stream(sys.stderr) if live_status else None,
         stall_s=stall_s,
+        replay_progress=live_status,
     )

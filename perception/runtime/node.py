@@ -97,6 +97,8 @@ class Node:
                 self._status("warming_up")
                 pipeline.warm_up(self.config.model.warmup_runs)
                 parts.source.open()
+                if not parts.source.live and self.config.source.rate == 0:  # lossless replay: a progress bar
+                    self.ops.replaying(getattr(parts.source, "length", None), self.config.run.max_frames)
                 parts.publisher.publish_metadata(self._metadata(pipeline))
                 self._wait_for_subscribers()
                 if not self._stop.is_set():  # a signal during start-up ends the run before any frame is read

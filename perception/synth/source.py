@@ -47,6 +47,11 @@ class SyntheticSource:
         self.path: Path | None = None
         self._frames: Iterator[DriveFrame] | None = None
 
+    @property
+    def length(self) -> int:
+        """Frames this replay holds (for progress)."""
+        return self.frames
+
     def open(self) -> None:
         self.close()
         self.path = cached_drive(self.seed, self.frames, self.fps, self.width, self.height, self.camera)

@@ -36,11 +36,13 @@ def held_out_frames(frames: int) -> list[tuple[Any, Any]]:
 def pq_evaluator(card: ModelCard, frames: int) -> Callable[[Path], float]:
     """ONNX path -> PQ of that model (preprocessed and decoded as the card says) on the held-out frames."""
     from perception.evaluation.runner import evaluate
+    from perception.ops.progress import Progress
 
     drive = held_out_frames(frames)
 
     def score(model: Path) -> float:
-        with Pipeline(card, OrtEngine(model, EngineOptions(), quantize_in_float=True)) as pipeline:
-            return 100.0 * evaluate(card, pipeline.process, drive).summary().pq
+        with Pipeline(card, OrtEngine(model, EngineOptions(), quantize_in_float=True)) as pipeline, \
+                Progress(f"scoring {model.name}", len(drive)) as bar:
+            return 100.0 * evaluate(card, pipeline.process, drive, progress=bar.update).summary().pq
 
     return score
