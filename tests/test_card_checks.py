@@ -16,7 +16,8 @@ def _run_card(tmp_path: Path, card: Path, capsys: pytest.CaptureFixture[str]) ->
     frames = image_folder(tmp_path / "frames", 1)
     assert main(["run", "--card", str(card), "--source", f"images:{frames}", "--rate", "0", "--quiet",
                  "--endpoint", f"ipc://{tmp_path}/n.sock"]) == 2
-    return capsys.readouterr().err.strip().splitlines()[-1]
+    (line,) = capsys.readouterr().err.strip().splitlines()  # the error alone
+    return line
 
 
 def test_a_quoted_thing_flag_is_refused(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -105,6 +105,6 @@ def test_reduced_precision_on_the_cpu_engine_is_refused_with_the_reason(
     launch = write_launch(tmp_path, f"images:{frames}", f"ipc://{tmp_path}/n.sock")
     launch.write_text(launch.read_text().replace("threads = 1\n", f'threads = 1\nprecision = "{precision}"\n'))
     assert main(["run", str(launch), "--quiet"]) == 2
-    line = capsys.readouterr().err.strip().splitlines()[-1]
+    (line,) = capsys.readouterr().err.strip().splitlines()  # the error alone
     assert f"precision '{precision}' is not run by the onnxruntime (CPU) engine" in line
     assert "saturate" in line and 'precision = "fp32"' in line and "tensorrt" in line

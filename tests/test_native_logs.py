@@ -22,7 +22,8 @@ def test_an_undecodable_video_gives_our_line_only_unless_debug_is_asked_for(tmp_
     quiet = _run("run", "--source", str(junk), "--quiet", "--endpoint", f"ipc://{tmp_path}/a.sock")
     assert quiet.returncode == 2
     assert "moov atom" not in quiet.stderr and "WARN" not in quiet.stderr, quiet.stderr
-    assert quiet.stderr.strip().splitlines()[-1].startswith("perception run: error: video file")
+    lines = quiet.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("perception run: error: video file"), quiet.stderr
     loud = _run("--log-level", "debug", "run", "--source", str(junk), "--quiet",
                 "--endpoint", f"ipc://{tmp_path}/b.sock")
     assert loud.returncode == 2

@@ -33,7 +33,7 @@ def test_an_unknown_option_is_refused_with_the_valid_ones(tmp_path: Path, make: 
     separator = "&" if "?" in uri else "?"
     assert main(["run", "--source", f"{uri}{separator}{query}", "--quiet",
                  "--endpoint", f"ipc://{tmp_path}/n.sock"]) == 2
-    line = capsys.readouterr().err.strip().splitlines()[-1]
+    (line,) = capsys.readouterr().err.strip().splitlines()  # the error alone
     key, value = query.split("=")
     assert f"unknown source option(s) {key}={value!r}" in line and "valid options for" in line
     assert line.endswith(valid)
@@ -42,7 +42,7 @@ def test_an_unknown_option_is_refused_with_the_valid_ones(tmp_path: Path, make: 
 def test_a_video_file_takes_no_options(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     video = video_file(tmp_path / "drive.avi", 3)
     assert main(["record", "--source", f"{video}?fp=5", "--out", str(tmp_path / "o.mcap")]) == 2
-    line = capsys.readouterr().err.strip().splitlines()[-1]
+    (line,) = capsys.readouterr().err.strip().splitlines()  # the error alone
     assert "unknown source option(s) fp='5'" in line and "file sources take no ?key=value options" in line
     assert not (tmp_path / "o.mcap").exists()
 

@@ -81,8 +81,9 @@ class McapContainer:
         self._recording = McapRecording(path, recover=recover)
         self.start_ns = self._recording.start_ns
         self.end_ns = self._recording.end_ns
-        ours = {"perception.recording", "perception.drive"} & set(self._recording.metadata())
-        self.zero_stamp_is_unset = not ours
+        metadata = set(self._recording.metadata())
+        self.zero_stamp_is_unset = not {"perception.recording", "perception.drive"} & metadata
+        self.synthetic = "perception.synth" in metadata  # a drive `perception synth` rendered
 
     def topics(self) -> dict[str, str]:
         return self._recording.topics()
@@ -174,6 +175,7 @@ class _ReplaySource:
 
     live = False
     kind = "recording"
+    synthetic = False  # frames rendered by perception.synth (known once open)
     OPTIONS: tuple[str, ...] = ("topic", "start", "end", "loop", "stamp")
 
     def __init__(self, uri: SourceUri) -> None:
@@ -210,6 +212,7 @@ class _ReplaySource:
         container = self._open_container()
         try:
             self.topic = self._choose_topic(container)
+            self.synthetic = bool(getattr(container, "synthetic", False))
             self._container = container
             self._origin_ns = None
             self._restart(container)

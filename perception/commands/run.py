@@ -9,11 +9,15 @@ import signal
 import sys
 from pathlib import Path
 from types import FrameType
+from typing import TYPE_CHECKING
 
 from perception.core.interrupt import Terminated
 from perception.runtime.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
 from perception.runtime.latency import format_table
 from perception.wire.payload import CODECS
+
+if TYPE_CHECKING:
+    from perception.runtime.node import RunReport
 
 SWITCH_INTERVAL_S = 0.0005
 
@@ -105,15 +109,20 @@ def run(args: argparse.Namespace) -> int:
             raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
 
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
-    log.info("%s -> %s (%s) -> %s topic perception/%s/", config.source.uri, config.model.card.name,
-             config.model.engine, config.publish.endpoint, config.publish.camera)
-    try:
+    try:  # the node says what runs once it is ready, so a start-up error is the only line printed
         report = node.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
     if config.run.summary:
         print(format_table(report.latency), file=sys.stderr)
-        print(node.counters.summary_line() + f"; published {report.published}, "
-              f"dropped by publisher {report.publisher_dropped}", file=sys.stderr)
+        print(node.counters.summary_line() + f"; {published_line(report)}", file=sys.stderr)
     return 0
+
+
+def published_line(report: RunReport) -> str:
+    """What was sent, and where losses would show: the node cannot see a subscriber's own drops."""
+    subscribers = report.frame_subscribers
+    return (f"published {report.published} frames to {subscribers} frame subscriber{'' if subscribers == 1 else 's'} "
+            f"(most at once), {report.publisher_dropped} dropped at the node's send queue; a slow subscriber "
+            "loses frames in its own queue and sees them as seq gaps (perception echo counts them)")

@@ -82,7 +82,11 @@ class Operations:
     def state(self, state: str, detail: str = "") -> None:
         if state != self._logged_state:  # transitions only: the heartbeat repeats states every second
             self._logged_state = state
-            level = logging.WARNING if state in ("source_lost", "error") else logging.INFO
+            # start-up steps pass in seconds on every run, and before a start-up error they would
+            # stand above its one line: debug; the states an operator acts on stay visible
+            start_up = state in ("starting", "warming_up") or (state == "stopped" and detail == "not_started")
+            level = (logging.DEBUG if start_up else
+                     logging.WARNING if state in ("source_lost", "error") else logging.INFO)
             log.log(level, "state %s%s", state, f" ({detail})" if detail else "",
                     extra={"camera": self.camera, "state": state})
         self.health.state(state, detail)

@@ -35,6 +35,7 @@ from perception.runtime.parts import NodeParts, build_parts
 from perception.runtime.pipeline import Pipeline, Prepared
 from perception.runtime.stages import FrameFailed, InferenceThread, InferredFrame, StageEnded
 from perception.tracking.base import Tracker, make_tracker
+from perception.wire.schema import Kind
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class RunReport:
     latency: dict[str, Any]
     published: int
     publisher_dropped: int
+    frame_subscribers: int = 0  # the most frame subscribers connected at once during the run
 
 
 class Node:
@@ -63,6 +65,7 @@ class Node:
         self.state = "starting"
         self._stop = threading.Event()
         self._published = 0
+        self._frame_subscribers = 0
         self._last_error = ""
         self._capture: CaptureThread[Prepared] | None = None
         self._inference: InferenceThread | None = None
@@ -104,7 +107,7 @@ class Node:
                 if not self._stop.is_set():  # a signal during start-up ends the run before any frame is read
                     capture = self._start_capture(pipeline)
                     stack.callback(self._stop_capture, capture)
-                    self._status("ready")
+                    self._status("ready", self._ready(pipeline))
                     self._work(capture, pipeline)
             except PerceptionError as exc:
                 self._status("error", str(exc))
@@ -112,7 +115,21 @@ class Node:
         if self._capture is not None and self._capture.error is not None:
             raise self._capture.error
         return RunReport(self.counters.snapshot(), self.latency.snapshot(), self._published,
-                         parts.publisher.dropped)
+                         parts.publisher.dropped, self._frame_subscribers)
+
+    def _ready(self, pipeline: Pipeline) -> str:
+        """Say what runs, now that it does (not before a start-up error); returns the ready detail."""
+        p, source = self.config.publish, self.parts.source
+        log.info("%s -> %s (%s) -> %s topic perception/%s/", source.uri.raw, pipeline.card.name,
+                 pipeline.engine.name, p.endpoint, p.camera)
+        if not pipeline.card.synthetic_domain or getattr(source, "synthetic", False):
+            return ""
+        # on camera footage the shipped model reports confident "cars" in a pedestrian plaza
+        warning = (f"warning: model {pipeline.card.name!r} is a synthetic-domain model (trained on perception.synth "
+                   f"scenes only) and {source.uri.raw!r} is not a synthetic drive: its objects here are not "
+                   "meaningful; run your own model (README, 'Bring your own model')")
+        log.warning("%s", warning)
+        return warning
 
     def _wait_for_subscribers(self) -> None:
         wanted, timeout = self.config.publish.wait_subscribers, self.config.publish.wait_timeout_s
@@ -188,7 +205,8 @@ class Node:
         max_age_ns = 0 if capture.slot.lossless else int(self.config.source.max_age_ms * 1e6)
         self._inference = InferenceThread(capture.slot, pipeline, self.counters, max_age_ns)
         self._inference.start()
-        next_beat = next_stats = clock()
+        # run() has just published "ready": the next status is a change or the next beat, not a copy
+        next_beat, next_stats = clock() + beat_ns, clock()
         while True:
             if self._stop.is_set() and not capture.stopping:
                 self.ops.stopping()
@@ -205,6 +223,7 @@ class Node:
                 publisher.publish_stats(self._stats())
                 next_stats = now + stats_ns
             publisher.service()
+            self._frame_subscribers = max(self._frame_subscribers, publisher.open_subscriptions[Kind.FRAME])
             try:
                 item = self._inference.handoff.get(timeout=0.05)
             except queue.Empty:

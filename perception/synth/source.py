@@ -27,6 +27,7 @@ OPTIONS = ("seed", "frames", "fps", "width", "height", "camera")
 
 class SyntheticSource:
     live = False
+    synthetic = True  # what a synthetic-domain model is meant for (no domain warning)
 
     def __init__(self, uri: SourceUri) -> None:
         uri.check_options(OPTIONS)
