@@ -108,6 +108,8 @@ CLASSIC_METHODS: Registry[ClassicMethod] = Registry(
     "classic method", ClassicMethod, ModelCardError,
     {
         "motion": "perception.models.classic.motion:MotionSegmenter",
+        "color": "perception.models.classic.color:ColorSegmenter",
+        "region": "perception.models.classic.region:RegionSegmenter",
     },
     group="perception.classic",
 )
