@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from perception.cli import main
+from perception.core.segmentation import Segmentation
 from perception.models.errors import ModelCardError
 from tests.classic_support import card_with, pipeline_for
 
@@ -25,7 +26,7 @@ def _hsv_image(patches: list[tuple[tuple[int, int, int, int], tuple[int, int, in
     return cv2.cvtColor(hsv, cv2.COLOR_HSV2BGR)
 
 
-def _stuff(seg) -> dict[int, int]:  # type: ignore[no-untyped-def]
+def _stuff(seg: Segmentation) -> dict[int, int]:
     return dict(zip(seg.segments.class_ids.tolist(), seg.segments.areas.tolist(), strict=True))
 
 
