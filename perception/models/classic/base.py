@@ -13,11 +13,12 @@ from collections.abc import Mapping
 from types import TracebackType
 from typing import NamedTuple
 
+import cv2
 import numpy as np
 
 from perception.core.errors import FrameError, ModelMismatchError
 from perception.core.registry import Registry
-from perception.core.segmentation import Segmentation
+from perception.core.segmentation import Segmentation, Segments, segment_stats
 from perception.core.tensors import TensorSpec
 from perception.models.card import ModelCard
 from perception.models.errors import ModelCardError
@@ -99,8 +100,50 @@ class LabelDecoder:
 
     def decode(self, outputs: Mapping[str, np.ndarray], geometry: Geometry) -> Segmentation:
         labels, classes = outputs[LABELS], outputs[CLASSES]
-        full = geometry.map_to_source(labels)
-        return Segmentation.from_id_map(full, classes, np.ones(len(classes), np.float32), self._is_thing[classes])
+        n = len(classes)
+        scores, is_thing = np.ones(n, np.float32), self._is_thing[classes]
+        upsampled = _upsampled(labels, n, geometry)
+        if upsampled is None:
+            return Segmentation.from_id_map(geometry.map_to_source(labels), classes, scores, is_thing)
+        full, areas, boxes = upsampled
+        if not (areas[1:] > 0).all():  # a segment lost in resampling: the generic path drops and renumbers
+            return Segmentation.from_id_map(full, classes, scores, is_thing)
+        segments = Segments(ids=np.arange(1, n + 1, dtype=np.uint32), class_ids=classes.astype(np.int32),
+                            instance_ids=np.zeros(n, np.uint32), is_thing=is_thing, scores=scores,
+                            bboxes=boxes[1:], areas=areas[1:])
+        return Segmentation(full, segments)
+
+
+def _upsampled(labels: np.ndarray, n: int, geometry: Geometry) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+    """The label map at source size with its segments' exact areas and boxes, counted at working size.
+
+    Nearest-neighbour upsampling repeats each map row and column a known number of times, so a
+    segment's source area is the sum of those products over its map pixels and its box edges are
+    where its first and past-last map column/row begin in the source: the segments table costs a
+    pass over the small map instead of the big one (half of the motion method's time otherwise).
+    None when the map is not smaller than the source (the generic path is as cheap there).
+    """
+    x0, y0, x1, y1 = geometry.content_box(*labels.shape)
+    crop = np.ascontiguousarray(labels[y0:y1, x0:x1])
+    h, w = crop.shape
+    if h >= geometry.src_h or w >= geometry.src_w:
+        return None
+    full = cv2.resize(crop, (geometry.src_w, geometry.src_h), interpolation=cv2.INTER_NEAREST)
+    cols, rows = _sampled(w, geometry.src_w), _sampled(h, geometry.src_h)
+    weights = np.outer(np.bincount(rows, minlength=h), np.bincount(cols, minlength=w)).ravel()
+    areas = np.bincount(crop.ravel(), weights=weights, minlength=n + 1)[: n + 1].round().astype(np.int64)
+    _, boxes = segment_stats(crop, n)
+    first_x = np.searchsorted(cols, np.arange(w + 1))  # the first source column that samples map column c
+    first_y = np.searchsorted(rows, np.arange(h + 1))
+    source_boxes = np.stack([first_x[boxes[:, 0]], first_y[boxes[:, 1]], first_x[boxes[:, 2]],
+                             first_y[boxes[:, 3]]], axis=1).astype(np.int32)
+    return full, areas, source_boxes
+
+
+def _sampled(size: int, target: int) -> np.ndarray:
+    """For each of `target` source pixels along an axis, the map pixel cv2.resize's nearest neighbour reads."""
+    ramp = np.arange(size, dtype=np.float32)[None, :]
+    return cv2.resize(ramp, (target, 1), interpolation=cv2.INTER_NEAREST)[0].astype(np.int64)
 
 
 # name -> "module:Class"; Class(card: ModelCard) -> ClassicMethod
