@@ -1,8 +1,8 @@
 """The node: capture thread (read, preprocess) -> inference thread (engine) -> output loop
 (decode, track, encode, publish, record).
 
-The node is assembled from parts (runtime.parts: source, pipeline, publisher, recorder, clock,
-backoff), owns them for one run, and closes them in reverse order through an ExitStack. The
+The node is assembled from parts (runtime.parts: source, pipeline opener, publisher, recorder,
+operations, clock, backoff), owns them for one run, and closes them in reverse order through an ExitStack. The
 output loop is the calling thread; it alone touches the ZeroMQ socket and the recorder, and it
 keeps the status heartbeat and the stats beating while frames are scarce. The capture thread
 pushes its state changes onto a queue that the loop drains. Decoding frame N in the loop
