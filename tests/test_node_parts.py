@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -27,9 +28,9 @@ SEEN: list[EngineOptions] = []
 
 
 def _probe_engine(model: Path, options: EngineOptions) -> Engine:
-    """ONNX Runtime, noting the options the node handed over."""
+    """ONNX Runtime (in FP32, the CPU backend's only precision), noting the options the node handed over."""
     SEEN.append(options)
-    return OrtEngine(model, options)
+    return OrtEngine(model, dataclasses.replace(options, precision="fp32"))
 
 
 ENGINES.register("options-probe", _probe_engine)
@@ -39,7 +40,7 @@ def _args(*argv: str) -> argparse.Namespace:
     return build_parser().parse_args(["run", *argv])
 
 
-def test_device_and_cache_dir_go_from_launch_file_and_cli_to_the_engine(tmp_path: Path) -> None:
+def test_every_engine_option_goes_from_launch_file_and_cli_to_the_engine(tmp_path: Path) -> None:
     frames = image_folder(tmp_path / "frames", 2)
     launch = write_launch(tmp_path, f"images:{frames}", f"ipc://{tmp_path}/o.sock")
     launch.write_text(launch.read_text().replace(
@@ -47,18 +48,20 @@ def test_device_and_cache_dir_go_from_launch_file_and_cli_to_the_engine(tmp_path
     config = load_launch(launch)
     assert (config.model.device, config.model.cache_dir) == (1, tmp_path / "plans")
 
-    config = build_config(_args(str(launch), "--device", "2", "--cache-dir", str(tmp_path / "elsewhere")))
+    config = build_config(_args(str(launch), "--device", "2", "--cache-dir", str(tmp_path / "elsewhere"),
+                                "--threads", "1", "--spin", "--precision", "fp16"))
     parts = build_parts(config)
     SEEN.clear()
     report = Node(config, parts).run()
     assert report.counters["processed"] == 2
-    assert [(o.device, o.cache_dir, o.threads) for o in SEEN] == [(2, tmp_path / "elsewhere", 1)]
+    assert [EngineOptions(threads=1, spin=True, device=2, precision="fp16", cache_dir=tmp_path / "elsewhere")] == SEEN
 
 
 @pytest.mark.parametrize(("line", "message"), [
     ("device = -1", r"\[model\] device = -1 is negative"),
     ('cache_dir = "test.toml"', r"cache_dir = .*test.toml' exists and is not a folder"),
     ("device = \"gpu0\"", "expected a int"),
+    ('precision = "fp8"', r"\[model\] precision = 'fp8' is not a precision: use one of fp32, fp16, int8"),
 ])
 def test_bad_device_or_cache_dir_is_a_config_error(tmp_path: Path, line: str, message: str) -> None:
     launch = write_launch(tmp_path, "images:x", f"ipc://{tmp_path}/c.sock")

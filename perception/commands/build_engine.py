@@ -16,7 +16,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from perception.inference.tensorrt import PRECISIONS
+from perception.inference.engine import PRECISIONS
 
 
 def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:

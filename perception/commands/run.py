@@ -12,6 +12,7 @@ from types import FrameType
 from typing import TYPE_CHECKING
 
 from perception.core.interrupt import Terminated
+from perception.inference.engine import PRECISIONS
 from perception.runtime.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
 from perception.runtime.latency import format_table
 from perception.wire.payload import CODECS
@@ -37,6 +38,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--card", type=Path, help="model card (.toml next to the ONNX)")
     p.add_argument("--engine", help="inference backend (onnxruntime, tensorrt, ...)")
     p.add_argument("--threads", type=int, help="CPU inference threads")
+    p.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
+                   help="let idle inference threads spin-wait (faster alone on a core)")
+    p.add_argument("--precision", choices=PRECISIONS, help="GPU backends: which ONNX variant runs")
     p.add_argument("--device", type=int, help="GPU backends: CUDA device index (default 0)")
     p.add_argument("--cache-dir", type=Path, help="GPU backends: folder of built TensorRT plans")
     p.add_argument("--endpoint", help="ZeroMQ bind endpoint, e.g. tcp://127.0.0.1:5560 or ipc:///tmp/p.sock")
@@ -63,7 +67,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     config = load_launch(args.launch or DEFAULT_LAUNCH, source_given=args.source is not None)
     config = override(config, "source", uri=args.source, rate=args.rate, max_age_ms=args.max_age_ms)
     config = override(config, "model", card=args.card.resolve() if args.card else None, engine=args.engine,
-                      threads=args.threads, device=args.device,
+                      threads=args.threads, spin=args.spin, precision=args.precision, device=args.device,
                       cache_dir=args.cache_dir.resolve() if args.cache_dir else None)
     config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
                       compression=args.compression, allow_public=args.allow_public,

@@ -19,6 +19,9 @@ from perception.core.registry import Registry
 from perception.core.tensors import TensorSpec
 from perception.inference.errors import EngineError
 
+# what EngineOptions.precision may be; the precision lives in the ONNX variant (docs/tensorrt.md)
+PRECISIONS = ("fp32", "fp16", "int8")
+
 
 @dataclass(frozen=True)
 class EngineOptions:

@@ -22,7 +22,7 @@ import numpy as np
 from perception.core.errors import ModelMismatchError
 from perception.core.tensors import TensorSpec
 from perception.inference.cuda import CudaDevice, DeviceBuffer, Event, PinnedBuffer, Stream, cuda_errors
-from perception.inference.engine import EngineOptions, check_feeds
+from perception.inference.engine import PRECISIONS, EngineOptions, check_feeds
 from perception.inference.errors import EngineError
 from perception.inference.plan_cache import CachedPlan, PlanCache, PlanKey
 from perception.inference.trt_build import (
@@ -32,8 +32,6 @@ from perception.inference.trt_build import (
     onnx_input_shapes,
     timing_cache_path,
 )
-
-PRECISIONS = ("fp32", "fp16", "int8")
 
 
 def variant_path(model: Path, precision: str, cache_root: Path) -> Path:

@@ -18,7 +18,7 @@ from typing import Any
 
 from perception.core.errors import ConfigError
 from perception.core.tomlcompat import read_toml
-from perception.inference.engine import EngineOptions
+from perception.inference.engine import PRECISIONS, EngineOptions
 from perception.tracking.base import TRACKERS
 
 
@@ -64,6 +64,9 @@ class ModelConfig:
         _at_least(self.threads, 0, "[model] threads", "0 = the engine's default")
         _at_least(self.warmup_runs, 0, "[model] warmup_runs", "e.g. 3")
         _at_least(self.device, 0, "[model] device", "a CUDA device index, 0 for the first GPU")
+        if self.precision not in PRECISIONS:
+            raise ConfigError(f"[model] precision = {self.precision!r} is not a precision",
+                              f"use one of {', '.join(PRECISIONS)}")
         if self.cache_dir is not None and self.cache_dir.exists() and not self.cache_dir.is_dir():
             raise ConfigError(f"[model] cache_dir = {str(self.cache_dir)!r} exists and is not a folder",
                               "give a folder for the engine's plan cache")
