@@ -38,7 +38,8 @@ def main() -> int:
     cv2.setNumThreads(1)
     capture = cv2.VideoCapture(str(video))
     defaults = TrackingConfig()  # the node's tracker with the default [tracking] settings
-    tracker = make_tracker(defaults.tracker, iou_threshold=defaults.iou_threshold, max_missed=defaults.max_missed)
+    tracker = make_tracker(defaults.tracker, defaults.settings)
+    fps = capture.get(cv2.CAP_PROP_FPS) or 10.0  # the tracker steps by stamps: the video's own clock
     seen: Counter[int] = Counter()
     track_class: dict[int, int] = {}
     per_frame: list[int] = []
@@ -54,7 +55,7 @@ def main() -> int:
             started = time.perf_counter()
             seg = pipeline.process(frame)
             spent += time.perf_counter() - started
-            seg = tracker.update(seg)
+            seg = tracker.update(seg, round(len(per_frame) * 1e9 / fps))
             s = seg.segments
             things = [(int(i), int(c)) for i, c, t in zip(s.instance_ids, s.class_ids, s.is_thing, strict=True) if t]
             per_frame.append(len(things))

@@ -76,9 +76,26 @@ def decode(parts: list[bytes], names: dict[int, str] | None = None) -> Decoded:
                 "score": seg["score"][i],
                 "bbox": seg["bbox"][i],
                 "area": seg["area"][i],
+                **track_fields(seg, i),
             }
         )
     return out
+
+
+TRACK_COLUMNS = ("track_state", "track_age_s", "track_hits", "first_seen_ns", "centroid", "velocity", "velocity_valid")
+
+
+def track_fields(seg: dict[str, Any], i: int) -> dict[str, Any]:
+    """Section 5.1.1, track columns: all seven or none (a node without a tracker: untracked)."""
+    present = [c for c in TRACK_COLUMNS if c in seg]
+    if not present:
+        return {"track_state": "none"}
+    if len(present) != len(TRACK_COLUMNS):
+        raise ProtocolViolation(f"only some track columns: {present}")
+    state = seg["track_state"][i]
+    if state not in ("none", "tentative", "confirmed"):
+        raise ProtocolViolation(f"track_state {state!r} on a row")
+    return {column: seg[column][i] for column in TRACK_COLUMNS}
 
 
 def rebuild_id_map(desc: dict[str, Any], data: bytes) -> np.ndarray:

@@ -125,6 +125,11 @@ def test_bad_input_one_line_exit_2(tmp_path: Path, make_args, message: str) -> N
         ("[bogus]\nx = 1", "unknown sections ['bogus']"),
         ("compresion = \"zstd\"", "unknown keys ['compresion']"),
         ("sndhwm = \"four\"", "expected a int"),
+        ("[tracking]\ntracker = \"kalmann\"", "unknown tracker 'kalmann' in [tracking] tracker: choose one of "
+                                               "bytetrack, iou, none"),
+        ("[tracking]\nmatch = \"polygon\"", "match = 'polygon' is not a known association"),
+        ("[tracking]\ntracker = \"iou\"\nmax_lost_s = 2.0", "has unknown keys ['max_lost_s']: valid keys: "
+                                                          "['iou_threshold', 'max_missed', 'max_tracks']"),
     ],
 )
 def test_bad_launch_files(tmp_path: Path, extra: str, message: str) -> None:
@@ -199,3 +204,22 @@ def test_nan_outputs_drop_the_frame_report_error_and_keep_running(tmp_path: Path
     assert len(errors) == 6
     assert "NaN" in errors[0].detail
     assert not run.frames()
+
+
+def test_a_replay_that_starts_over_resets_the_tracks_and_says_so(tmp_path: Path,
+                                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("PERCEPTION_SOURCES", "twice=tests.replayed_twice:ReplayedTwice")
+    endpoint = f"ipc://{tmp_path}/node.sock"
+    config = load_launch(write_launch(tmp_path, "twice:drive", endpoint, extra="[tracking]\nmin_hits = 2"))
+    assert config.tracking.tracker == "bytetrack" and config.tracking.settings == {"min_hits": 2}
+    run = run_listened(config)
+    frames = run.frames()
+    assert len(frames) == 7
+    cars = [sorted(o.instance_id for o in m.objects if o.class_name == "car") for m in frames]
+    assert cars[0] == cars[3] and len(cars[0]) == 2  # the same two cars, tracked
+    assert min(cars[4]) > max(cars[3])  # after the reset: new ids, none reused
+    assert [o.track_state for o in frames[3].objects if o.class_name == "car"] == ["confirmed"] * 2
+    assert all(o.track_state == "tentative" for o in frames[4].objects if o.class_name == "car")
+    resets = [m for m in run.statuses() if m.detail.startswith("tracks reset:")]
+    assert len(resets) == 1 and resets[0].state == "ready"
+    assert "stamp went back 0.300 s" in resets[0].detail

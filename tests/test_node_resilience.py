@@ -96,7 +96,8 @@ def test_backoff_stays_finite_for_a_camera_gone_for_hours() -> None:
         ("run", {"latency_window": 0}, "latency_window = 0 must be at least 1"),
         ("source", {"max_age_ms": -1.0}, "max_age_ms = -1 is negative"),
         ("run", {"max_frames": -1}, "max_frames = -1 is negative"),
-        ("tracking", {"iou_threshold": 0.0}, "iou_threshold = 0 must be above 0"),
+        ("tracking", {"tracker": "iou", "settings": {"iou_threshold": 0.0}}, "iou_threshold = 0 must be above 0"),
+        ("tracking", {"settings": {"max_lost_s": 0.0}}, "max_lost_s = 0 must be above 0"),
         ("source", {"rate": float("nan")}, "rate = nan"),
     ],
 )

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perception.tracking.bytetrack import ByteTracker
 from perception.wire.publisher import Publisher
 from perception.wire.schema import Kind
 from tests import protocol_reader
@@ -30,7 +31,9 @@ def test_reader_imports_nothing_from_perception() -> None:
 
 
 def test_live_frames_decode_to_what_was_published(tmp_path: Path) -> None:
-    published = [scene(shift=i) for i in range(4)] + [wide_scene()]
+    tracker = ByteTracker()
+    published = [tracker.update(scene(shift=i), 1_700_000_000_000_000_000 + i * 33_333_333) for i in range(4)]
+    published += [wide_scene()]
     reader = protocol_reader.Reader(ipc_endpoint(tmp_path))
     try:
         with Publisher(ipc_endpoint(tmp_path), sndhwm=64) as pub:
@@ -58,6 +61,22 @@ def test_live_frames_decode_to_what_was_published(tmp_path: Path) -> None:
         for obj in got.objects:
             np.testing.assert_array_equal(protocol_reader.mask(got, obj["id"]), seg.id_map == obj["id"])
         assert got.header["stamps"]["capture"] == res.stamps["capture"]
+        tracks = seg.segments.tracks
+        if tracks is None:
+            assert {o["track_state"] for o in got.objects} == {"none"}
+            continue
+        assert [o["track_state"] for o in got.objects] == tracks.state_names()
+        assert [o["instance_id"] for o in got.objects] == seg.segments.instance_ids.tolist()
+        assert [o["track_hits"] for o in got.objects] == tracks.hits.tolist()
+        assert [o["first_seen_ns"] for o in got.objects] == tracks.first_seen_ns.tolist()
+        assert [o["velocity_valid"] for o in got.objects] == tracks.velocity_valid.tolist()
+        np.testing.assert_allclose([o["track_age_s"] for o in got.objects], tracks.age_s)
+        np.testing.assert_allclose([o["centroid"] for o in got.objects], tracks.centroid)
+        np.testing.assert_allclose([o["velocity"] for o in got.objects], tracks.velocity)
+    last_tracked = decoded[3]
+    assert last_tracked is not None
+    moving = [o for o in last_tracked.objects if o["velocity_valid"]]
+    assert moving and all(o["velocity"][0] > 0 for o in moving)  # the things move right
     first_frame = decoded[0]
     assert first_frame is not None
     assert [o["class_name"] for o in first_frame.objects] == ["road", "car", "car", "person"]

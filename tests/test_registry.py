@@ -42,8 +42,9 @@ class CountingTracker:
 
     def __init__(self, iou_threshold: float, max_missed: int) -> None:
         self.frames = 0
+        self.reports = None
 
-    def update(self, segmentation: Segmentation) -> Segmentation:
+    def update(self, segmentation: Segmentation, stamp_ns: int) -> Segmentation:
         self.frames += 1
         return segmentation
 
@@ -115,9 +116,9 @@ def test_plugins_from_entry_points_run_a_frame_and_cross_the_wire(installed_plug
     assert 'decoder = "plugin-panoptic"' in plugin_card.read_text()
     with Pipeline.open(PipelineSpec(plugin_card, engine="plugin-ort")) as pipe:
         segmentation = pipe.process(scene(64, 48))
-    tracker = make_tracker("counting", iou_threshold=0.3, max_missed=5)
+    tracker = make_tracker("counting", {"iou_threshold": 0.3, "max_missed": 5})
     assert isinstance(tracker, Tracker)
-    assert tracker.update(segmentation) is segmentation
+    assert tracker.update(segmentation, 0) is segmentation
     assert "car" in {pipe.card.class_names[c] for c in segmentation.segments.class_ids.tolist()}
 
     spec, frame = IdMapEncoder("bz2").encode(segmentation.id_map)
@@ -129,8 +130,8 @@ def test_plugins_from_entry_points_run_a_frame_and_cross_the_wire(installed_plug
 
 
 def test_a_plugin_that_breaks_its_protocol_is_refused_by_name(installed_plugins: Path) -> None:
-    with pytest.raises(TrackerError, match="'broken' built a NotATracker, which is not a Tracker: give it update"):
-        make_tracker("broken", iou_threshold=0.3, max_missed=5)
+    with pytest.raises(TrackerError, match="'broken' built a NotATracker, which is not a Tracker: give it reports"):
+        make_tracker("broken")
     with pytest.raises(TrackerError, match="'constant' points at 'demo_plugins:NOT_A_FACTORY', which is a int"):
         TRACKERS.load("constant")
     with pytest.raises(TrackerError, match=r"'absent' points at 'demo_plugins_gone:Tracker', which cannot be loaded"):
@@ -138,8 +139,8 @@ def test_a_plugin_that_breaks_its_protocol_is_refused_by_name(installed_plugins:
 
 
 def test_an_unknown_name_lists_the_valid_ones() -> None:
-    with pytest.raises(TrackerError, match=r"unknown tracker 'bytetrak': choose one of .*iou, none"):
-        make_tracker("bytetrak", iou_threshold=0.3, max_missed=5)
+    with pytest.raises(TrackerError, match=r"unknown tracker 'bytetrak': choose one of .*bytetrack, iou, none"):
+        make_tracker("bytetrak")
     with pytest.raises(TrackerError, match=r"unknown tracker 'kalman' in \[tracking\] tracker"):
         NodeConfig(tracking=TrackingConfig(tracker="kalman"))
     with pytest.raises(EngineError, match="unknown engine 'warp': choose one of onnxruntime, onnxruntime-gpu"):
@@ -150,7 +151,7 @@ def test_an_unknown_name_lists_the_valid_ones() -> None:
 
 def test_the_none_tracker_leaves_instance_ids_at_zero() -> None:
     segmentation = Segmentation(np.zeros((4, 6), np.uint16), Segments.empty())
-    assert make_tracker("none", iou_threshold=0.3, max_missed=5).update(segmentation) is segmentation
+    assert make_tracker("none").update(segmentation, 0) is segmentation
 
 
 def test_registered_factories_and_the_environment_variable(monkeypatch: pytest.MonkeyPatch) -> None:

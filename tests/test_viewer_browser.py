@@ -96,5 +96,8 @@ def test_page_waits_for_the_node_then_draws_overlays_where_the_masks_are(tmp_pat
         outside[y0:y0 + int(label["h"] // scale) + 2, x0:x0 + int(label["w"] // scale) + 2] = False
     assert overlaid[inside].mean() > 0.95, "the masks are not drawn where the message has them"
     assert overlaid[outside].mean() < 0.01, "overlay drawn where the message has no thing"
+    # the tracker's speed follows the id once its velocity is valid: 4 px per frame at 4 fps
     assert sorted(label["text"] for label in shown["labels"]) == sorted(
-        f"car #{o.instance_id}" for o in msg.objects if o.is_thing)
+        f"car #{o.instance_id}" + (f" {o.speed:.0f} px/s" if o.velocity_valid else "")
+        for o in msg.objects if o.is_thing)
+    assert all(o.velocity_valid and round(o.speed) == 16 for o in msg.objects if o.is_thing)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import json
 import threading
@@ -14,6 +15,7 @@ from perception.cli import main
 from perception.commands.echo import Printer
 from perception.commands.stats import format_stats
 from perception.core.frame import monotonic_ns
+from perception.tracking.bytetrack import ByteTracker
 from perception.wire.codec import control_message, decode_message
 from perception.wire.messages import StatsMessage
 from perception.wire.publisher import Publisher
@@ -53,13 +55,16 @@ def node(tmp_path: Path) -> Iterator[str]:
     ready, stop = threading.Event(), threading.Event()
 
     def loop() -> None:
+        tracker = ByteTracker()
         with Publisher(endpoint) as pub:
             pub.publish_metadata(METADATA)
             ready.set()
             index = 0
             while not stop.wait(0.02):
                 pub.service()
-                pub.publish_frame(result(index))
+                frame = result(index)
+                tracked = tracker.update(frame.segmentation, frame.stamp_ns)
+                pub.publish_frame(dataclasses.replace(frame, segmentation=tracked))
                 pub.publish_status("ready", {"read": index + 1, "processed": index + 1})
                 pub.publish_stats(STATS)
                 index += 1
@@ -77,9 +82,11 @@ def test_echo_prints_one_line_per_frame_with_objects_and_latency(node: str, caps
     out, err = capsys.readouterr()
     frame_lines = [line for line in out.splitlines() if line.startswith("#")]
     assert len(frame_lines) == 5
-    assert all("4 obj:" in line and "capture->recv" in line and line.endswith(" ms") for line in frame_lines)
+    assert all("4 obj:" in line and "capture->recv" in line and " ms" in line for line in frame_lines)
     # Metadata is answered on subscription, so names resolve from the first frames on.
     assert "car×2 road person" in frame_lines[-1]
+    # track ids and speeds (the scene stands still; ? until the velocity is valid)
+    assert frame_lines[-1].endswith("  tracks: car#1 0px/s, car#2 0px/s")  # the person scores under new_track_threshold
     assert any(line.startswith("status ready") for line in out.splitlines())
     assert "5 frames shown" in err
 
@@ -92,6 +99,9 @@ def test_echo_json_lines_parse_and_carry_objects(node: str, capsys: pytest.Captu
     assert [f["seq"] for f in frames] == sorted(f["seq"] for f in frames)
     last = frames[-1]
     assert {o["class_name"] for o in last["objects"]} == {"road", "car", "person"}
+    cars = [o for o in last["objects"] if o["class_name"] == "car"]
+    assert all(c["track_state"] == "confirmed" and c["velocity"] == [0.0, 0.0] and c["velocity_valid"] for c in cars)
+    assert all(c["track_age_s"] > 0 and c["first_seen_ns"] > 0 and c["track_hits"] >= 3 for c in cars)
     assert last["capture_to_receive_ms"] > 0 and last["width"] == 64
 
 

@@ -9,7 +9,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from perception.wire.errors import WireError
-from perception.wire.messages import FrameMessage, Message, MetadataMessage, StatusMessage
+from perception.wire.messages import FrameMessage, Message, MetadataMessage, SegmentObject, StatusMessage
 from perception.wire.schema import DEFAULT_ENDPOINT, Kind
 from perception.wire.sequence import GapEvent, RestartEvent
 
@@ -95,6 +95,7 @@ class Printer:
             f"#{msg.seq} frame {msg.frame_index} stamp {msg.stamp_ns / 1e9:.6f} "
             f"{len(msg.segments)} obj: {objects}  capture->recv "
             + ("?" if latency_ms is None else f"{latency_ms:.1f} ms")
+            + track_summary(msg.tracks)
         )
         record = {
             "kind": "frame",
@@ -109,6 +110,17 @@ class Printer:
             "publish_to_receive_ms": round(msg.publish_to_receive_ns / 1e6, 3),
         }
         self.emit(text, record)
+
+
+def track_summary(tracks: list[SegmentObject]) -> str:
+    """'  tracks: car#12 34px/s, person#13 ?' (? = velocity not valid yet, * = tentative)."""
+    if not tracks:
+        return ""
+    shown = []
+    for t in sorted(tracks, key=lambda t: t.instance_id):
+        speed = f"{t.speed:.0f}px/s" if t.velocity_valid else "?"
+        shown.append(f"{t.class_name}#{t.instance_id}{'*' if t.track_state == 'tentative' else ''} {speed}")
+    return "  tracks: " + ", ".join(shown)
 
 
 def flat_counters(counters: Mapping[str, Any], prefix: str = "") -> str:

@@ -20,6 +20,8 @@ DEFAULT_STATIC_SEEDS = (41, 42, 43, 44)
 # per camera: frames and fps of a rendered scene unless given; a background model needs real
 # frame-to-frame motion, so static scenes are long and at a video rate
 SCENE_DEFAULTS = {"forward": (25, 2.0), "static": (150, 10.0)}
+# tracking drives: 10 s at the node's default 10 fps, rendered once into the drive cache
+TRACKING_FRAMES, TRACKING_FPS, TRACKING_MIN_AREA = 100, 10.0, 100
 
 
 def register(subparsers: Any) -> None:
@@ -39,12 +41,18 @@ def register(subparsers: Any) -> None:
                         help="rendered scenes: forward drives, or a fixed camera watching traffic (default: static "
                              f"for a motion card, seeds {' '.join(map(str, DEFAULT_STATIC_SEEDS))}; forward otherwise)")
     parser.add_argument("--frames", type=int, default=None, help="frames per rendered scene (default 25 forward, "
-                        "150 static)")
+                        f"150 static; {TRACKING_FRAMES} with --tracking)")
     parser.add_argument("--fps", type=float, default=None, help="frame rate of rendered scenes (default 2 forward: "
-                        "frames 0.5 s apart, less alike; 10 static)")
-    parser.add_argument("--min-gt-area", type=int, default=0, metavar="PIXELS",
+                        "frames 0.5 s apart, less alike; 10 static and with --tracking)")
+    parser.add_argument("--min-gt-area", type=int, default=None, metavar="PIXELS",
                         help="analysis: score only ground-truth things of at least PIXELS (at the drive's "
-                             "resolution); smaller ones count as void. Default 0: all labelled things")
+                             "resolution); smaller ones count as void. Default 0: all labelled things "
+                             f"({TRACKING_MIN_AREA} with --tracking, where smaller ones are ignored)")
+    parser.add_argument("--tracking", action="store_true",
+                        help="measure the trackers instead (IDF1, HOTA, MOTA, ID switches, fragmentations, "
+                             "velocity error) on ground-truth masks and on the model's output")
+    parser.add_argument("--no-model", action="store_true",
+                        help="with --tracking: ground-truth detections only (skips the model)")
     parser.add_argument("--json", action="store_true", help="print one JSON object instead of the table")
     parser.set_defaults(func=run)
 
@@ -92,8 +100,14 @@ def run(args: argparse.Namespace) -> int:
     from perception.runtime.pipeline import Pipeline, PipelineSpec
     from perception.synth.classes import CLASS_NAMES
 
+    if args.min_gt_area is None:
+        args.min_gt_area = TRACKING_MIN_AREA if args.tracking else 0
     if args.min_gt_area < 0:
         raise ConfigError(f"--min-gt-area {args.min_gt_area} is negative", "pass 0 (all things) or a pixel count")
+    if args.no_model and not args.tracking:
+        raise ConfigError("--no-model only applies to --tracking", "add --tracking or drop --no-model")
+    if args.tracking:
+        return _tracking(args)
     card = load_card(args.card)
     motion = card.kind == "classic" and card.method == "motion"
     camera = args.camera or ("static" if motion else "forward")
@@ -138,4 +152,56 @@ def run(args: argparse.Namespace) -> int:
         engine = pipeline.engine.name if card.kind == "classic" else args.engine
         title = (f"{pipeline.card.name} on {what} ({engine}, {time.monotonic() - started:.1f} s)")
         print(format_report(report, title))
+    return 0
+
+
+def _tracking(args: argparse.Namespace) -> int:
+    from perception.evaluation.tracking import load_drive
+    from perception.evaluation.tracking_suite import evaluate_tracking, format_tracking
+    from perception.inference.engine import EngineOptions
+    from perception.record.drive import read_drive
+    from perception.runtime.pipeline import Pipeline, PipelineSpec
+    from perception.synth.drivefile import cached_drive
+    from perception.synth.scene import TRAIN_SEED_BASE
+
+    frames_each = TRACKING_FRAMES if args.frames is None else args.frames
+    fps = TRACKING_FPS if args.fps is None else args.fps
+    if frames_each <= 0:
+        raise ConfigError(f"--frames {frames_each} is not positive", "pass --frames N with N >= 1")
+    if args.drive is not None:
+        if not args.drive.is_file():
+            raise ConfigError(f"drive {args.drive} does not exist", "write one with perception synth --out FILE")
+        paths, seeds = [args.drive], [0]
+        what = str(args.drive)
+    else:
+        seeds = list(args.seed or DEFAULT_SEEDS)
+        for seed in seeds:
+            if seed >= TRAIN_SEED_BASE:
+                raise ConfigError(f"seed {seed} is a training seed (training uses {TRAIN_SEED_BASE} and up)",
+                                  f"evaluate on seeds below {TRAIN_SEED_BASE}")
+        paths = [cached_drive(seed, frames_each, fps) for seed in seeds]
+        what = f"synthetic drives {seeds}, {frames_each} frames at {fps:g} fps"
+
+    def frames(path: Path) -> Iterator[tuple[int, Any, Any]]:
+        for frame in read_drive(path):
+            if frame.ground_truth is None:
+                raise ConfigError(f"drive {path} has frames without ground truth",
+                                  "evaluate on a drive written by perception synth")
+            yield frame.stamp_ns, frame.bgr, frame.ground_truth
+
+    started = time.monotonic()
+    truth = [load_drive(frames(p), None) for p in paths]
+    model, model_name = None, None
+    if not args.no_model:
+        spec = PipelineSpec(card=args.card, engine=args.engine, options=EngineOptions(threads=args.threads))
+        with Pipeline.open(spec) as pipeline:
+            model = [load_drive(frames(p), pipeline.process) for p in paths]
+            model_name = pipeline.card.name
+    report = evaluate_tracking(truth, seeds, args.min_gt_area, model)
+    report.update(data=what, model_name=model_name, seconds=round(time.monotonic() - started, 1))
+    if args.json:
+        print(json.dumps(report))
+    else:
+        title = f"tracking on {what}" + (f", model {model_name}" if model_name else "")
+        print(format_tracking(report, title + f" ({report['seconds']:.1f} s)"))
     return 0

@@ -10,6 +10,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.core.tracks import TrackColumns
+
 VOID = 0
 
 
@@ -18,7 +20,8 @@ class Segments:
     """Structure of arrays, one row per segment; row i describes id map value ids[i].
 
     bboxes are [x0, y0, x1, y1] in id-map pixels with x1/y1 exclusive; areas in pixels;
-    instance_ids are tracker ids for things (0 until a tracker assigns one, always 0 for stuff).
+    instance_ids are tracker ids for things (0 until a tracker assigns one, always 0 for stuff);
+    tracks holds the tracker's per-row columns (state, age, kinematics), None before tracking.
     """
 
     ids: np.ndarray  # (N,) uint32, >0, unique
@@ -28,6 +31,7 @@ class Segments:
     scores: np.ndarray  # (N,) float32 in [0, 1]
     bboxes: np.ndarray  # (N, 4) int32
     areas: np.ndarray  # (N,) int64
+    tracks: TrackColumns | None = None
 
     def __post_init__(self) -> None:
         n = len(self.ids)
@@ -43,6 +47,8 @@ class Segments:
         for name, (array, shape) in expected.items():
             if array.shape != shape:
                 raise ValueError(f"segments.{name} has shape {array.shape}, expected {shape}")
+        if self.tracks is not None and len(self.tracks) != n:
+            raise ValueError(f"segments.tracks has {len(self.tracks)} rows, expected {n}")
         if n and (int(self.ids.min()) <= VOID or len(np.unique(self.ids)) != n):
             raise ValueError("segment ids must be unique and > 0 (0 is void)")
 
@@ -61,7 +67,7 @@ class Segments:
             areas=np.zeros(0, np.int64),
         )
 
-    def with_instance_ids(self, instance_ids: np.ndarray) -> Segments:
+    def with_instance_ids(self, instance_ids: np.ndarray, tracks: TrackColumns | None = None) -> Segments:
         return Segments(
             ids=self.ids,
             class_ids=self.class_ids,
@@ -70,6 +76,7 @@ class Segments:
             scores=self.scores,
             bboxes=self.bboxes,
             areas=self.areas,
+            tracks=tracks,
         )
 
 

@@ -12,6 +12,7 @@ import math
 import sys
 import types
 import typing
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,7 @@ from typing import Any
 from perception.core.errors import ConfigError
 from perception.core.tomlcompat import read_toml
 from perception.inference.engine import PRECISIONS, EngineOptions
-from perception.tracking.base import TRACKERS
+from perception.tracking.base import TRACKERS, settings_type
 
 
 def _bundle_root() -> Path:
@@ -108,17 +109,16 @@ class RecordConfig:
 @dataclass(frozen=True)
 class TrackingConfig:
     enabled: bool = True  # false is tracker = "none"
-    tracker: str = "iou"  # perception.tracking.TRACKERS
-    iou_threshold: float = 0.3
-    max_missed: int = 5
+    tracker: str = "bytetrack"  # perception.tracking.TRACKERS
+    settings: Mapping[str, Any] = field(default_factory=dict)  # the tracker's own keys, beside `tracker`
 
     def __post_init__(self) -> None:
         if self.tracker not in TRACKERS:
             raise TRACKERS.unknown(self.tracker, " in [tracking] tracker")
-        _above(self.iou_threshold, 0.0, "[tracking] iou_threshold", "a box overlap in (0, 1], e.g. 0.3")
-        if self.iou_threshold > 1:
-            raise ConfigError(f"[tracking] iou_threshold = {self.iou_threshold} is above 1", "use (0, 1], e.g. 0.3")
-        _at_least(self.max_missed, 0, "[tracking] max_missed", "frames a track survives unseen, e.g. 5")
+        checker = settings_type(self.tracker)
+        if checker is not None:  # refuse a bad key when the file is read, not when the node starts
+            checked = _build(checker, dict(self.settings), f"[tracking] (tracker {self.tracker!r})", Path.cwd())
+            object.__setattr__(self, "settings", {k: getattr(checked, k) for k in self.settings})
 
 
 @dataclass(frozen=True)
@@ -210,7 +210,10 @@ def config_from_dict(data: dict[str, Any], *, where: str, base: Path, launch_fil
             raise ConfigError(f"{where}: [{name}] must be a table", f"write [{name}] then key = value lines")
         # inputs (model card) are found next to the launch file; outputs (recordings) go where the user runs
         section_base = Path.cwd() if name in _OUTPUT_SECTIONS else base
-        sections[name] = _build(type(getattr(defaults, name)), table, f"{where} [{name}]", section_base)
+        if name == "tracking":
+            sections[name] = _tracking(table, f"{where} [{name}]", section_base)
+        else:
+            sections[name] = _build(type(getattr(defaults, name)), table, f"{where} [{name}]", section_base)
     return NodeConfig(**sections, launch_file=launch_file)
 
 
@@ -221,6 +224,14 @@ def override(config: NodeConfig, section: str, **values: Any) -> NodeConfig:
         return config
     current = getattr(config, section)
     return dataclasses.replace(config, **{section: dataclasses.replace(current, **values)})
+
+
+def _tracking(table: dict[str, Any], where: str, base: Path) -> TrackingConfig:
+    """`enabled` and `tracker`, and beside them the chosen tracker's own keys."""
+    hints = typing.get_type_hints(TrackingConfig)
+    own = {key: _coerce(value, hints[key], f"{where} {key}", base)
+           for key, value in table.items() if key in ("enabled", "tracker")}
+    return TrackingConfig(**own, settings={k: v for k, v in table.items() if k not in own})
 
 
 def _build(cls: type, table: dict[str, Any], where: str, base: Path) -> Any:

@@ -72,6 +72,7 @@ class Node:
         # the capture thread pushes its state changes here; the output loop drains them
         self._source_events: queue.SimpleQueue[tuple[SourceState, str]] = queue.SimpleQueue()
         self._source_state, self._source_detail = SourceState.CONNECTING, ""
+        self._tracker: Tracker | None = None
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
@@ -199,8 +200,8 @@ class Node:
         beat_ns, stats_ns = int(self.config.run.heartbeat_interval_s * 1e9), int(self.config.run.stats_interval_s * 1e9)
         stall_ns = int(self.config.source.stall_timeout_s * 1e9)
         tracking = self.config.tracking
-        tracker = make_tracker(tracking.tracker if tracking.enabled else "none",
-                               iou_threshold=tracking.iou_threshold, max_missed=tracking.max_missed)
+        tracker = self._tracker = make_tracker(tracking.tracker if tracking.enabled else "none",
+                                               tracking.settings)
         # a lossless replay queues frames on purpose: their age is backpressure, not staleness
         max_age_ns = 0 if capture.slot.lossless else int(self.config.source.max_age_ms * 1e6)
         self._inference = InferenceThread(capture.slot, pipeline, self.counters, max_age_ns)
@@ -246,7 +247,10 @@ class Node:
             self.counters.add_dropped(DROP_ERROR)
             self._report_frame_error(frame, exc)
             return
-        segmentation = tracker.update(segmentation)
+        segmentation = tracker.update(segmentation, frame.stamp_ns)
+        for report in tracker.reports.take():  # a clock step, NaN boxes, a capped frame
+            self._status("error" if report.error else self.state,
+                         f"frame {frame.index}: {report.detail}" if report.error else report.detail)
         result = FrameResult(camera=self.config.publish.camera, frame_index=frame.index, stamp_ns=frame.stamp_ns,
                              width=frame.width, height=frame.height, segmentation=segmentation,
                              stamps=stamps.as_dict())
@@ -300,6 +304,8 @@ class Node:
     def _stats(self) -> dict[str, Any]:
         stats = self.latency.snapshot()
         stats["counters"] = self.counters.snapshot()
+        if self._tracker is not None:
+            stats["tracking"] = self._tracker.reports.counters()
         return stats
 
     def _sample(self) -> NodeSample:

@@ -10,7 +10,29 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from perception.core.errors import ConfigError
 from perception.core.segmentation import Segmentation
+from perception.tracking.matching import box_iou
+from perception.tracking.reports import TrackerReports
+
+
+@dataclass(frozen=True)
+class IouSettings:
+    """[tracking] keys of tracker = "iou"."""
+
+    iou_threshold: float = 0.3
+    max_missed: int = 5  # frames (not seconds: this tracker counts frames)
+    max_tracks: int = 1024
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.iou_threshold <= 1.0:
+            raise ConfigError(f"[tracking] iou_threshold = {self.iou_threshold:g} must be above 0 and at most 1",
+                              "a box overlap in (0, 1], e.g. 0.3")
+        if self.max_missed < 0:
+            raise ConfigError(f"[tracking] max_missed = {self.max_missed} is negative",
+                              "frames a track survives unseen, e.g. 5")
+        if self.max_tracks < 1:
+            raise ConfigError(f"[tracking] max_tracks = {self.max_tracks} must be at least 1", "e.g. 1024")
 
 
 @dataclass
@@ -22,20 +44,26 @@ class _Track:
 
 
 class IouTracker:
+    """tracker = "iou": the node's first tracker, kept as the baseline bytetrack is measured against."""
+
+    settings_type = IouSettings
+
     def __init__(self, iou_threshold: float = 0.3, max_missed: int = 5, max_tracks: int = 1024) -> None:
         self.iou_threshold = iou_threshold
         self.max_missed = max_missed
         self.max_tracks = max_tracks
         self._tracks: list[_Track] = []
         self._next_id = 1
+        self.reports = TrackerReports()
 
-    def update(self, segmentation: Segmentation) -> Segmentation:
-        """Return the segmentation with instance_ids filled for things (stuff stays 0)."""
+    def update(self, segmentation: Segmentation, stamp_ns: int = 0) -> Segmentation:
+        """Return the segmentation with instance_ids filled for things (stuff stays 0); counts
+        frames, so stamp_ns is not used."""
         seg = segmentation.segments
         ids = np.zeros(len(seg), np.uint32)
         things = np.nonzero(seg.is_thing)[0]
         boxes = seg.bboxes[things].astype(np.float32)
-        iou = _iou_matrix(np.array([t.box for t in self._tracks], np.float32).reshape(-1, 4), boxes)
+        iou = box_iou(np.array([t.box for t in self._tracks], np.float32).reshape(-1, 4), boxes)
         same_class = (np.array([t.class_id for t in self._tracks]).reshape(-1, 1)
                       == seg.class_ids[things].reshape(1, -1))
         iou = np.where(same_class, iou, -1.0)  # never matched, whatever the threshold
@@ -65,17 +93,3 @@ class IouTracker:
                 ids[things[d]] = track.track_id
         self._tracks = [t for t in self._tracks if t.missed <= self.max_missed][-self.max_tracks:]
         return Segmentation(segmentation.id_map, seg.with_instance_ids(ids))
-
-
-def _iou_matrix(a: np.ndarray, b: np.ndarray) -> np.ndarray:
-    if len(a) == 0 or len(b) == 0:
-        return np.zeros((len(a), len(b)), np.float32)
-    x0 = np.maximum(a[:, None, 0], b[None, :, 0])
-    y0 = np.maximum(a[:, None, 1], b[None, :, 1])
-    x1 = np.minimum(a[:, None, 2], b[None, :, 2])
-    y1 = np.minimum(a[:, None, 3], b[None, :, 3])
-    inter = np.clip(x1 - x0, 0, None) * np.clip(y1 - y0, 0, None)
-    area_a = (a[:, 2] - a[:, 0]) * (a[:, 3] - a[:, 1])
-    area_b = (b[:, 2] - b[:, 0]) * (b[:, 3] - b[:, 1])
-    union = area_a[:, None] + area_b[None, :] - inter
-    return np.where(union > 0, inter / np.maximum(union, 1e-9), 0.0).astype(np.float32)

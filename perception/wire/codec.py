@@ -29,6 +29,7 @@ from perception.wire.messages import (
 )
 from perception.wire.payload import ID_MAP, Buffer, IdMapDecoder, IdMapEncoder, PayloadSpec
 from perception.wire.schema import SCHEMA_VERSION, STATES, Kind, check_camera, parse_topic, topic
+from perception.wire.track_columns import tracks_from_wire, tracks_to_wire
 
 UINT64_MAX = 2**64 - 1
 
@@ -83,6 +84,7 @@ def segments_to_wire(segments: Segments) -> dict[str, Any]:
         "score": segments.scores.astype(np.float64).tolist(),
         "bbox": segments.bboxes.tolist(),
         "area": segments.areas.tolist(),
+        **tracks_to_wire(segments.tracks),
     }
 
 
@@ -232,6 +234,7 @@ def segments_from_wire(raw: object) -> Segments:
             scores=arrays["score"],
             bboxes=bboxes,
             areas=arrays["area"],
+            tracks=tracks_from_wire(raw, count),
         )
     except (ValueError, TypeError, OverflowError) as exc:
         raise DecodeError(f"segments table is malformed ({exc})", "corrupt message") from exc

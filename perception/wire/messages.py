@@ -7,6 +7,7 @@ it on its topic, and whether the publisher restarted (epoch changed) since the p
 
 from __future__ import annotations
 
+import math
 import re
 from collections import Counter
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from perception.core.segmentation import Segments
+from perception.core.tracks import TRACK_STATES, TrackColumns
 from perception.wire.errors import WireError
 from perception.wire.payload import Buffer, IdMapDecoder, PayloadSpec
 from perception.wire.schema import Kind
@@ -42,7 +44,10 @@ class WireMessage:
 
 
 class SegmentObject(NamedTuple):
-    """One row of a frame's segments table, with its class name resolved."""
+    """One row of a frame's segments table, with its class name resolved.
+
+    The track fields keep their defaults (untracked) when the node runs without a tracker.
+    """
 
     id: int
     class_id: int
@@ -52,6 +57,18 @@ class SegmentObject(NamedTuple):
     score: float
     bbox: tuple[int, int, int, int]  # x0, y0, x1, y1; x1/y1 exclusive, id-map pixels
     area: int
+    track_state: str = "none"  # "tentative" (seen < min_hits times), "confirmed", or "none"
+    track_age_s: float = 0.0  # seconds since first_seen_ns, source clock
+    track_hits: int = 0  # frames the track was matched in
+    first_seen_ns: int = 0  # stamp_ns of the track's first frame (source clock)
+    centroid: tuple[float, float] = (0.0, 0.0)  # x, y of the segment's pixels, id-map pixels
+    velocity: tuple[float, float] = (0.0, 0.0)  # px/s of the filtered box centre (source clock)
+    velocity_valid: bool = False  # the tracker has seen the object often enough to trust velocity
+
+    @property
+    def speed(self) -> float:
+        """|velocity| in px/s."""
+        return math.hypot(*self.velocity)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -101,9 +118,15 @@ class FrameMessage(WireMessage):
                 score=float(s.scores[i]),
                 bbox=(int(s.bboxes[i, 0]), int(s.bboxes[i, 1]), int(s.bboxes[i, 2]), int(s.bboxes[i, 3])),
                 area=int(s.areas[i]),
+                **_track_fields(s.tracks, i),
             )
             for i in range(len(s))
         ]
+
+    @property
+    def tracks(self) -> list[SegmentObject]:
+        """The tracked things of this frame (instance_id != 0)."""
+        return [o for o in self.objects if o.instance_id]
 
     def summary(self) -> str:
         """Object count by class name, most frequent first: 'car×2 person'."""
@@ -165,6 +188,20 @@ class ImageMessage(WireMessage):
 
 
 Message = FrameMessage | MetadataMessage | StatusMessage | StatsMessage | ImageMessage
+
+
+def _track_fields(tracks: TrackColumns | None, i: int) -> dict[str, Any]:
+    if tracks is None:
+        return {}
+    return {
+        "track_state": TRACK_STATES[int(tracks.state[i])],
+        "track_age_s": float(tracks.age_s[i]),
+        "track_hits": int(tracks.hits[i]),
+        "first_seen_ns": int(tracks.first_seen_ns[i]),
+        "centroid": (float(tracks.centroid[i, 0]), float(tracks.centroid[i, 1])),
+        "velocity": (float(tracks.velocity[i, 0]), float(tracks.velocity[i, 1])),
+        "velocity_valid": bool(tracks.velocity_valid[i]),
+    }
 
 
 def class_names_of(metadata: Mapping[str, Any]) -> dict[int, str]:

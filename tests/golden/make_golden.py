@@ -20,6 +20,7 @@ import zstandard
 
 from perception.core.result import FrameResult
 from perception.core.segmentation import Segmentation, Segments
+from perception.core.tracks import CONFIRMED, NONE, TENTATIVE, TrackColumns
 from perception.wire.codec import FrameEncoder, control_message, status_body
 from perception.wire.schema import Kind
 
@@ -83,6 +84,22 @@ def street(width: int = 64, height: int = 48) -> Segmentation:
         id_map, np.array([0, 2, 2, 1]), np.array([1.0, 0.9, 0.75, 0.5]), np.array([False, True, True, True])
     )
     return Segmentation(seg.id_map, seg.segments.with_instance_ids(np.array([0, 11, 12, 13])))
+
+
+def tracked_street() -> Segmentation:
+    """The street with the tracker's columns: a confirmed car moving left, a confirmed car not
+    moving yet known, a tentative person (velocity not valid); the road untracked."""
+    seg = street()
+    tracks = TrackColumns(
+        state=np.array([NONE, CONFIRMED, CONFIRMED, TENTATIVE], np.uint8),
+        age_s=np.array([0.0, 2.5, 0.75, 0.125]),
+        hits=np.array([0, 25, 8, 2], np.uint32),
+        first_seen_ns=np.array([0, STAMP_NS - 2_500_000_000, STAMP_NS - 750_000_000, STAMP_NS - 125_000_000], np.int64),
+        centroid=np.array([[0.0, 0.0], [9.0, 18.0], [36.0, 24.0], [57.0, 11.0]], np.float32),
+        velocity=np.array([[0.0, 0.0], [-12.5, 0.25], [0.0, 0.0], [3.0, -1.5]], np.float32),
+        velocity_valid=np.array([False, True, True, False]),
+    )
+    return Segmentation(seg.id_map, seg.segments.with_instance_ids(seg.segments.instance_ids, tracks))
 
 
 def wide(width: int = 40, height: int = 30) -> Segmentation:
@@ -158,6 +175,8 @@ def build_messages() -> dict[str, tuple[bool, str, list[bytes]]]:
         "frame_raw_uint16": (True, "the same scene, raw payload", raw),
         "frame_zstd_uint32": (True, "40x30 uint32 id map, segment id 70000", frame(wide(), "zstd", 9, 5)),
         "frame_empty": (True, "32x24, all void, no segments", frame(empty(), "zstd", 10, 6)),
+        "frame_tracked": (True, "the street scene with track columns (state, age, hits, first seen, centroid, "
+                                "velocity)", frame(tracked_street(), "zstd", 11, 7)),
         "meta": (True, "model card and class names", control(Kind.META, 0, {"metadata": METADATA})),
         "status_ready": (True, "heartbeat", control(Kind.STATUS, 12, status_body("ready", COUNTERS, ""))),
         "stats": (True, "latency percentiles", control(Kind.STATS, 5, {"stats": STATS})),
