@@ -49,7 +49,7 @@ def image_folder(folder: Path, n: int, cars: int = 2) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     for i in range(n):
         image = scene(cars=cars)
-        image[0, 0] = (i, i, i)  # frames differ
+        image[0, 0] = (i % 256,) * 3  # frames differ
         cv2.imwrite(str(folder / f"{i:04d}.png"), image)
     return folder
 

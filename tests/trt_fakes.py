@@ -12,8 +12,12 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
+import signal
 import sys
+import time
 import types
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -227,8 +231,16 @@ _ONNX_TO_CODE = {"tensor(float)": 1, "tensor(float16)": 2, "tensor(int8)": 3, "t
 
 
 def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: str = "onnxruntime",
-                       ) -> types.ModuleType:
-    """kernels="none" makes execute_async_v3 enqueue nothing: what is left to time is the backend's own cost."""
+                       build_seconds: float = 0.0, crash: bool = False, build_memory_mib: int = 0,
+                       disagree: bool = False) -> types.ModuleType:
+    """kernels="none" makes execute_async_v3 enqueue nothing: what is left to time is the backend's own cost.
+
+    Builder behaviour, as real builds go wrong: build_seconds spreads the tactic steps over that
+    long; crash kills the process with SIGSEGV halfway (a crashing plugin or driver);
+    build_memory_mib takes that much host memory, touched, over the build (the builder's
+    workspace and tactic buffers); disagree builds a plan whose float outputs are negated (a
+    miscompiled engine: it loads and runs, its results are wrong).
+    """
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version  # type: ignore[attr-defined]
     builds: list[dict[str, Any]] = []
@@ -346,11 +358,20 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
 
         def build_serialized_network(self, network: Network, config: Config) -> bytes | None:
             monitor = config.progress_monitor
+            held = []
             if monitor is not None:
                 monitor.phase_start("Building engine", None, 2)
                 monitor.phase_start("Tactic selection", "Building engine", 30)
-                for step in range(30):
+            for step in range(30):
+                time.sleep(build_seconds / 30)
+                if build_memory_mib:
+                    held.append(b"\x01" * ((build_memory_mib << 20) // 30))
+                if crash and step == 15:
+                    os.kill(os.getpid(), signal.SIGSEGV)
+                if monitor is not None:
                     monitor.step_complete("Tactic selection", step)
+            del held
+            if monitor is not None:
                 monitor.phase_finish("Tactic selection")
                 monitor.step_complete("Building engine", 0)
                 monitor.phase_finish("Building engine")
@@ -359,11 +380,12 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             builds.append({"flags": network.flags, "workspace": config.pools.get(0),
                            "opt_level": config.builder_optimization_level,
                            "timing_entries_before": len(config.timing.entries) - 1 if config.timing else None})
-            header = json.dumps({"version": version, "gpu": gpu}).encode()
+            header = json.dumps({"version": version, "gpu": gpu, "negate": disagree}).encode()
             return _PLAN_MAGIC + len(header).to_bytes(4, "little") + header + network.onnx
 
     class Engine:
-        def __init__(self, onnx: bytes) -> None:
+        def __init__(self, onnx: bytes, negate: bool = False) -> None:
+            self.negate = negate
             self.session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
             self.io = [(i.name, TensorIOMode.INPUT, i) for i in self.session.get_inputs()]
             self.io += [(o.name, TensorIOMode.OUTPUT, o) for o in self.session.get_outputs()]
@@ -431,7 +453,8 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
                     feeds[name] = host
             names = [o.name for o in self.engine.session.get_outputs()]
             for name, value in zip(names, self.engine.session.run(names, feeds), strict=True):
-                drv.memcpy_htod(self.addresses[name], np.ascontiguousarray(value))
+                result = -value if self.engine.negate and value.dtype.kind == "f" else value
+                drv.memcpy_htod(self.addresses[name], np.ascontiguousarray(result))
             self.runs += 1
             return True
 
@@ -444,9 +467,9 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
                 return None
             size = int.from_bytes(plan[8:12], "little")
             header = json.loads(plan[12:12 + size])
-            if header != {"version": version, "gpu": gpu}:
+            if (header.get("version"), header.get("gpu")) != (version, gpu):
                 return None  # real TensorRT refuses plans from another version or GPU
-            return Engine(plan[12 + size:])
+            return Engine(plan[12 + size:], bool(header.get("negate")))
 
     def nptype(code: int) -> type:
         return np.dtype(_DTYPES[code]).type
@@ -456,3 +479,34 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             setattr(trt, name.rstrip("_"), value)
     trt.builds = builds  # type: ignore[attr-defined]
     return trt
+
+
+# ---------------------------------------------------------------- for other processes
+
+FAKE_TENSORRT_ENV = "FAKE_TENSORRT"  # JSON of make_fake_tensorrt's keyword arguments
+REPO = Path(__file__).resolve().parent.parent
+
+
+def fake_site(folder: Path, with_pycuda: bool) -> Path:
+    """A folder to put first on PYTHONPATH so that `import tensorrt` (and `pycuda.driver`, unless a
+    real GPU's pycuda should be used) in a child process, such as the node's plan builder, gets
+    these fakes, configured by the FAKE_TENSORRT environment variable."""
+    (folder / "tensorrt").mkdir(parents=True, exist_ok=True)
+    (folder / "tensorrt" / "__init__.py").write_text(
+        "import json, os, sys\n"
+        "from tests.trt_fakes import make_fake_tensorrt\n"
+        f"_fake = make_fake_tensorrt(**json.loads(os.environ.get({FAKE_TENSORRT_ENV!r}) or '{{}}'))\n"
+        "sys.modules[__name__] = _fake\n")
+    if with_pycuda:
+        (folder / "pycuda").mkdir(exist_ok=True)
+        (folder / "pycuda" / "__init__.py").write_text(
+            "import sys\nfrom tests.trt_fakes import fake_pycuda\n"
+            "_modules = fake_pycuda()\nsys.modules['pycuda.driver'] = _modules['pycuda.driver']\n"
+            "driver = _modules['pycuda.driver']\n")
+    return folder
+
+
+def child_environment(site: Path, **builder: Any) -> dict[str, str]:
+    """Environment variables for a child process that imports the fakes of fake_site."""
+    path = os.pathsep.join([str(site), str(REPO), os.environ.get("PYTHONPATH", "")]).rstrip(os.pathsep)
+    return {"PYTHONPATH": path, FAKE_TENSORRT_ENV: json.dumps(builder)}

@@ -37,6 +37,11 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--max-frames", type=int, help="stop after reading N frames")
     p.add_argument("--card", type=Path, help="model card (.toml next to the ONNX)")
     p.add_argument("--engine", help="inference backend (onnxruntime, tensorrt, ...)")
+    p.add_argument("--fallback", help="with --engine tensorrt: serve on this engine (onnxruntime) while the "
+                                      "TensorRT plan builds in the background, then switch")
+    p.add_argument("--build-timeout", type=float, metavar="S", help="background TensorRT build: time limit (0 = none)")
+    p.add_argument("--build-memory-mib", type=int, metavar="MIB",
+                   help="background TensorRT build: resident memory limit (0 = none)")
     p.add_argument("--threads", type=int, help="CPU inference threads")
     p.add_argument("--spin", action=argparse.BooleanOptionalAction, default=None,
                    help="let idle inference threads spin-wait (faster alone on a core)")
@@ -67,7 +72,9 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     config = load_launch(args.launch or DEFAULT_LAUNCH, source_given=args.source is not None)
     config = override(config, "source", uri=args.source, rate=args.rate, max_age_ms=args.max_age_ms)
     config = override(config, "model", card=args.card.resolve() if args.card else None, engine=args.engine,
-                      threads=args.threads, spin=args.spin, precision=args.precision, device=args.device,
+                      fallback=args.fallback, build_timeout_s=args.build_timeout,
+                      build_memory_mib=args.build_memory_mib, threads=args.threads, spin=args.spin,
+                      precision=args.precision, device=args.device,
                       cache_dir=args.cache_dir.resolve() if args.cache_dir else None)
     config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
                       compression=args.compression, allow_public=args.allow_public,

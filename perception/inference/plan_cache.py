@@ -27,6 +27,7 @@ SIDECAR_FORMAT = 1
 PLAN_SUFFIX = ".plan"
 SIDECAR_SUFFIX = ".json"
 LOCK_SUFFIX = ".lock"
+FAILURE_SUFFIX = ".failure"  # JSON: why the last background build of this key failed
 
 
 class PlanCacheError(EngineError):
@@ -120,6 +121,26 @@ class CachedPlan:
     plan: bytes
     path: Path
     status: str  # "hit", "built" or "rebuilt"
+
+
+@dataclass(frozen=True)
+class BuildFailure:
+    """Why a plan could not be built or was refused; kept so the next start does not repeat it.
+
+    limits: the bounds the build ran under (timeout, memory); a build with higher ones is retried.
+    """
+
+    cause: str
+    fix: str
+    limits: dict[str, float]
+    when: str
+
+    def retry_allowed(self, limits: Mapping[str, float]) -> bool:
+        """True when a bound that was hit is now higher (0 means unbounded)."""
+        def looser(new: float, old: float) -> bool:
+            return (new == 0 and old != 0) or (old != 0 and new > old)
+
+        return any(looser(float(limits.get(name, 0)), float(old)) for name, old in self.limits.items())
 
 
 def atomic_write(path: Path, data: bytes) -> None:
@@ -248,6 +269,52 @@ class PlanCache:
             self.store(key, plan, source)
             return CachedPlan(plan, path, status)
 
+    def _failure_path(self, key: PlanKey) -> Path:
+        return self.root / f"{key.digest()}{FAILURE_SUFFIX}"
+
+    def record_failure(self, key: PlanKey, cause: str, fix: str, limits: Mapping[str, float]) -> Path:
+        """Remember that building (or trusting) key's plan failed, and under which limits."""
+        path = self._failure_path(key)
+        record = {"format": SIDECAR_FORMAT, "key": key.to_dict(), "cause": cause, "fix": fix,
+                  "limits": dict(limits), "when": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        atomic_write(path, json.dumps(record, indent=2, sort_keys=True).encode())
+        return path
+
+    def failure(self, key: PlanKey) -> BuildFailure | None:
+        """The recorded failure of exactly this key (an unreadable or foreign record counts as none)."""
+        path = self._failure_path(key)
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            if PlanKey.from_dict(data["key"]) != key:
+                return None
+            return BuildFailure(str(data["cause"]), str(data["fix"]),
+                                {str(k): float(v) for k, v in dict(data["limits"]).items()}, str(data["when"]))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
+            return None
+
+    def forget_failure(self, key: PlanKey) -> None:
+        self._failure_path(key).unlink(missing_ok=True)
+
+    def failures(self) -> list[Path]:
+        return sorted(self.root.glob(f"*{FAILURE_SUFFIX}")) if self.root.is_dir() else []
+
+    def remove(self, key: PlanKey) -> None:
+        """Drop key's plan and sidecar (a plan refused after it was built)."""
+        path = self.plan_path(key)
+        with file_lock(self._lock(path)):
+            self._remove(path)
+
+    def stale_for(self, key: PlanKey) -> list[str]:
+        """How cached plans of the same ONNX, precision and shapes differ from key (another GPU, TensorRT...)."""
+        out = []
+        for entry in self.entries():
+            k = entry.key
+            if k is None or k == key or (k.onnx_sha256, k.precision, k.shapes) != (key.onnx_sha256, key.precision,
+                                                                                     key.shapes):
+                continue
+            out.append(_key_difference(k, key))
+        return out
+
     def entries(self) -> list[CacheEntry]:
         if not self.root.is_dir():
             return []
@@ -276,7 +343,7 @@ class PlanCache:
                           str(sidecar.get("source", "")), problem)
 
     def clear(self) -> int:
-        """Remove every plan (waiting for builds in progress); returns how many were removed."""
+        """Remove every plan and failure record (waiting for builds in progress); returns how many plans."""
         if not self.root.is_dir():
             return 0
         removed = 0
@@ -287,6 +354,8 @@ class PlanCache:
                 removed += path.exists()
                 self._remove(path)
             self._lock(path).unlink(missing_ok=True)
+        for failure in self.failures():
+            failure.unlink(missing_ok=True)
         return removed
 
     def _remove(self, path: Path) -> None:

@@ -15,7 +15,7 @@ from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import TracebackType
+from types import ModuleType, TracebackType
 
 import numpy as np
 
@@ -33,6 +33,13 @@ from perception.inference.trt_build import (
     timing_cache_path,
 )
 
+# most PQ points a precision may lose against FP32 ONNX Runtime (build-engine's gate, the node's swap check)
+GATE_LIMITS = {"fp32": 0.3, "fp16": 0.3, "int8": 1.0}
+
+
+class PlanMissingError(EngineError):
+    """No cached plan for this key, and the caller asked not to build one here."""
+
 
 def variant_path(model: Path, precision: str, cache_root: Path) -> Path:
     """Where build-engine puts the FP16/INT8 ONNX of `model`: named by the source's hash, never in git."""
@@ -42,6 +49,15 @@ def variant_path(model: Path, precision: str, cache_root: Path) -> Path:
         raise EngineError(f"unknown precision {precision!r}", f"choose one of {list(PRECISIONS)}")
     digest = hashlib.sha256(Path(model).read_bytes()).hexdigest()[:16]
     return cache_root / "onnx" / f"{Path(model).stem}-{digest}.{precision}.onnx"
+
+
+def plan_key(trt: ModuleType, gpu_name: str, compute_capability: str, onnx_bytes: bytes, precision: str,
+             build: BuildOptions) -> tuple[PlanKey, dict[str, tuple[int, ...]]]:
+    """The cache key of the plan this TensorRT would build on this GPU, and the resolved input shapes."""
+    shapes = onnx_input_shapes(onnx_bytes)
+    key = PlanKey.create(hashlib.sha256(onnx_bytes).hexdigest(), str(trt.__version__), gpu_name,
+                         compute_capability, precision, shapes, build.as_key())
+    return key, shapes
 
 
 @dataclass(frozen=True)
@@ -83,7 +99,9 @@ class TrtEngine:
 
     def __init__(self, model: Path, options: EngineOptions | None = None, *,
                  build: BuildOptions | None = None, cache: PlanCache | None = None,
-                 rebuild_corrupt: bool = True) -> None:
+                 rebuild_corrupt: bool = True, build_here: bool = True) -> None:
+        """build_here=False: only a cached plan is loaded; a miss raises PlanMissingError (the node
+        builds in a separate process instead)."""
         options = options or EngineOptions()
         self._trt = load_tensorrt()
         self.cache = cache or PlanCache(options.cache_dir)
@@ -96,22 +114,30 @@ class TrtEngine:
         self.device = CudaDevice(options.device)
         self._closed = False
         try:
-            self._open(onnx_path, options.precision, build or BuildOptions(), rebuild_corrupt)
+            self._open(onnx_path, options.precision, build or BuildOptions(), rebuild_corrupt, build_here)
         except BaseException:
             self.close()
             raise
 
-    def _open(self, onnx_path: Path, precision: str, build: BuildOptions, rebuild_corrupt: bool) -> None:
+    def _open(self, onnx_path: Path, precision: str, build: BuildOptions, rebuild_corrupt: bool,
+              build_here: bool) -> None:
         trt = self._trt
         onnx_bytes = onnx_path.read_bytes()
-        shapes = onnx_input_shapes(onnx_bytes)
-        self.key = PlanKey.create(hashlib.sha256(onnx_bytes).hexdigest(), str(trt.__version__), self.device.name,
-                                  self.device.compute_capability, precision, shapes, build.as_key())
+        self.key, shapes = plan_key(trt, self.device.name, self.device.compute_capability, onnx_bytes, precision,
+                                    build)
         with self.device.active():
             timing_cache = timing_cache_path(self.cache.root, self.key)
-            self.plan: CachedPlan = self.cache.get_or_build(
-                self.key, lambda: build_plan(trt, onnx_bytes, shapes, build, timing_cache, progress=sys.stderr),
-                rebuild_corrupt=rebuild_corrupt, source=str(onnx_path))
+            if build_here:
+                self.plan: CachedPlan = self.cache.get_or_build(
+                    self.key, lambda: build_plan(trt, onnx_bytes, shapes, build, timing_cache, progress=sys.stderr),
+                    rebuild_corrupt=rebuild_corrupt, source=str(onnx_path))
+            else:
+                cached = self.cache.load(self.key)
+                if cached is None:
+                    raise PlanMissingError(f"no cached TensorRT plan for {onnx_path.name} on {self.device.name}",
+                                           "build it (the node does so in the background, or perception "
+                                           "build-engine)")
+                self.plan = CachedPlan(cached, self.cache.plan_path(self.key), "hit")
             self._logger = trt.Logger(trt.Logger.WARNING)
             self._runtime = trt.Runtime(self._logger)
             self._engine = self._runtime.deserialize_cuda_engine(self.plan.plan)

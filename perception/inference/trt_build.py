@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import threading
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
@@ -84,10 +84,13 @@ def network_flags(trt: ModuleType) -> int:
     return 1 << int(flag) if flag is not None else 0
 
 
-def make_progress_monitor(trt: ModuleType, stream: TextIO) -> Any:
-    """A trt.IProgressMonitor that prints one line per phase and its step count.
+def make_progress_monitor(trt: ModuleType, stream: TextIO | None,
+                          on_fraction: Callable[[float], None] | None = None) -> Any:
+    """A trt.IProgressMonitor that prints one line per phase and its step count to stream, and
+    reports the build's completed fraction (0..1, never decreasing) to on_fraction.
 
-    TensorRT calls it from its own threads, so printing is serialized by a lock.
+    The fraction is the top phase's steps, each refined by its running sub-phase's. TensorRT
+    calls the monitor from its own threads, so everything is serialized by a lock.
     """
 
     class PhasePrinter(trt.IProgressMonitor):  # type: ignore[name-defined]
@@ -96,31 +99,63 @@ def make_progress_monitor(trt: ModuleType, stream: TextIO) -> Any:
             self._lock = threading.Lock()
             self._depth: dict[str, int] = {}
             self._steps: dict[str, int] = {}
+            self._done: dict[str, int] = {}
+            self._parent: dict[str, str | None] = {}
             self._started: dict[str, float] = {}
+            self._fraction = 0.0
+
+        def _say(self, line: str) -> None:
+            if stream is not None:
+                print(line, file=stream, flush=True)
+
+        def _fraction_of(self, phase: str) -> float:
+            steps = max(self._steps.get(phase, 0), 1)
+            child = next((p for p, parent in self._parent.items() if parent == phase), None)
+            inner = self._fraction_of(child) if child is not None else 0.0
+            return min((self._done.get(phase, 0) + inner) / steps, 1.0)
+
+        def _report(self) -> None:
+            root = next((p for p, parent in self._parent.items() if parent is None), None)
+            if on_fraction is None or root is None:
+                return
+            fraction = max(self._fraction, self._fraction_of(root))
+            if fraction > self._fraction:
+                self._fraction = fraction
+                on_fraction(fraction)
 
         def phase_start(self, phase_name: str, parent_phase: str | None, num_steps: int) -> None:
             with self._lock:
                 depth = self._depth.get(parent_phase, -1) + 1 if parent_phase else 0
                 self._depth[phase_name] = depth
                 self._steps[phase_name] = num_steps
+                self._done[phase_name] = 0
+                self._parent[phase_name] = parent_phase
                 self._started[phase_name] = time.monotonic()
-                print(f"{'  ' * depth}{phase_name} ({num_steps} steps)", file=stream, flush=True)
+                self._say(f"{'  ' * depth}{phase_name} ({num_steps} steps)")
 
         def step_complete(self, phase_name: str, step: int) -> bool:
             with self._lock:
                 total = self._steps.get(phase_name, 0)
+                self._done[phase_name] = step + 1
                 if total >= 20 and (step + 1) % max(total // 10, 1) == 0:
                     depth = self._depth.get(phase_name, 0)
-                    print(f"{'  ' * depth}  {phase_name}: {step + 1}/{total}", file=stream, flush=True)
+                    self._say(f"{'  ' * depth}  {phase_name}: {step + 1}/{total}")
+                self._report()
             return True  # False would cancel the build
 
         def phase_finish(self, phase_name: str) -> None:
             with self._lock:
                 took = time.monotonic() - self._started.pop(phase_name, time.monotonic())
                 depth = self._depth.pop(phase_name, 0)
+                parent = self._parent.pop(phase_name, None)
                 self._steps.pop(phase_name, None)
+                self._done.pop(phase_name, None)
+                if parent is not None:  # a finished sub-phase counts as its parent's step in progress
+                    self._report()
                 if depth == 0:
-                    print(f"{phase_name} done in {took:.1f} s", file=stream, flush=True)
+                    self._say(f"{phase_name} done in {took:.1f} s")
+                    if on_fraction is not None:
+                        on_fraction(1.0)
 
     return PhasePrinter()
 
@@ -132,8 +167,12 @@ def timing_cache_path(cache_root: Path, key: PlanKey) -> Path:
 
 
 def build_plan(trt: ModuleType, onnx_bytes: bytes, shapes: Mapping[str, tuple[int, ...]],
-               options: BuildOptions, timing_cache: Path | None, progress: TextIO | None = None) -> bytes:
-    """Parse, configure and build; returns the serialized plan. progress: where phases are printed."""
+               options: BuildOptions, timing_cache: Path | None, progress: TextIO | None = None,
+               on_fraction: Callable[[float], None] | None = None) -> bytes:
+    """Parse, configure and build; returns the serialized plan.
+
+    progress: where phases are printed; on_fraction: told the completed fraction as it grows.
+    """
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     network = builder.create_network(network_flags(trt))
@@ -146,8 +185,8 @@ def build_plan(trt: ModuleType, onnx_bytes: bytes, shapes: Mapping[str, tuple[in
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     config.builder_optimization_level = options.optimization_level
     _add_profile(builder, network, config, shapes)
-    if progress is not None:
-        config.progress_monitor = make_progress_monitor(trt, progress)
+    if progress is not None or on_fraction is not None:
+        config.progress_monitor = make_progress_monitor(trt, progress, on_fraction)
     lock = timing_cache.with_suffix(".lock") if timing_cache else None
     if timing_cache is not None and lock is not None:
         with file_lock(lock):

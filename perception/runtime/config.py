@@ -20,6 +20,7 @@ from typing import Any
 from perception.core.errors import ConfigError
 from perception.core.tomlcompat import read_toml
 from perception.inference.engine import PRECISIONS, EngineOptions
+from perception.inference.plan_builder import BuildLimits
 from perception.tracking.base import TRACKERS, settings_type
 
 
@@ -60,8 +61,22 @@ class ModelConfig:
     warmup_runs: int = 3
     device: int = 0  # GPU backends: the CUDA device index
     cache_dir: Path | None = None  # GPU backends: where built plans are kept (None = the backend's default)
+    # engine = "tensorrt": serve on this engine while the plan builds in the background ("" = wait for the build)
+    fallback: str = ""
+    build_timeout_s: float = 1800.0  # background plan build: killed after this long (0 = no limit)
+    build_memory_mib: int = 0  # background plan build: killed above this resident memory (0 = no limit)
 
     def __post_init__(self) -> None:
+        if self.fallback:
+            if self.engine != "tensorrt":
+                raise ConfigError(f"[model] fallback = {self.fallback!r} is set but engine = {self.engine!r}",
+                                  'a fallback serves while a TensorRT plan builds: set engine = "tensorrt" or '
+                                  "remove fallback")
+            if self.fallback not in ("onnxruntime", "onnxruntime-gpu"):
+                raise ConfigError(f"[model] fallback = {self.fallback!r} is not an engine that needs no plan",
+                                  'use "onnxruntime" (CPU) or "onnxruntime-gpu" (ONNX Runtime CUDA)')
+        _at_least(self.build_timeout_s, 0.0, "[model] build_timeout_s", "0 = no limit, e.g. 1800")
+        _at_least(self.build_memory_mib, 0, "[model] build_memory_mib", "0 = no limit, e.g. 8192")
         _at_least(self.threads, 0, "[model] threads", "0 = the engine's default")
         _at_least(self.warmup_runs, 0, "[model] warmup_runs", "e.g. 3")
         _at_least(self.device, 0, "[model] device", "a CUDA device index, 0 for the first GPU")
@@ -75,6 +90,9 @@ class ModelConfig:
     def engine_options(self) -> EngineOptions:
         return EngineOptions(threads=self.threads, spin=self.spin, device=self.device, precision=self.precision,
                              cache_dir=self.cache_dir)
+
+    def build_limits(self) -> BuildLimits:
+        return BuildLimits(timeout_s=self.build_timeout_s, memory_mib=self.build_memory_mib)
 
 
 @dataclass(frozen=True)

@@ -98,6 +98,8 @@ class Node:
                 self._status("starting")
                 pipeline = parts.open_pipeline()
                 stack.callback(pipeline.close)
+                if parts.engine_lifecycle is not None:  # stops a background build before the engine closes
+                    stack.callback(parts.engine_lifecycle.close)
                 self._status("warming_up")
                 pipeline.warm_up(self.config.model.warmup_runs)
                 parts.source.open()
@@ -192,7 +194,16 @@ class Node:
             return "source_lost", self._source_detail
         if capture.source.live and capture.last_frame_ns and now - capture.last_frame_ns > stall_ns:
             return "source_lost", f"no frame for {self.config.source.stall_timeout_s:g} s"
-        return "ready", ""
+        lifecycle = self.parts.engine_lifecycle
+        return "ready", lifecycle.detail() if lifecycle is not None else ""
+
+    def _engine_news(self, pipeline: Pipeline) -> None:
+        """The engine lifecycle's one-off statuses; after a swap, metadata naming the new engine."""
+        lifecycle = self.parts.engine_lifecycle
+        for event in lifecycle.take_events() if lifecycle is not None else ():
+            if event.swapped:
+                self.parts.publisher.publish_metadata(self._metadata(pipeline))
+            self._status(event.state, event.detail)
 
     def _work(self, capture: CaptureThread[Prepared], pipeline: Pipeline) -> None:
         """The output loop: decode, track, publish, record; beats status and stats meanwhile."""
@@ -220,6 +231,7 @@ class Node:
             if now >= next_beat:
                 self._status(state, detail)
                 next_beat = now + beat_ns
+            self._engine_news(pipeline)
             if now >= next_stats:
                 publisher.publish_stats(self._stats())
                 next_stats = now + stats_ns

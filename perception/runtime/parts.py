@@ -20,6 +20,7 @@ from perception.core.frame import monotonic_ns
 from perception.models.card import ModelCard, load_card
 from perception.ops.operations import Operations, operations_for
 from perception.runtime.config import NodeConfig
+from perception.runtime.engine_lifecycle import EngineLifecycle, LifecycleSettings
 from perception.runtime.pipeline import Pipeline
 
 if TYPE_CHECKING:
@@ -36,6 +37,7 @@ class NodeParts:
     ops: Operations | None = None  # metrics, systemd, the live line (None: report to no one)
     clock: Callable[[], int] = monotonic_ns  # CLOCK_MONOTONIC ns: heartbeats, stats, stalls, waits
     backoff: Backoff = field(default_factory=Backoff)  # between reconnects of a lost camera
+    engine_lifecycle: EngineLifecycle | None = None  # when open_pipeline serves a fallback while TensorRT builds
 
 
 def build_parts(config: NodeConfig) -> NodeParts:
@@ -55,8 +57,14 @@ def build_parts(config: NodeConfig) -> NodeParts:
         publisher = Publisher(p.endpoint, p.camera, compression=p.compression, sndhwm=p.sndhwm,
                               allow_public=p.allow_public, tap=recorder.record_message if recorder else None)
         stack.pop_all()  # from here the node owns them
-    open_pipeline = functools.partial(Pipeline.from_card, card, config.model.engine, config.model.engine_options())
-    return NodeParts(source=source, open_pipeline=open_pipeline, publisher=publisher, recorder=recorder, ops=ops)
+    m, lifecycle = config.model, None
+    if m.fallback:
+        lifecycle = EngineLifecycle(card, LifecycleSettings(m.engine, m.fallback, m.engine_options(), m.build_limits()))
+        open_pipeline = lifecycle.open_pipeline
+    else:
+        open_pipeline = functools.partial(Pipeline.from_card, card, m.engine, m.engine_options())
+    return NodeParts(source=source, open_pipeline=open_pipeline, publisher=publisher, recorder=recorder, ops=ops,
+                     engine_lifecycle=lifecycle)
 
 
 def _open_recorder(config: NodeConfig, card: ModelCard) -> Recorder | None:

@@ -26,6 +26,7 @@ import numpy as np
 
 from perception.core.errors import require
 from perception.inference.errors import EngineError
+from perception.inference.tensorrt import GATE_LIMITS as TRT_GATE_LIMITS
 
 # Operators kept in float32 whole: wide dynamic range or long accumulations, cheap anyway.
 FP32_OPS = frozenset({
@@ -38,7 +39,8 @@ FP32_OPS = frozenset({
 # (operator, input index) whose float input must stay float32 even when the operator runs in float16
 FP32_INPUTS = frozenset({("Resize", 1), ("Resize", 2), ("Upsample", 1)})
 
-GATE_LIMITS = {"fp16": 0.3, "int8": 1.0}  # max PQ drop vs FP32 (points on a 0-100 scale)
+# max PQ drop vs FP32 (points on a 0-100 scale); FP32 itself is not a variant, so not gated here
+GATE_LIMITS = {p: limit for p, limit in TRT_GATE_LIMITS.items() if p != "fp32"}
 FP16_MAX = float(np.finfo(np.float16).max)
 ONNX_INSTALL = "pip install 'perception-node[tensorrt]' (or the 'tools' extra): precision variants need `onnx`"
 
