@@ -3,11 +3,17 @@
     python bench/gpu_check.py                      # full check (needs TensorRT, pycuda, the shipped model)
     python bench/gpu_check.py --precision fp16     # the FP16 variant (perception build-engine makes it)
     python bench/gpu_check.py --runtime-overhead   # only pycuda: the backend's own cost per frame
+    python bench/gpu_check.py --lifecycle          # a first start: fallback at once, plan built aside, swap
 
 Full check: builds (or loads) the plan, runs the pipeline on the bundled synthetic drive with
 TensorRT and with ONNX Runtime, reports PQ agreement of TensorRT against ONNX Runtime, and the
 latency breakdown: GPU compute from CUDA events vs the inference stage end to end (wall clock,
 CLOCK_MONOTONIC) and the whole frame.
+
+--lifecycle: a node (engine tensorrt, fallback onnxruntime) on the synthetic drive with a cold plan
+cache: time to the first published frame, time to TensorRT (the swap status), the frames served
+before it, and PQ of the frames published after the swap judged against ONNX Runtime on the same
+source frames (the engine the node swapped from).
 
 --runtime-overhead: TensorRT's kernels replaced by nothing (tests/trt_fakes.py with kernels="none")
 on the real pycuda, so every millisecond left is the backend's own: pinned copies, the H2D/D2H
@@ -157,6 +163,86 @@ def full_check(card_path: Path, precision: str, frames: int, warmup: int, seed: 
     return 0 if pq >= 99.0 else 1
 
 
+def lifecycle_check(card_path: Path, precision: str, frames_after_swap: int, seed: int,
+                    cache_dir: Path | None, drive_frames: int) -> int:
+    import threading
+
+    from perception.models.card import load_card
+    from perception.runtime.config import ModelConfig, NodeConfig, OpsConfig, PublishConfig, RunConfig, SourceConfig
+    from perception.runtime.node import Node
+    from perception.runtime.parts import build_parts
+    from perception.runtime.pipeline import Pipeline
+    from perception.synth import Drive
+    from perception.tools.compare import ClassTally, diff_frame
+    from perception.wire.messages import FrameMessage, StatusMessage
+    from perception.wire.subscriber import Subscriber
+
+    fps, rate = 30.0, 0.5  # replayed at half speed: drive_frames / 15 seconds of frames for the build
+    with tempfile.TemporaryDirectory() as tmp:
+        cache = cache_dir or Path(tmp) / "cache"  # cold by default: this measures a first start
+        endpoint = f"ipc://{tmp}/gpu_check.sock"
+        config = NodeConfig(
+            source=SourceConfig(uri=f"synthetic:?seed={seed}&frames={drive_frames}&fps={fps:g}", rate=rate),
+            model=ModelConfig(card=card_path, engine="tensorrt", fallback="onnxruntime", precision=precision,
+                              cache_dir=cache),
+            publish=PublishConfig(endpoint=endpoint, wait_subscribers=1, sndhwm=1000),
+            run=RunConfig(summary=False), ops=OpsConfig(live_status=False))
+        from perception.capture.source import open_source
+
+        rendered = open_source(config.source.uri)  # renders the drive once, outside the timings
+        rendered.open()
+        rendered.close()
+        node = Node(config, build_parts(config))
+        errors: list[BaseException] = []
+        runner = threading.Thread(target=lambda: _run_node(node, errors), daemon=True)
+        first_frame = swap = None
+        before, after = 0, []
+        with Subscriber(endpoint, config.publish.camera, topics=("frame", "status"), rcvhwm=10000) as sub:
+            started = time.monotonic()
+            runner.start()
+            while runner.is_alive() and len(after) < frames_after_swap:
+                msg = sub.recv(timeout=0.2)
+                if isinstance(msg, FrameMessage):
+                    first_frame = first_frame or time.monotonic() - started
+                    if swap is None:
+                        before += 1
+                    else:
+                        after.append(msg)
+                elif isinstance(msg, StatusMessage):
+                    if msg.state == "error" or "not usable here" in msg.detail:
+                        print(f"status {msg.state}: {msg.detail}")
+                    if swap is None and "switched from" in msg.detail:
+                        swap = time.monotonic() - started
+                        print(f"status: {msg.detail}")
+            node.stop()
+        runner.join(timeout=60)
+    if errors:
+        raise errors[0]
+    print(f"time to first published frame: {first_frame:.2f} s" if first_frame else "no frame was published")
+    if swap is None:
+        print("the node never switched to TensorRT (see the statuses above; a build longer than the drive "
+              "needs a longer --drive-frames)")
+        return 1
+    print(f"time to TensorRT: {swap:.1f} s ({before} frames published on ONNX Runtime before the swap)")
+    card = load_card(card_path)
+    wanted = {m.frame_index for m in after}
+    images = {i: f.bgr for i, f in enumerate(Drive(seed, max(wanted) + 1, fps)) if i in wanted}
+    tallies: dict[int, ClassTally] = {}
+    with Pipeline.from_card(card, "onnxruntime", EngineOptions()) as reference:
+        for msg in after:
+            diff_frame(_as_frame(reference.process(images[msg.frame_index]), msg.frame_index), msg, {}, tallies)
+    pq = _pq_of(tallies)
+    print(f"PQ of the {len(after)} frames published on TensorRT ({precision}) judged against ONNX Runtime: {pq:.2f}")
+    return 0 if pq >= 99.0 else 1
+
+
+def _run_node(node: Any, errors: list[BaseException]) -> None:
+    try:
+        node.run()
+    except BaseException as exc:  # reported by the main thread
+        errors.append(exc)
+
+
 def _throughput(pipeline: Any, engine: Any, images: list[np.ndarray]) -> tuple[float, float]:
     """Frames/s of the engine alone (one tensor, back to back) and of the overlapped frame loop."""
     from collections import deque
@@ -196,6 +282,11 @@ def _variant_for_ort(onnx_path: Path, precision: str) -> Path:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--runtime-overhead", action="store_true", help="measure the backend alone (pycuda only)")
+    parser.add_argument("--lifecycle", action="store_true",
+                        help="a first start: time to first frame, time to TensorRT, agreement after the swap")
+    parser.add_argument("--cache-dir", type=Path, help="--lifecycle: plan cache (default: a cold temporary one)")
+    parser.add_argument("--drive-frames", type=int, default=3000,
+                        help="--lifecycle: frames of the synthetic drive (at 15 frames/s: 200 s for the build)")
     parser.add_argument("--size", type=int, default=640, help="input size for --runtime-overhead")
     parser.add_argument("--frames", type=int, default=200)
     parser.add_argument("--warmup", type=int, default=20)
@@ -206,6 +297,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.runtime_overhead:
         return runtime_overhead(args.size, args.frames, args.warmup)
+    if args.lifecycle:
+        return lifecycle_check(args.card, args.precision, args.frames, args.seed, args.cache_dir, args.drive_frames)
     return full_check(args.card, args.precision, args.frames, args.warmup, args.seed)
 
 

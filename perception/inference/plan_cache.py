@@ -282,15 +282,16 @@ class PlanCache:
 
     def failure(self, key: PlanKey) -> BuildFailure | None:
         """The recorded failure of exactly this key (an unreadable or foreign record counts as none)."""
-        path = self._failure_path(key)
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-            if PlanKey.from_dict(data["key"]) != key:
-                return None
-            return BuildFailure(str(data["cause"]), str(data["fix"]),
-                                {str(k): float(v) for k, v in dict(data["limits"]).items()}, str(data["when"]))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError):
-            return None
+        record = _read_failure(self._failure_path(key))
+        return record[1] if record is not None and record[0] == key else None
+
+    def recorded_failures(self) -> list[tuple[str, BuildFailure | None]]:
+        """(key digest, failure or None when unreadable) for every failure record."""
+        out: list[tuple[str, BuildFailure | None]] = []
+        for path in self.failures():
+            record = _read_failure(path)
+            out.append((path.stem, record[1] if record else None))
+        return out
 
     def forget_failure(self, key: PlanKey) -> None:
         self._failure_path(key).unlink(missing_ok=True)
@@ -358,6 +359,34 @@ class PlanCache:
             failure.unlink(missing_ok=True)
         return removed
 
+    def prune(self, *, failures: bool = False, older_than_s: float | None = None) -> list[Path]:
+        """Remove what cannot or need not be used: untrusted plans and sidecars without a plan,
+        build logs, temporary files of dead writers; failure records if asked; plans not
+        written for older_than_s. Returns the removed files."""
+        if not self.root.is_dir():
+            return []
+        removed: list[Path] = []
+        now = time.time()
+        for entry in self.entries():
+            old = older_than_s is not None and now - entry.plan_path.stat().st_mtime > older_than_s
+            if entry.problem or entry.key is None or old:
+                with file_lock(self._lock(entry.plan_path)):
+                    removed += [p for p in (entry.plan_path, self._sidecar(entry.plan_path)) if p.exists()]
+                    self._remove(entry.plan_path)
+        for sidecar in self.root.glob(f"*{SIDECAR_SUFFIX}"):
+            if not sidecar.with_suffix(PLAN_SUFFIX).exists():
+                with file_lock(self._lock(sidecar.with_suffix(PLAN_SUFFIX))):
+                    if not sidecar.with_suffix(PLAN_SUFFIX).exists() and sidecar.exists():
+                        sidecar.unlink()
+                        removed.append(sidecar)
+        leftovers = [*self.root.glob("*.build.log"), *self.root.glob(".*.tmp"), *(self.failures() if failures else [])]
+        for path in leftovers:
+            if path.name.endswith(".tmp") and _writer_alive(path):
+                continue
+            path.unlink(missing_ok=True)
+            removed.append(path)
+        return removed
+
     def _remove(self, path: Path) -> None:
         path.unlink(missing_ok=True)
         self._sidecar(path).unlink(missing_ok=True)
@@ -373,6 +402,28 @@ class PlanCache:
             raise CorruptPlanError(f"sidecar {path} is not a format-{SIDECAR_FORMAT} plan sidecar",
                                    "run `perception engines clear`")
         return data
+
+
+def _read_failure(path: Path) -> tuple[PlanKey, BuildFailure] | None:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+        return PlanKey.from_dict(data["key"]), BuildFailure(
+            str(data["cause"]), str(data["fix"]), {str(k): float(v) for k, v in dict(data["limits"]).items()},
+            str(data["when"]))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError, ValueError, AttributeError):
+        return None
+
+
+def _writer_alive(tmp: Path) -> bool:
+    """atomic_write names its temporary files .NAME.PID.tmp; one of a running process is in use."""
+    try:
+        pid = int(tmp.name.rsplit(".", 2)[-2])
+        os.kill(pid, 0)
+    except (ValueError, IndexError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _key_difference(stored: PlanKey, wanted: PlanKey) -> str:

@@ -89,8 +89,10 @@ def make_progress_monitor(trt: ModuleType, stream: TextIO | None,
     """A trt.IProgressMonitor that prints one line per phase and its step count to stream, and
     reports the build's completed fraction (0..1, never decreasing) to on_fraction.
 
-    The fraction is the top phase's steps, each refined by its running sub-phase's. TensorRT
-    calls the monitor from its own threads, so everything is serialized by a lock.
+    The fraction is the running top phase's steps, each refined by its running sub-phase's
+    (TensorRT 10/11: phases nest by parent name; a phase may finish before all its steps were
+    reported). TensorRT calls the monitor from its own threads, so everything is serialized by
+    a lock.
     """
 
     class PhasePrinter(trt.IProgressMonitor):  # type: ignore[name-defined]
@@ -152,10 +154,8 @@ def make_progress_monitor(trt: ModuleType, stream: TextIO | None,
                 self._done.pop(phase_name, None)
                 if parent is not None:  # a finished sub-phase counts as its parent's step in progress
                     self._report()
-                if depth == 0:
+                if depth == 0:  # TensorRT may start another independent phase after this one: not 100% yet
                     self._say(f"{phase_name} done in {took:.1f} s")
-                    if on_fraction is not None:
-                        on_fraction(1.0)
 
     return PhasePrinter()
 
