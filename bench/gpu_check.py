@@ -196,7 +196,7 @@ def lifecycle_check(card_path: Path, precision: str, frames_after_swap: int, see
         errors: list[BaseException] = []
         runner = threading.Thread(target=lambda: _run_node(node, errors), daemon=True)
         first_frame = swap = None
-        before, after = 0, []
+        before, after = 0, list[FrameMessage]()
         with Subscriber(endpoint, config.publish.camera, topics=("frame", "status"), rcvhwm=10000) as sub:
             started = time.monotonic()
             runner.start()

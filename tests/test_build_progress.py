@@ -52,7 +52,7 @@ def test_without_a_stream_only_the_fraction_is_reported() -> None:
 def test_swap_happens_at_the_next_inference_and_closes_the_old_engine(tmp_path: Path) -> None:
     from perception.models.card import load_card
 
-    onnx = load_card(tiny_panoptic(tmp_path)).onnx
+    onnx = load_card(tiny_panoptic(tmp_path)).model_file
     first, second = open_engine("onnxruntime", onnx), open_engine("onnxruntime", onnx)
     swappable = SwappableEngine(first, keep_samples=2)
     swappable.recording = True
@@ -71,8 +71,8 @@ def test_swap_happens_at_the_next_inference_and_closes_the_old_engine(tmp_path: 
 def test_an_engine_with_other_outputs_is_refused(tmp_path: Path) -> None:
     from perception.models.card import load_card
 
-    tiny = load_card(tiny_panoptic(tmp_path / "a")).onnx
-    other = load_card(tiny_panoptic(tmp_path / "b", width=32, height=32)).onnx
+    tiny = load_card(tiny_panoptic(tmp_path / "a")).model_file
+    other = load_card(tiny_panoptic(tmp_path / "b", width=32, height=32)).model_file
     with SwappableEngine(open_engine("onnxruntime", tiny, EngineOptions())) as swappable:
         candidate = open_engine("onnxruntime", other)
         with pytest.raises(ModelMismatchError, match="has I/O"):

@@ -162,7 +162,7 @@ def test_a_plan_for_another_tensorrt_is_never_loaded(tmp_path: Path, gpu_fakes: 
     monkeypatch.setitem(sys.modules, "tensorrt", trt_fakes.make_fake_tensorrt(version="10.1.0"))
     from perception.models.card import load_card
 
-    TrtEngine(load_card(card).onnx, EngineOptions(cache_dir=cache)).close()  # a plan an older TensorRT built
+    TrtEngine(load_card(card).model_file, EngineOptions(cache_dir=cache)).close()  # a plan an older TensorRT built
     monkeypatch.setitem(sys.modules, "tensorrt", trt_fakes.make_fake_tensorrt())
     heard = serve_until(lifecycle_launch(tmp_path, cache), frames_after("switched from", 1))
     stale = [d for d in heard.details() if "cached plan not loaded" in d]

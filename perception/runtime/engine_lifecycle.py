@@ -99,7 +99,7 @@ class EngineLifecycle:
         plan_path = self._gpu_plan()
         if isinstance(plan_path, Pipeline):
             return plan_path
-        fallback = open_engine(s.fallback, self.card.onnx, s.options)
+        fallback = open_engine(s.fallback, self.card.model_file, s.options)
         self._engine = SwappableEngine(fallback, keep_samples=CHECK_FRAMES)
         try:
             pipeline = Pipeline(self.card, self._engine)
@@ -124,10 +124,10 @@ class EngineLifecycle:
         from perception.inference.tensorrt import plan_key, variant_path
         from perception.inference.trt_build import BuildOptions
 
-        onnx = variant_path(self.card.onnx, s.options.precision, self.cache.root)
+        onnx = variant_path(self.card.model_file, s.options.precision, self.cache.root)
         if not onnx.is_file():
             self._fail(f"the {s.options.precision} ONNX variant {onnx.name} does not exist",
-                       f"run `perception build-engine {self.card.path or self.card.onnx} --precision "
+                       f"run `perception build-engine {self.card.path or self.card.model_file} --precision "
                        f"{s.options.precision}` once (it makes and gates the variant)", key=None)
             return None
         try:
@@ -160,7 +160,7 @@ class EngineLifecycle:
 
         s = self.settings
         try:
-            swappable = SwappableEngine(TrtEngine(self.card.onnx, s.options, cache=self.cache, build_here=False))
+            swappable = SwappableEngine(TrtEngine(self.card.model_file, s.options, cache=self.cache, build_here=False))
         except PlanMissingError:
             return None
         except EngineError as exc:  # a foreign, damaged or unloadable plan: never served, rebuilt
@@ -245,7 +245,7 @@ class EngineLifecycle:
         from perception.inference.tensorrt import GATE_LIMITS, TrtEngine
 
         s = self.settings
-        candidate = TrtEngine(self.card.onnx, s.options, cache=self.cache, build_here=False)
+        candidate = TrtEngine(self.card.model_file, s.options, cache=self.cache, build_here=False)
         try:
             if candidate.key != key:
                 raise CorruptPlanError("the loaded plan's key is not the one built", "perception engines clear")
@@ -279,7 +279,7 @@ class EngineLifecycle:
         spec = self.card.input
         shape = (1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (1, spec.height, spec.width, 3)
         blank = {spec.name: np.zeros(shape, np.dtype(spec.dtype))}
-        reference = open_engine(self.settings.fallback, self.card.onnx, self.settings.options)
+        reference = open_engine(self.settings.fallback, self.card.model_file, self.settings.options)
         with reference:
             return [(blank, reference.infer(blank))]
 
