@@ -67,9 +67,7 @@ def test_cli_without_tensorrt_says_why_once_on_stderr(tmp_path: Path) -> None:
 def test_builds_in_the_background_and_swaps_without_a_gap(tmp_path: Path, gpu_fakes: Builder) -> None:
     gpu_fakes(build_seconds=2.0)
     cache = tmp_path / "cache"
-    swapped = frames_after("switched from onnxruntime to tensorrt", 5)
-    heard = serve_until(lifecycle_launch(tmp_path, cache), lambda m: swapped(m) and any(
-        status_with("serving on tensorrt")(x) for x in m))
+    heard = serve_until(lifecycle_launch(tmp_path, cache), frames_after("serving on tensorrt", 5))
     assert heard.error is None
     check_contiguous(heard)
     building = [d for d in heard.details("ready") if "plan building" in d]
@@ -80,7 +78,8 @@ def test_builds_in_the_background_and_swaps_without_a_gap(tmp_path: Path, gpu_fa
     assert first_frame < swap, "nothing was published before the plan was ready"
     assert heard.engines()[0] == "onnxruntime" and heard.engines()[-1] == "tensorrt"
     assert sum(m.kind == "frame" for m in heard.messages[swap:]) >= 5
-    assert heard.details("ready")[-1] == "serving on tensorrt"  # the heartbeat from then on
+    heartbeat = heard.index_of(status_with("serving on tensorrt"))
+    assert swap < heartbeat, "the switch is announced before the heartbeat repeats it"
     assert [e for e in PlanCache(cache).entries() if not e.problem], "the plan was not cached"
 
 
@@ -189,3 +188,44 @@ def test_stopping_the_node_stops_its_builder(tmp_path: Path, gpu_fakes: Builder)
         with file_lock(lock, timeout_s=10.0):  # the builder's flock went with its process
             pass
     assert not PlanCache(cache).entries() and not PlanCache(cache).failures(), "a cancelled build is no failure"
+
+
+def test_another_device_and_the_cache_dir_reach_the_builder(tmp_path: Path, gpu_fakes: Builder) -> None:
+    heard = serve_until(lifecycle_launch(tmp_path, tmp_path / "plans", device=7),
+                        lambda m: sum(x.kind == "frame" for x in m) >= 3)
+    why = [d for d in heard.details() if "is not usable here" in d]
+    assert len(why) == 1 and "GPU 7 does not exist" in why[0]
+    assert not (tmp_path / "plans").exists(), "nothing is built for a GPU that is not there"
+
+
+def test_fallback_and_build_limits_from_the_launch_file_and_the_cli(tmp_path: Path) -> None:
+    from perception.cli import build_parser
+    from perception.commands.run import build_config
+    from perception.runtime.config import load_launch
+    from tests.node_helpers import write_launch
+
+    launch = write_launch(tmp_path, "images:x", f"ipc://{tmp_path}/c.sock")
+    launch.write_text(launch.read_text().replace("[model]\n", '[model]\nengine = "tensorrt"\nfallback = '
+                                                 '"onnxruntime"\nbuild_timeout_s = 600\nbuild_memory_mib = 4096\n'))
+    m = load_launch(launch).model
+    assert (m.engine, m.fallback, m.build_timeout_s, m.build_memory_mib) == ("tensorrt", "onnxruntime", 600.0, 4096)
+    args = build_parser().parse_args(["run", str(launch), "--fallback", "onnxruntime-gpu", "--build-timeout", "60",
+                                      "--build-memory-mib", "0"])
+    m = build_config(args).model
+    assert (m.fallback, m.build_timeout_s, m.build_memory_mib) == ("onnxruntime-gpu", 60.0, 0)
+
+
+@pytest.mark.parametrize(("line", "message"), [
+    ('fallback = "onnxruntime"', r"fallback = 'onnxruntime' is set but engine = 'onnxruntime'"),
+    ('engine = "tensorrt"\nfallback = "tensorrt"', "not an engine that needs no plan"),
+    ('engine = "tensorrt"\nbuild_timeout_s = -5', r"build_timeout_s = -5 is negative"),
+])
+def test_a_bad_fallback_is_a_config_error(tmp_path: Path, line: str, message: str) -> None:
+    from perception.core.errors import ConfigError
+    from perception.runtime.config import load_launch
+    from tests.node_helpers import write_launch
+
+    launch = write_launch(tmp_path, "images:x", f"ipc://{tmp_path}/c.sock")
+    launch.write_text(launch.read_text().replace("[model]\n", f"[model]\n{line}\n"))
+    with pytest.raises(ConfigError, match=message):
+        load_launch(launch)

@@ -214,9 +214,9 @@ class EngineLifecycle:
 
             def swapped(old: Engine) -> None:
                 engine.recording = False
-                self._detail = f"serving on {s.engine}"
                 self._events.put(EngineEvent("ready", f"switched from {old.name} to {s.engine} (plan built in "
                                                       f"{took:.1f} s, agrees on {CHECK_FRAMES} frames)", True))
+                self._detail = f"serving on {s.engine}"  # after the news, which the node publishes first
 
             engine.offer(candidate, swapped)
         except PerceptionError as exc:

@@ -225,13 +225,13 @@ class Node:
                 capture.stop()  # the inference stage finishes what the slot holds, then ends
             self.ops.tick()
             now = clock()
+            self._engine_news(pipeline)  # before the heartbeat: a switch is announced before it is repeated
             state, detail = self._operational_state(capture, now, stall_ns)
             if state != self.state:
                 next_beat = now  # a change is published at once, then repeated by the heartbeat
             if now >= next_beat:
                 self._status(state, detail)
                 next_beat = now + beat_ns
-            self._engine_news(pipeline)
             if now >= next_stats:
                 publisher.publish_stats(self._stats())
                 next_stats = now + stats_ns
