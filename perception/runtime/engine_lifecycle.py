@@ -14,6 +14,7 @@ The node reads `detail()` for its ready heartbeat and publishes `take_events()` 
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import queue
 import threading
@@ -25,7 +26,6 @@ from types import ModuleType
 import numpy as np
 
 from perception.core.errors import PerceptionError
-from perception.core.segmentation import Segmentation
 from perception.inference.engine import Engine, EngineOptions, open_engine
 from perception.inference.errors import EngineError
 from perception.inference.plan_builder import BuilderProcess, BuildJob, BuildLimits, BuildOutcome
@@ -33,6 +33,7 @@ from perception.inference.plan_cache import CorruptPlanError, PlanCache, PlanKey
 from perception.inference.swappable import SwappableEngine
 from perception.models.card import ModelCard
 from perception.models.preprocess import Geometry
+from perception.runtime.agreement import unmatched_area_percent
 from perception.runtime.pipeline import Pipeline
 
 log = logging.getLogger(__name__)
@@ -99,7 +100,7 @@ class EngineLifecycle:
         plan_path = self._gpu_plan()
         if isinstance(plan_path, Pipeline):
             return plan_path
-        fallback = open_engine(s.fallback, self.card.model_file, s.options)
+        fallback = open_engine(s.fallback, self.card.model_file, self._fallback_options())
         self._engine = SwappableEngine(fallback, keep_samples=CHECK_FRAMES)
         try:
             pipeline = Pipeline(self.card, self._engine)
@@ -178,6 +179,10 @@ class EngineLifecycle:
         log.warning("cached TensorRT plan refused (%s); rebuilding it in the background", exc.problem)
         self._events.put(EngineEvent("ready", f"cached plan refused ({exc.problem}); rebuilding it"))
 
+    def _fallback_options(self) -> EngineOptions:
+        """The fallback serves the card's FP32 model: the reference the precision gate measures against."""
+        return dataclasses.replace(self.settings.options, precision="fp32")
+
     def _unavailable(self, reason: str) -> None:
         s = self.settings
         line = f"serving on {s.fallback}: {s.engine} is not usable here ({reason})"
@@ -254,8 +259,8 @@ class EngineLifecycle:
             worst = max(self._disagreement(checker, inputs, outputs) for inputs, outputs in self._samples())
             if worst > limit:
                 self.cache.remove(key)
-                self._fail(f"the built plan disagrees with {s.fallback}: {worst:.2f}% of pixels change class "
-                           f"(tolerance {limit:g}% for {s.options.precision})",
+                self._fail(f"the built plan disagrees with {s.fallback}: segments covering {worst:.1f}% of the "
+                           f"image are not found in both (tolerance {limit:g}% for {s.options.precision})",
                            "check the ONNX opset and TensorRT version (perception doctor), then `perception "
                            "engines prune --failures`", key)
                 candidate.close()
@@ -279,26 +284,17 @@ class EngineLifecycle:
         spec = self.card.input
         shape = (1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (1, spec.height, spec.width, 3)
         blank = {spec.name: np.zeros(shape, np.dtype(spec.dtype))}
-        reference = open_engine(self.settings.fallback, self.card.model_file, self.settings.options)
+        reference = open_engine(self.settings.fallback, self.card.model_file, self._fallback_options())
         with reference:
             return [(blank, reference.infer(blank))]
 
     def _disagreement(self, checker: Pipeline, inputs: dict[str, np.ndarray],
                       reference: dict[str, np.ndarray]) -> float:
-        """Percent of pixels whose class differs between the candidate's result and the fallback's."""
+        """Percent of the image in segments the candidate and the fallback do not share (runtime.agreement)."""
         spec = self.card.input
         geometry = Geometry(spec.height, spec.width, spec.height, spec.width, 1.0, 1.0, 0, 0)
         mine = checker.decoder.decode(checker.engine.infer(inputs), geometry)
-        theirs = checker.decoder.decode(reference, geometry)
-        a, b = _class_map(mine), _class_map(theirs)
-        return 100.0 * float(np.mean(a != b))
-
-
-def _class_map(segmentation: Segmentation) -> np.ndarray:
-    ids = segmentation.id_map.astype(np.int64)
-    lookup = np.full(int(ids.max(initial=0)) + 1, -1, np.int64)
-    lookup[segmentation.segments.ids.astype(np.int64)] = segmentation.segments.class_ids
-    return lookup[ids]
+        return unmatched_area_percent(checker.decoder.decode(reference, geometry), mine)
 
 
 def _probe(device: int) -> tuple[ModuleType, str, str]:
