@@ -223,7 +223,11 @@ class EngineLifecycle:
                                                       f"{took:.1f} s, agrees on {CHECK_FRAMES} frames)", True))
                 self._detail = f"serving on {s.engine}"  # after the news, which the node publishes first
 
-            engine.offer(candidate, swapped)
+            try:
+                engine.offer(candidate, swapped)
+            except BaseException:
+                candidate.close()
+                raise
         except PerceptionError as exc:
             self._fail(exc.problem, exc.fix, key)
         except Exception as exc:  # a bug here must not end the node serving on the fallback
@@ -256,7 +260,11 @@ class EngineLifecycle:
                 raise CorruptPlanError("the loaded plan's key is not the one built", "perception engines clear")
             checker = Pipeline(self.card, candidate)  # the card's I/O against the plan's
             limit = GATE_LIMITS[s.options.precision]
-            worst = max(self._disagreement(checker, inputs, outputs) for inputs, outputs in self._samples())
+            samples = self._samples()
+            if not samples:  # the node is stopping
+                candidate.close()
+                return None
+            worst = max(self._disagreement(checker, inputs, outputs) for inputs, outputs in samples)
             if worst > limit:
                 self.cache.remove(key)
                 self._fail(f"the built plan disagrees with {s.fallback}: segments covering {worst:.1f}% of the "
@@ -272,14 +280,14 @@ class EngineLifecycle:
         return candidate
 
     def _samples(self) -> list[tuple[dict[str, np.ndarray], dict[str, np.ndarray]]]:
-        """Frames the fallback served (waiting a while for them); a blank frame where none came."""
+        """Frames the fallback served (waiting a while for them); a blank frame where none came; [] if stopping."""
         engine = self._engine
         assert engine is not None
         deadline = time.monotonic() + SAMPLE_WAIT_S
         while len(engine.samples()) < CHECK_FRAMES and time.monotonic() < deadline and not self._stop.is_set():
             self._stop.wait(0.05)
         samples = engine.samples()
-        if samples:
+        if samples or self._stop.is_set():
             return samples
         spec = self.card.input
         shape = (1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (1, spec.height, spec.width, 3)

@@ -110,7 +110,7 @@ class Node:
                 if not self._stop.is_set():  # a signal during start-up ends the run before any frame is read
                     capture = self._start_capture(pipeline)
                     stack.callback(self._stop_capture, capture)
-                    self._status("ready", self._ready(pipeline))
+                    self._status("ready", self._ready(pipeline) or self._engine_detail())
                     self._work(capture, pipeline)
             except PerceptionError as exc:
                 self._status("error", str(exc))
@@ -194,8 +194,12 @@ class Node:
             return "source_lost", self._source_detail
         if capture.source.live and capture.last_frame_ns and now - capture.last_frame_ns > stall_ns:
             return "source_lost", f"no frame for {self.config.source.stall_timeout_s:g} s"
+        return "ready", self._engine_detail()
+
+    def _engine_detail(self) -> str:
+        """Which engine serves while the lifecycle upgrades it ("" without a lifecycle)."""
         lifecycle = self.parts.engine_lifecycle
-        return "ready", lifecycle.detail() if lifecycle is not None else ""
+        return lifecycle.detail() if lifecycle is not None else ""
 
     def _engine_news(self, pipeline: Pipeline) -> None:
         """The engine lifecycle's one-off statuses; after a swap, metadata naming the new engine."""
