@@ -150,7 +150,9 @@ def test_full_build_then_list_and_clear(model: Path, tmp_path: Path, fake_gpu: t
     scored(monkeypatch, fp32=70.0, variant=69.9)
     cache = tmp_path / "c"
     assert main(["build-engine", str(model), "--precision", "fp16", "--cache-dir", str(cache)]) == 0
-    out = capsys.readouterr().out
+    captured = capsys.readouterr()
+    out = captured.out
+    assert "Tactic selection (30 steps)" in captured.err and "Tactic selection: 30/30" in captured.err  # progress
     assert "TensorRT stage: plan built" in out and "semantic: [1, 8, 16, 24] float32" in out
     assert main(["build-engine", str(model), "--precision", "fp16", "--cache-dir", str(cache)]) == 0
     assert "TensorRT stage: plan hit" in capsys.readouterr().out  # the variant is deterministic: same bytes, same key
