@@ -4,8 +4,10 @@ on the held-out static-camera scenes, next to the shipped network's time on the 
     python bench/classic_bench.py [--seeds 41 42 43 44] [--frames 150] [--json]
 
 Everything runs with OpenCV on one thread and ONNX Runtime on one thread (the "one core" of the
-target). Timings are wall-clock (time.perf_counter) around each stage of Pipeline's own calls;
-the frames are rendered first, so rendering is not timed.
+target). Timings are wall-clock (time.perf_counter) around each stage of Pipeline's own calls,
+plus the calling thread's CPU time per frame (time.thread_time: what one core spends on it, which
+neighbours on a shared machine do not inflate the way they inflate wall-clock time); the frames
+are rendered first, so rendering is not timed.
 """
 
 from __future__ import annotations
@@ -38,10 +40,11 @@ def _ms(samples: list[float]) -> dict[str, float]:
 
 
 def _timed(pipeline: Pipeline, scenes: list[list[np.ndarray]], skip: int) -> dict[str, dict[str, float]]:
-    stages: dict[str, list[float]] = {"preprocess": [], "segment": [], "decode": [], "total": []}
+    stages: dict[str, list[float]] = {"preprocess": [], "segment": [], "decode": [], "total": [], "total_cpu": []}
     for frames in scenes:
         pipeline.reset()
         for i, bgr in enumerate(frames):
+            cpu = time.thread_time()
             t0 = time.perf_counter()
             prepared = pipeline.prepare(bgr)
             t1 = time.perf_counter()
@@ -49,8 +52,9 @@ def _timed(pipeline: Pipeline, scenes: list[list[np.ndarray]], skip: int) -> dic
             t2 = time.perf_counter()
             pipeline.decode(inferred, StageStamps())
             t3 = time.perf_counter()
+            cpu = time.thread_time() - cpu
             if i >= skip:  # warm-up frames only collect; they say nothing of the steady cost
-                for name, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0), strict=True):
+                for name, value in zip(stages, (t1 - t0, t2 - t1, t3 - t2, t3 - t0, cpu), strict=True):
                     stages[name].append(value)
     return {name: _ms(values) for name, values in stages.items()}
 
