@@ -56,6 +56,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="allow binding non-loopback addresses, wire and metrics (no encryption: trusted networks only)")
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="serve Prometheus /metrics and /healthz, e.g. 127.0.0.1:9108 (loopback unless --allow-public)")
+    p.add_argument("--foxglove", metavar="HOST:PORT",
+                   help="serve the live streams to the Foxglove app over WebSocket, e.g. 127.0.0.1:8765 "
+                        "(needs the [foxglove] extra)")
     p.add_argument("--image-rate", type=float, metavar="HZ",
                    help="also publish the input frame as JPEG on the image topic, at most HZ per second (viewers)")
     p.add_argument("--wait-subscribers", type=int, metavar="N",
@@ -79,7 +82,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
                       compression=args.compression, allow_public=args.allow_public,
                       wait_subscribers=args.wait_subscribers, image_rate_hz=args.image_rate)
-    config = override(config, "ops", metrics=args.metrics, allow_public=args.allow_public)
+    config = override(config, "ops", metrics=args.metrics, allow_public=args.allow_public, foxglove=args.foxglove)
     config = override(config, "record", path=args.record)
     config = override(config, "run", max_frames=args.max_frames, summary=False if args.quiet else None)
     return override(config, "tracking", enabled=False if args.no_tracking else None)

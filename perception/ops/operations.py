@@ -10,8 +10,12 @@ from __future__ import annotations
 import logging
 import sys
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
+from typing import TYPE_CHECKING
 
+import numpy as np
+
+from perception.core.result import FrameResult
 from perception.ops.health import Health
 from perception.ops.http import OpsServer
 from perception.ops.listen import ListenAddress
@@ -21,6 +25,9 @@ from perception.ops.metrics import NodeMetrics
 from perception.ops.notify import SystemdNotifier
 from perception.ops.progress import Progress
 from perception.ops.sample import NodeSample
+
+if TYPE_CHECKING:
+    from perception.ops.foxglove_live import FoxgloveLive
 
 log = logging.getLogger(__name__)
 
@@ -33,7 +40,7 @@ Probe = Callable[[], NodeSample]
 class Operations:
     def __init__(self, camera: str, *, metrics: ListenAddress | None = None, allow_public: bool = False,
                  notifier: SystemdNotifier | None = None, live: LiveStatus | None = None,
-                 stall_s: float = 2.0, replay_progress: bool = False) -> None:
+                 stall_s: float = 2.0, replay_progress: bool = False, foxglove: ListenAddress | None = None) -> None:
         self.camera = camera
         self.health = Health(stall_s)
         self.notifier = notifier
@@ -48,6 +55,9 @@ class Operations:
         self.progress: Progress | None = None
         self._replay_progress = replay_progress  # a person (terminal) or a journal reads this run's progress
         self._replaying = False
+        self._foxglove_address = foxglove
+        self.foxglove: FoxgloveLive | None = None
+        self._next_stats = 0.0
         self._replay_total: int | None = None
         self._stopping_sent = False
         self._next_status = self._next_live = self._next_watchdog = 0.0
@@ -64,6 +74,11 @@ class Operations:
             self.metrics = NodeMetrics(self.camera, probe, lambda: self.health.current_state)
             self.server = OpsServer(self._metrics_address, self.metrics, self.health, allow_public=self._allow_public)
             log.info("metrics on http://%s/metrics, health on /healthz", self.server.address)
+        if self._foxglove_address is not None:
+            from perception.ops.foxglove_live import FoxgloveLive
+
+            self.foxglove = FoxgloveLive(self._foxglove_address, self.camera, allow_public=self._allow_public)
+            log.info("Foxglove on ws://%s", self.foxglove.address)
 
     def replaying(self, length: int | None, max_frames: int = 0) -> None:
         """A lossless replay: show a progress bar (terminal) or periodic lines (journal) instead of the live line."""
@@ -90,6 +105,8 @@ class Operations:
             log.log(level, "state %s%s", state, f" ({detail})" if detail else "",
                     extra={"camera": self.camera, "state": state})
         self.health.state(state, detail)
+        if self.foxglove is not None:
+            self.foxglove.status(state, detail)
         if self.notifier is not None and state == "ready" and not self._ready_sent:
             self._ready_sent = True  # READY=1 once: after warm-up, when frames start flowing
             self.notifier.ready(f"ready{': ' + detail if detail else ''}")
@@ -99,14 +116,24 @@ class Operations:
         if self.metrics is not None:
             self.metrics.observe(stamps)
 
+    def result(self, image: np.ndarray, result: FrameResult, class_names: Sequence[str]) -> None:
+        """A published frame with its picture: for the live Foxglove streams."""
+        if self.foxglove is not None:
+            self.foxglove.frame(image, result, class_names)
+
     def tick(self) -> None:
         """Once per output-loop turn: pet the watchdog while frames move, refresh STATUS= and the live line."""
-        if self._probe is None or (self.notifier is None and self.live is None and not self._replaying):
+        if self._probe is None or (self.notifier is None and self.live is None and not self._replaying
+                                   and self.foxglove is None):
             return
         if self._replaying and self.progress is None:
             self.progress = Progress("replaying", self._replay_total)
         now = time.monotonic()
         sample: NodeSample | None = None
+        if self.foxglove is not None and now >= self._next_stats:
+            self._next_stats = now + STATUS_INTERVAL_S
+            sample = self._probe()
+            self.foxglove.stats({**sample.latency, "counters": dict(sample.counters)})
         state = self.health.current_state
         notifier = self.notifier
         if notifier is not None and notifier.watchdog_interval_s and now >= self._next_watchdog:
@@ -146,12 +173,15 @@ class Operations:
         if self.server is not None:
             self.server.close()
             self.server = None
+        if self.foxglove is not None:
+            self.foxglove.close()
+            self.foxglove = None
         if self.notifier is not None:
             self.notifier.close()
 
 
 def operations_for(camera: str, metrics: str, *, allow_public: bool, notify: bool, live_status: bool,
-                   stall_s: float) -> Operations:
+                   stall_s: float, foxglove: str = "") -> Operations:
     """From launch settings: metrics 'HOST:PORT' or '' (off), systemd if asked and present, live line on a tty."""
     from perception.ops.listen import parse_listen
 
@@ -163,4 +193,5 @@ def operations_for(camera: str, metrics: str, *, allow_public: bool, notify: boo
         live=LiveStatus.for_stream(sys.stderr) if live_status else None,
         stall_s=stall_s,
         replay_progress=live_status,
+        foxglove=parse_listen(foxglove, "--foxglove") if foxglove else None,
     )

@@ -160,6 +160,7 @@ class OpsConfig:
     allow_public: bool = False  # let metrics bind a non-loopback address
     notify: bool = True  # talk to systemd when it set NOTIFY_SOCKET (Type=notify units)
     live_status: bool = True  # one live status line when stderr is a terminal
+    foxglove: str = ""  # HOST:PORT of a Foxglove WebSocket server (the [foxglove] extra); "" = off
 
 
 @dataclass(frozen=True)

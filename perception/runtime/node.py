@@ -281,6 +281,7 @@ class Node:
                         Stage.PUBLISH.value: published.publish_ns}
         self.latency.add(stage_stamps)
         self.ops.frame(stage_stamps)
+        self.ops.result(frame.image, result, pipeline.card.class_names)
         if recorder is not None:
             recorder.record_frame(frame)
             recorder.record_result(result, pipeline.card.class_names)

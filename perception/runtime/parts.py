@@ -48,7 +48,8 @@ def build_parts(config: NodeConfig) -> NodeParts:
     card = load_card(config.model.card)
     o = config.ops
     ops = operations_for(config.publish.camera, o.metrics, allow_public=o.allow_public, notify=o.notify,
-                         live_status=o.live_status and config.run.summary, stall_s=config.source.stall_timeout_s)
+                         live_status=o.live_status and config.run.summary, stall_s=config.source.stall_timeout_s,
+                         foxglove=o.foxglove)
     with ExitStack() as stack:
         recorder = _open_recorder(config, card)
         if recorder is not None:
