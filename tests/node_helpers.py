@@ -11,7 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
+import msgpack
 import numpy as np
+from mcap.reader import make_reader
 
 from perception.capture.thread import Backoff
 from perception.core.errors import PerceptionError
@@ -60,6 +62,23 @@ def video_file(path: Path, n: int) -> Path:
         writer.write(scene())
     writer.release()
     return path
+
+
+# header fields that carry time or process identity, not results: excluded from byte identity
+VOLATILE = ("epoch", "publish_ns", "stamps")
+
+
+def published_messages(path: Path, topic: str) -> list[list[bytes]]:
+    """Multipart messages of one topic of a recording, with the volatile header fields removed."""
+    out = []
+    with path.open("rb") as stream:
+        for _schema, _channel, message in make_reader(stream).iter_messages(topics=[topic]):
+            parts = msgpack.unpackb(message.data)
+            header = msgpack.unpackb(parts[1])
+            for key in VOLATILE:
+                header.pop(key, None)
+            out.append([parts[0], msgpack.packb(header), *parts[2:]])
+    return out
 
 
 def run_cli(*args: str, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:

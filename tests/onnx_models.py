@@ -18,8 +18,10 @@ CLASSES = [("road", False), ("sidewalk", False), ("vegetation", False), ("sky", 
 
 
 def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "tiny",
-                  nan_centers: bool = False) -> Path:
+                  nan_centers: bool = False, batch: int | str = 1) -> Path:
     """Write tiny.onnx + tiny.toml into folder; returns the card path.
+
+    batch: the graph's first dimension, a number or a symbolic name (a dynamic batch axis).
 
     nan_centers: the center head computes log(-1), as a model broken by a bad precision
     conversion would, to test that NaN outputs are refused per frame.
@@ -57,10 +59,10 @@ def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "
     ]
     graph = helper.make_graph(
         nodes, "tiny_panoptic",
-        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [1, 3, height, width])],
-        [helper.make_tensor_value_info("semantic_logits", TensorProto.FLOAT, [1, 8, height, width]),
-         helper.make_tensor_value_info("center_heatmap", TensorProto.FLOAT, [1, 1, height, width]),
-         helper.make_tensor_value_info("offsets", TensorProto.FLOAT, [1, 2, height, width])],
+        [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, height, width])],
+        [helper.make_tensor_value_info("semantic_logits", TensorProto.FLOAT, [batch, 8, height, width]),
+         helper.make_tensor_value_info("center_heatmap", TensorProto.FLOAT, [batch, 1, height, width]),
+         helper.make_tensor_value_info("offsets", TensorProto.FLOAT, [batch, 2, height, width])],
         inits,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])

@@ -19,13 +19,11 @@ from perception.record.mcap_file import McapRecording
 from perception.runtime.config import load_launch, override
 from perception.runtime.node import Node
 from perception.tools.compare import compare_runs
-from tests.node_helpers import REPO, write_launch
+from tests.node_helpers import REPO, published_messages, write_launch
 from tests.onnx_models import scene
 from tests.waiting import wait_until
 
 N_FRAMES = 12
-# header fields that carry time or process identity, not results: excluded from byte identity
-VOLATILE = ("epoch", "publish_ns", "stamps")
 
 
 def _drive(path: Path) -> Path:
@@ -47,27 +45,14 @@ def _run(tmp_path: Path, drive: Path, name: str) -> Path:
     return out
 
 
-def _published(path: Path, topic: str) -> list[list[bytes]]:
-    """Multipart messages of one topic with the volatile header fields removed."""
-    out = []
-    with path.open("rb") as stream:
-        for _schema, _channel, message in make_reader(stream).iter_messages(topics=[topic]):
-            parts = msgpack.unpackb(message.data)
-            header = msgpack.unpackb(parts[1])
-            for key in VOLATILE:
-                header.pop(key, None)
-            out.append([parts[0], msgpack.packb(header), *parts[2:]])
-    return out
-
-
 def test_two_lockstep_runs_publish_identical_bytes(tmp_path: Path) -> None:
     drive = _drive(tmp_path / "drive.mcap")
     first, second = _run(tmp_path, drive, "a"), _run(tmp_path, drive, "b")
-    frames_a = _published(first, "perception/cam0/frame/")
-    frames_b = _published(second, "perception/cam0/frame/")
+    frames_a = published_messages(first, "perception/cam0/frame/")
+    frames_b = published_messages(second, "perception/cam0/frame/")
     assert len(frames_a) == N_FRAMES
     assert frames_a == frames_b
-    assert _published(first, "perception/cam0/meta/") == _published(second, "perception/cam0/meta/")
+    assert published_messages(first, "perception/cam0/meta/") == published_messages(second, "perception/cam0/meta/")
     # the recorded stamps travel through: frame i carries the drive's stamp i
     headers = [msgpack.unpackb(parts[1]) for parts in frames_a]
     assert [h["stamp_ns"] for h in headers] == [2_000_000_000 + i * 66_666_667 for i in range(N_FRAMES)]
@@ -133,7 +118,7 @@ def _frame_headers(recording: McapRecording) -> list[dict]:
             for _s, _c, m in recording.messages(["perception/cam0/frame/"])]
 
 
-def test_sigint_closes_the_recording_with_everything_published(tmp_path: Path) -> None:
+def test_sigint_closes_the_recording_with_everythingpublished_messages(tmp_path: Path) -> None:
     out = tmp_path / "run.mcap"
     drive = _long_drive(tmp_path / "drive.mcap", 600, 30.0)  # 20 s at rate 1: stopped long before its end
     proc = _start_run(tmp_path, drive, out)

@@ -263,7 +263,7 @@ def test_tap_sees_exactly_what_subscribers_receive(tmp_path: Path) -> None:
 
 def test_closed_publisher_and_wrong_camera_are_wire_errors(tmp_path: Path) -> None:
     pub = Publisher(ipc_endpoint(tmp_path))
-    with pytest.raises(WireError, match="create one Publisher per camera"):
+    with pytest.raises(WireError, match="name every camera when creating the Publisher"):
         pub.publish_frame(result(0, camera="cam1"))
     pub.close()
     pub.close()

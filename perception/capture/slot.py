@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import collections
 import threading
+from collections.abc import Callable
 from typing import Generic
 
 from perception.core.frame import Frame, P
@@ -19,8 +20,10 @@ class SlotClosed(Exception):
 
 
 class FrameSlot(Generic[P]):
-    def __init__(self, lossless: bool, capacity: int = 4) -> None:
+    def __init__(self, lossless: bool, capacity: int = 4, on_change: Callable[[], None] | None = None) -> None:
+        """on_change: called after every put and close, e.g. to wake a worker that waits on several slots."""
         self.lossless = lossless
+        self._on_change = on_change
         self._capacity = capacity if lossless else 1
         self._items: collections.deque[Frame[P]] = collections.deque()
         self._cond = threading.Condition()
@@ -36,24 +39,35 @@ class FrameSlot(Generic[P]):
                     return frame
                 self._items.append(frame)
                 self._cond.notify_all()
-                return None
-            displaced = self._items.popleft() if self._items else None
-            self._items.append(frame)
-            self._cond.notify_all()
-            return displaced
+                displaced = None
+            else:
+                displaced = self._items.popleft() if self._items else None
+                self._items.append(frame)
+                self._cond.notify_all()
+        if self._on_change is not None:
+            self._on_change()
+        return displaced
 
     def get(self, timeout: float) -> Frame[P] | None:
         """Next frame, None on timeout; SlotClosed once closed and drained."""
         with self._cond:
             if not self._items and not self._closed:
                 self._cond.wait(timeout)
-            if self._items:
-                frame = self._items.popleft()
-                self._cond.notify_all()
-                return frame
-            if self._closed:
-                raise SlotClosed
-            return None
+            return self._pop()
+
+    def take(self) -> Frame[P] | None:
+        """The next frame without waiting, None if there is none yet; SlotClosed once closed and drained."""
+        with self._cond:
+            return self._pop()
+
+    def _pop(self) -> Frame[P] | None:
+        if self._items:
+            frame = self._items.popleft()
+            self._cond.notify_all()
+            return frame
+        if self._closed:
+            raise SlotClosed
+        return None
 
     @property
     def depth(self) -> int:
@@ -64,6 +78,8 @@ class FrameSlot(Generic[P]):
         with self._cond:
             self._closed = True
             self._cond.notify_all()
+        if self._on_change is not None:
+            self._on_change()
 
     def drain(self) -> list[Frame[P]]:
         """Remove and return what is queued (used at shutdown to count it)."""

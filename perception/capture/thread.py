@@ -61,8 +61,10 @@ class CaptureThread(threading.Thread, Generic[P]):
         backoff: Backoff | None = None,
         on_state: StateListener | None = None,
         prepare: Callable[[np.ndarray], P] | None = None,
+        opened: bool = True,
+        name: str = "capture",
     ) -> None:
-        super().__init__(name="capture", daemon=True)
+        super().__init__(name=name, daemon=True)
         self.source = source
         self.slot = slot
         self.counters = counters
@@ -71,8 +73,9 @@ class CaptureThread(threading.Thread, Generic[P]):
         self.backoff = backoff or Backoff()
         self._on_state = on_state
         self._prepare = prepare  # e.g. Pipeline.prepare: the engine input is made here, off the engine's thread
+        self._opened = opened  # False: the source failed to open at start, so the thread begins by reconnecting
         self._stop_event = threading.Event()
-        self.state = SourceState.CONNECTING
+        self.state = SourceState.CONNECTING if opened else SourceState.RECONNECTING
         self.state_detail = ""
         self.error: BaseException | None = None
         self.last_frame_ns = 0  # monotonic time of the last frame read
@@ -105,8 +108,12 @@ class CaptureThread(threading.Thread, Generic[P]):
             self.slot.close()
 
     def _loop(self) -> None:
-        """Assumes source.open() already succeeded (the node opens it to report errors up front)."""
-        self._set_state(SourceState.STREAMING)
+        """The node opens the source first, to report errors up front; if that failed, reconnect."""
+        if not self._opened:
+            if not self._reconnect("could not open at start"):
+                return
+        else:
+            self._set_state(SourceState.STREAMING)
         first_stamp: int | None = None
         start_mono = 0
         index = 0

@@ -5,15 +5,17 @@ from __future__ import annotations
 import argparse
 import contextlib
 import logging
+import re
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING
 
+from perception.core.errors import ConfigError
 from perception.core.interrupt import Terminated
 from perception.inference.engine import PRECISIONS
-from perception.runtime.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override
+from perception.runtime.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override, split_topics, with_cameras
 from perception.runtime.latency import format_table
 from perception.wire.payload import CODECS
 
@@ -30,8 +32,10 @@ def register(sub: argparse._SubParsersAction) -> None:
                        description="Run the perception node. Values given here override the launch file.")
     p.add_argument("launch", nargs="?", type=Path, default=None,
                    help=f"launch file (TOML); default {DEFAULT_LAUNCH}")
-    p.add_argument("--source", help="source URI: camera:0, /dev/video0, file.mp4, images:DIR, rtsp://..., "
-                                    "gst:PIPELINE, synthetic:?seed=7, mcap:drive.mcap, rosbag:DIR")
+    p.add_argument("--source", action="append", metavar="[NAME=]URI",
+                   help="source URI: camera:0, /dev/video0, file.mp4, images:DIR, rtsp://..., "
+                        "gst:PIPELINE, synthetic:?seed=7, mcap:drive.mcap, rosbag:DIR; several cameras: "
+                        "--source front=URI --source rear=URI (NAME is the topic segment)")
     p.add_argument("--rate", type=float, help="replay speed: 1 recorded timing, N times, 0 lossless")
     p.add_argument("--max-age-ms", type=float, help="drop frames older than this before inference (0 = off)")
     p.add_argument("--max-frames", type=int, help="stop after reading N frames")
@@ -72,8 +76,23 @@ def register(sub: argparse._SubParsersAction) -> None:
 
 
 def build_config(args: argparse.Namespace) -> NodeConfig:
-    config = load_launch(args.launch or DEFAULT_LAUNCH, source_given=args.source is not None)
-    config = override(config, "source", uri=args.source, rate=args.rate, max_age_ms=args.max_age_ms)
+    sources = list(args.source or [])
+    config = load_launch(args.launch or DEFAULT_LAUNCH, source_given=bool(sources))
+    named = [named_source(s) for s in sources]
+    if len(sources) == 1 and named[0] is None and "topics=" in sources[0]:  # one camera per recorded topic
+        config = with_cameras(config, split_topics(None, sources[0]))
+    elif len(sources) == 1 and named[0] is None and not config.camera_tables:
+        config = override(config, "source", uri=sources[0])
+    elif sources:
+        if None in named:
+            unnamed = sources[named.index(None)]
+            raise ConfigError(f"--source {unnamed} names no camera, and the node has several",
+                              f"write --source NAME={unnamed}, e.g. front={unnamed}")
+        config = with_cameras(config, [c for n in named if n is not None for c in split_topics(*n)])
+    config = override(config, "source", rate=args.rate, max_age_ms=args.max_age_ms)
+    if args.rate is not None or args.max_age_ms is not None:  # the command line wins over every camera's own
+        config = with_cameras(config, [(c.name, c.uri) for c in config.camera_tables], rate=args.rate,
+                              max_age_ms=args.max_age_ms)
     config = override(config, "model", card=args.card.resolve() if args.card else None, engine=args.engine,
                       fallback=args.fallback, build_timeout_s=args.build_timeout,
                       build_memory_mib=args.build_memory_mib, threads=args.threads, spin=args.spin,
@@ -88,6 +107,15 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
     return override(config, "tracking", enabled=False if args.no_tracking else None)
 
 
+_NAMED = re.compile(r"^([A-Za-z0-9_.-]{1,64})=(.+)$")
+
+
+def named_source(text: str) -> tuple[str, str] | None:
+    """`front=URI` -> ("front", "URI"); a plain URI (its '=' come after ':', '?' or '/') -> None."""
+    match = _NAMED.match(text)
+    return (match.group(1), match.group(2)) if match else None
+
+
 def check_record_path(config: NodeConfig, overwrite: bool) -> None:
     """Refuse an existing recording unless --overwrite, and always the run's own inputs."""
     from perception.capture.inputs import source_files
@@ -97,7 +125,7 @@ def check_record_path(config: NodeConfig, overwrite: bool) -> None:
 
     if config.record.path is None:
         return
-    inputs = [*source_files(config.source.uri), config.model.card]
+    inputs = [*(f for c in config.cameras for f in source_files(c.uri)), config.model.card]
     if config.launch_file is not None:
         inputs.append(config.launch_file)
     with contextlib.suppress(PerceptionError):  # the node reports a bad card with its own message
@@ -130,7 +158,11 @@ def run(args: argparse.Namespace) -> int:
             signal.signal(sig, handler)
     if config.run.summary:
         print(format_table(report.latency), file=sys.stderr)
-        print(node.counters.summary_line() + f"; {published_line(report)}", file=sys.stderr)
+        lines = node.summary_lines()
+        if len(lines) == 1:
+            print(lines[0] + f"; {published_line(report)}", file=sys.stderr)
+        else:
+            print("\n".join([*lines, published_line(report)]), file=sys.stderr)
     return 0
 
 

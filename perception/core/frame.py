@@ -18,12 +18,14 @@ class Stage(str, enum.Enum):
     """Pipeline stages, in order; each is stamped with CLOCK_MONOTONIC ns when it ends.
 
     Preprocessing runs in the capture thread, before the hand-off, so the engine's thread
-    does nothing but run the engine; dequeue is when that thread took the frame.
+    does nothing but run the engine; dequeue is when that thread took the frame, batch when the
+    engine call holding it began (the wait for the other cameras' frames of its batch).
     """
 
     CAPTURE = "capture"
     PREPROCESS = "preprocess"
     DEQUEUE = "dequeue"
+    BATCH = "batch"
     INFERENCE = "inference"
     POSTPROCESS = "postprocess"
     ENCODE = "encode"

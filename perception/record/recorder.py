@@ -4,6 +4,8 @@ Channels (see docs/recording.md):
 - `/camera/image/compressed` (JPEG/PNG) or `/camera/image` (raw bgr8): sensor_msgs in ROS 2 CDR,
   header.stamp = the frame's stamp_ns, so `mcap:` replay gives back the recorded time;
 - `/camera/annotations`: foxglove.ImageAnnotations (JSON), contours and labels of each thing;
+- a multi-camera node records each camera on its own channels instead: `/<camera>/image/compressed`
+  (or `/<camera>/image`) and `/<camera>/annotations`;
 - one channel per ZeroMQ topic (e.g. `perception/cam0/frame/`), encoding `msgpack`: each message
   is a msgpack array of the multipart frames exactly as published, topic first; the channel
   metadata carries the wire schema version;
@@ -27,6 +29,7 @@ from __future__ import annotations
 import os
 import platform
 import time
+from collections.abc import Sequence
 from pathlib import Path
 from typing import IO, cast
 
@@ -41,7 +44,13 @@ from perception.core.frame import Frame, monotonic_ns
 from perception.core.result import FrameResult
 from perception.record import image_annotations
 from perception.record.errors import RecordingError, RecordingWriteError
-from perception.record.image_channel import ImageChannel, check_image_format, chunk_compression
+from perception.record.image_channel import (
+    COMPRESSED_TOPIC,
+    RAW_TOPIC,
+    ImageChannel,
+    check_image_format,
+    chunk_compression,
+)
 from perception.wire.schema import SCHEMA_VERSION
 
 RECORDING_FORMAT = "perception.recording"
@@ -112,7 +121,8 @@ class Recorder:
 
     def __init__(self, path: str | os.PathLike[str], *, image_format: str = "jpeg",
                  metadata: dict[str, dict[str, str]] | None = None, flush_interval_s: float = 1.0,
-                 chunk_size: int = CHUNK_SIZE) -> None:
+                 chunk_size: int = CHUNK_SIZE, cameras: Sequence[str] = ()) -> None:
+        """cameras: the node's camera names when it has more than one (a channel pair per camera)."""
         self.path = Path(path)
         check_image_format(image_format)
         if self.path.is_dir():
@@ -134,14 +144,22 @@ class Recorder:
             self._writer = Writer(cast(IO[bytes], file), chunk_size=chunk_size,
                                   compression=chunk_compression(image_format))
             self._writer.start(profile="ros2", library=f"perception {__version__}")
-            self._images = ImageChannel(self._writer, image_format)
             schema_id = self._writer.register_schema(image_annotations.SCHEMA_NAME, "jsonschema",
                                                      image_annotations.SCHEMA_BYTES)
-            self._annotations = self._writer.register_channel(ANNOTATIONS_TOPIC, "json", schema_id)
+            # one camera keeps the single-camera names, so its recordings replay as before
+            self._channels: dict[str | None, tuple[ImageChannel, int]] = {}
+            for camera in (cameras if len(cameras) > 1 else [None]):
+                images = ImageChannel(self._writer, image_format, frame_id=camera or "camera",
+                                      topic=_image_topic(camera, image_format))
+                annotations = self._writer.register_channel(f"/{camera}/annotations" if camera else ANNOTATIONS_TOPIC,
+                                                            "json", schema_id)
+                self._channels[camera] = (images, annotations)
+            topics = list(self._channels)
             self._writer.add_metadata(RECORDING_FORMAT, {
-                "version": RECORDING_VERSION, "image_topic": self._images.topic,
-                "annotations_topic": ANNOTATIONS_TOPIC, "wire_schema_version": str(SCHEMA_VERSION),
-                "wire_message_encoding": MESSAGE_ENCODING})
+                "version": RECORDING_VERSION, "image_topic": ",".join(i.topic for i, _ in self._channels.values()),
+                "annotations_topic": ",".join(f"/{c}/annotations" if c else ANNOTATIONS_TOPIC for c in topics),
+                "cameras": ",".join(c for c in topics if c),
+                "wire_schema_version": str(SCHEMA_VERSION), "wire_message_encoding": MESSAGE_ENCODING})
             self._writer.add_metadata("perception.recorder", {
                 "perception": __version__, "python": platform.python_version(), "numpy": np.__version__,
                 "opencv": cv2.__version__, "mcap": getattr(mcap, "__version__", "unknown")})
@@ -156,17 +174,29 @@ class Recorder:
         self._last_flush_ns = monotonic_ns()
         self.frames = 0
         self.messages = 0
-        self.results = 0
+        self._results: dict[str | None, int] = {}
         self._clock_ns: int | None = None  # the latest frame stamp: log time of messages without one
         self._waiting: list[tuple[int, int, bytes, int]] = []  # (channel, sequence, data, publish time)
 
     # -- what the node calls ---------------------------------------------------------------------
 
-    def record_frame(self, frame: Frame) -> None:
+    @property
+    def results(self) -> int:
+        return sum(self._results.values())
+
+    def _channel(self, camera: str | None) -> tuple[str | None, ImageChannel, int]:
+        key = camera if len(self._channels) > 1 else None
+        if key not in self._channels:
+            raise RecordingWriteError(f"camera {camera!r} is not one this recording was opened for",
+                                      f"name it in Recorder(cameras=...): {[c for c in self._channels if c]}")
+        return (key, *self._channels[key])
+
+    def record_frame(self, frame: Frame, camera: str | None = None) -> None:
         """The input image, header stamp = frame.stamp_ns (the source's clock)."""
         self._check_open()
+        _, images, _ = self._channel(camera)
         self._advance_clock(frame.stamp_ns)
-        self._images.write(frame.stamp_ns, frame.image, frame.stamp_ns)
+        images.write(frame.stamp_ns, frame.image, frame.stamp_ns)
         self.frames += 1
         self._maybe_flush()
 
@@ -195,11 +225,13 @@ class Recorder:
     def record_result(self, result: FrameResult, class_names: list[str]) -> None:
         """Foxglove overlay of one result, stamped like its input frame so the Image panel pairs them."""
         self._check_open()
+        key, _, annotations = self._channel(result.camera)
         self._advance_clock(result.stamp_ns)
-        self._writer.add_message(self._annotations, log_time=result.stamp_ns, publish_time=time.time_ns(),
-                                 sequence=self.results,
+        sequence = self._results.get(key, 0)
+        self._writer.add_message(annotations, log_time=result.stamp_ns, publish_time=time.time_ns(),
+                                 sequence=sequence,
                                  data=image_annotations.encode(result.stamp_ns, result.segmentation, class_names))
-        self.results += 1
+        self._results[key] = sequence + 1
         self._maybe_flush()
 
     def close(self) -> None:
@@ -242,3 +274,8 @@ class Recorder:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _image_topic(camera: str | None, image_format: str) -> str:
+    topic = RAW_TOPIC if image_format == "raw" else COMPRESSED_TOPIC
+    return topic.replace("/camera/", f"/{camera}/", 1) if camera else topic

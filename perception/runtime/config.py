@@ -9,9 +9,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
+import re
 import sys
 import types
 import typing
+import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -22,6 +24,8 @@ from perception.core.tomlcompat import read_toml
 from perception.inference.engine import PRECISIONS, EngineOptions
 from perception.inference.plan_builder import BuildLimits
 from perception.tracking.base import TRACKERS, settings_type
+from perception.wire.errors import WireError
+from perception.wire.schema import check_camera
 
 
 def _bundle_root() -> Path:
@@ -52,6 +56,34 @@ class SourceConfig:
 
 
 @dataclass(frozen=True)
+class CameraConfig:
+    """One camera of the node: a `[[camera]]` table, or the single camera of [source] + [publish] camera."""
+
+    name: str
+    uri: str = ""
+    rate: float = 1.0
+    max_age_ms: float = 0.0
+    stall_timeout_s: float = 2.0
+    # a camera that cannot be opened at start stops the node (exit 2); one that is not required is
+    # reported source_lost and retried while the others run
+    required: bool = False
+
+    def __post_init__(self) -> None:
+        where = f"[[camera]] {self.name!r}"
+        try:
+            check_camera(self.name)
+        except WireError as exc:
+            raise ConfigError(f"{where}: {exc.problem}", exc.fix) from None
+        if not self.uri:
+            raise ConfigError(f"{where} has no uri", 'add uri = "camera:0" (or a file, drive, ...)')
+        SourceConfig(self.uri, self.rate, self.max_age_ms, self.stall_timeout_s)  # the same range checks
+
+    @property
+    def source(self) -> SourceConfig:
+        return SourceConfig(self.uri, self.rate, self.max_age_ms, self.stall_timeout_s)
+
+
+@dataclass(frozen=True)
 class ModelConfig:
     card: Path = DEFAULT_CARD
     engine: str = "onnxruntime"
@@ -65,6 +97,8 @@ class ModelConfig:
     fallback: str = ""
     build_timeout_s: float = 1800.0  # background plan build: killed after this long (0 = no limit)
     build_memory_mib: int = 0  # background plan build: killed above this resident memory (0 = no limit)
+    batch: int = 0  # frames of different cameras per engine call; 0 = one per camera, capped by the model
+    batch_timeout_ms: float = 5.0  # how long a batch waits for the other cameras' frames
 
     def __post_init__(self) -> None:
         if self.fallback:
@@ -78,6 +112,8 @@ class ModelConfig:
         _at_least(self.build_timeout_s, 0.0, "[model] build_timeout_s", "0 = no limit, e.g. 1800")
         _at_least(self.build_memory_mib, 0, "[model] build_memory_mib", "0 = no limit, e.g. 8192")
         _at_least(self.threads, 0, "[model] threads", "0 = the engine's default")
+        _at_least(self.batch, 0, "[model] batch", "0 = one frame per camera, e.g. 4")
+        _at_least(self.batch_timeout_ms, 0.0, "[model] batch_timeout_ms", "e.g. 5")
         _at_least(self.warmup_runs, 0, "[model] warmup_runs", "e.g. 3")
         _at_least(self.device, 0, "[model] device", "a CUDA device index, 0 for the first GPU")
         if self.precision not in PRECISIONS:
@@ -173,6 +209,23 @@ class NodeConfig:
     run: RunConfig = field(default_factory=RunConfig)
     ops: OpsConfig = field(default_factory=OpsConfig)
     launch_file: Path | None = None
+    # `[[camera]]` tables; empty: one camera, [publish] camera reading [source]
+    camera_tables: tuple[CameraConfig, ...] = ()
+
+    def __post_init__(self) -> None:
+        names = [c.name for c in self.camera_tables]
+        twice = sorted({n for n in names if names.count(n) > 1})
+        if twice:
+            raise ConfigError(f"camera name {twice[0]!r} is given to more than one camera",
+                              "give each [[camera]] (or --source NAME=URI) its own name")
+
+    @property
+    def cameras(self) -> tuple[CameraConfig, ...]:
+        """The node's cameras, in order; the first is the default camera (metrics, the live line)."""
+        if self.camera_tables:
+            return self.camera_tables
+        s = self.source
+        return (CameraConfig(self.publish.camera, s.uri, s.rate, s.max_age_ms, s.stall_timeout_s, required=True),)
 
     def to_dict(self) -> dict[str, Any]:
         """Plain data for recordings' metadata and the metadata topic."""
@@ -180,6 +233,8 @@ class NodeConfig:
         for section in _SECTIONS:
             values = dataclasses.asdict(getattr(self, section))
             out[section] = {k: str(v) if isinstance(v, Path) else v for k, v in values.items()}
+        if self.camera_tables:
+            out["camera"] = {c.name: dataclasses.asdict(c) for c in self.camera_tables}
         return out
 
 
@@ -202,7 +257,8 @@ def load_launch(path: str | Path, *, source_given: bool = False) -> NodeConfig:
     """source_given: the command line names the source, so the file need not."""
     path = Path(path)
     data = read_toml(path, "launch file", ConfigError, "see launch/*.toml for examples")
-    if not source_given and "uri" not in data.get("source", {}) and not _is_default_launch(path):
+    if (not source_given and "uri" not in data.get("source", {}) and "camera" not in data
+            and not _is_default_launch(path)):
         # the demo drive is the embedded default's source only: on a robot, a launch file that
         # forgot [source] would otherwise publish made-up objects
         raise ConfigError(f"launch file {path} names no source ([source] uri)",
@@ -218,9 +274,10 @@ def _is_default_launch(path: Path) -> bool:
 
 
 def config_from_dict(data: dict[str, Any], *, where: str, base: Path, launch_file: Path | None = None) -> NodeConfig:
-    unknown = set(data) - set(_SECTIONS)
+    unknown = set(data) - set(_SECTIONS) - {"camera"}
     if unknown:
-        raise ConfigError(f"{where} has unknown sections {sorted(unknown)}", f"valid sections: {list(_SECTIONS)}")
+        raise ConfigError(f"{where} has unknown sections {sorted(unknown)}",
+                          f"valid sections: {list(_SECTIONS)} and [[camera]] tables")
     defaults = NodeConfig()
     sections: dict[str, Any] = {}
     for name in _SECTIONS:
@@ -233,7 +290,67 @@ def config_from_dict(data: dict[str, Any], *, where: str, base: Path, launch_fil
             sections[name] = _tracking(table, f"{where} [{name}]", section_base)
         else:
             sections[name] = _build(type(getattr(defaults, name)), table, f"{where} [{name}]", section_base)
-    return NodeConfig(**sections, launch_file=launch_file)
+    cameras = _camera_tables(data.get("camera", []), sections["source"], where, base)
+    if not cameras and "topics=" in sections["source"].uri:  # a multi-topic recording is one camera per topic
+        s = sections["source"]
+        cameras = tuple(CameraConfig(n, u, s.rate, s.max_age_ms, s.stall_timeout_s, required=True)
+                        for n, u in split_topics(None, s.uri))
+    return NodeConfig(**sections, launch_file=launch_file, camera_tables=cameras)
+
+
+def _camera_tables(tables: Any, source: SourceConfig, where: str, base: Path) -> tuple[CameraConfig, ...]:
+    """`[[camera]]` tables; rate, max_age_ms and stall_timeout_s default to [source]'s."""
+    if not isinstance(tables, list) or not all(isinstance(t, dict) for t in tables):
+        raise ConfigError(f"{where}: camera must be [[camera]] tables",
+                          'write [[camera]] then name = "front" and uri = "..." lines, once per camera')
+    shared = {"rate": source.rate, "max_age_ms": source.max_age_ms, "stall_timeout_s": source.stall_timeout_s}
+    cameras = []
+    for i, table in enumerate(tables):
+        if "name" not in table:
+            raise ConfigError(f"{where}: [[camera]] number {i + 1} has no name", 'add name = "front" (a topic segment)')
+        cameras.append(_build(CameraConfig, {**shared, **table}, f"{where} [[camera]] {table['name']!r}", base))
+    return tuple(cameras)
+
+
+def split_topics(name: str | None, uri: str) -> list[tuple[str, str]]:
+    """`rosbag:bag?topics=/front,/rear` (or mcap:) -> one camera per image topic, each reading its own.
+
+    A camera is named after its topic's first segment (`/front/image/compressed` -> `front`), or
+    after the whole topic where first segments repeat; a given name prefixes those. A URI without
+    `topics=` is the one camera it names.
+    """
+    head, _, query = uri.partition("?")
+    options = urllib.parse.parse_qsl(query, keep_blank_values=True)
+    topics = [t for key, value in options if key == "topics" for t in value.split(",") if t]
+    if not topics:
+        return [(name or "", uri)]
+    rest = [(k, v) for k, v in options if k != "topics"]
+    firsts = [t.strip("/").split("/")[0] for t in topics]
+    unique = len(set(firsts)) == len(firsts)
+    out = []
+    for topic, first in zip(topics, firsts, strict=True):
+        label = first if unique else re.sub(r"[^A-Za-z0-9_.-]", "_", topic.strip("/"))
+        query = urllib.parse.urlencode([*rest, ("topic", topic)], safe="/")
+        out.append((f"{name}_{label}" if name else label, f"{head}?{query}"))
+    return out
+
+
+def with_cameras(config: NodeConfig, sources: list[tuple[str, str]], **options: Any) -> NodeConfig:
+    """The command line's `--source NAME=URI ...`: these are the node's cameras, in this order.
+
+    A name the launch file has keeps its [[camera]] options with the new URI; a new name takes
+    [source]'s. options (rate, max_age_ms; None = keep) override every camera's own.
+    """
+    if not sources:
+        return config
+    known = {c.name: c for c in config.camera_tables}
+    s = config.source
+    given = {k: v for k, v in options.items() if v is not None}
+    cameras = tuple(dataclasses.replace(known[name] if name in known
+                                        else CameraConfig(name, uri, s.rate, s.max_age_ms, s.stall_timeout_s),
+                                        uri=uri, **given)
+                    for name, uri in sources)
+    return dataclasses.replace(config, camera_tables=cameras)
 
 
 def override(config: NodeConfig, section: str, **values: Any) -> NodeConfig:

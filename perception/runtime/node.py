@@ -1,12 +1,13 @@
-"""The node: capture thread (read, preprocess) -> inference thread (engine) -> output loop
-(decode, track, encode, publish, record).
+"""The node: a capture thread per camera (read, preprocess) -> one inference thread (the engine,
+batching the cameras' frames) -> output loop (decode, track, encode, publish, record).
 
 The node is assembled from parts (runtime.parts: source, pipeline opener, publisher, recorder,
 operations, clock, backoff), owns them for one run, and closes them in reverse order through an ExitStack. The
 output loop is the calling thread; it alone touches the ZeroMQ socket and the recorder, and it
-keeps the status heartbeat and the stats beating while frames are scarce. The capture thread
-pushes its state changes onto a queue that the loop drains. Decoding frame N in the loop
-overlaps the engine working on frame N+1.
+keeps every camera's status heartbeat and stats beating while frames are scarce. Each capture
+thread pushes its state changes onto its camera's queue, which the loop drains. Decoding frame N
+in the loop overlaps the engine working on the next batch. Per-camera state lives in
+runtime.camera; one camera is the case of a single-camera launch file.
 """
 
 from __future__ import annotations
@@ -20,21 +21,19 @@ from dataclasses import dataclass
 from typing import Any
 
 from perception import __version__
-from perception.capture.counters import DROP_ERROR, DROP_SHUTDOWN, FrameCounters
-from perception.capture.slot import FrameSlot
-from perception.capture.thread import CaptureThread, SourceState
-from perception.core.errors import PerceptionError
+from perception.capture.counters import DROP_ERROR, DROP_SHUTDOWN
+from perception.capture.errors import SourceLost
+from perception.core.errors import ConfigError, PerceptionError, SourceError
 from perception.core.frame import Frame, Stage
 from perception.core.result import FrameResult
 from perception.ops.operations import Operations
-from perception.ops.preview import ImagePreview
 from perception.ops.sample import NodeSample
+from perception.runtime.camera import CameraRun, combined_counters
 from perception.runtime.config import NodeConfig
 from perception.runtime.latency import LatencyBook
 from perception.runtime.parts import NodeParts, build_parts
 from perception.runtime.pipeline import Pipeline, Prepared
-from perception.runtime.stages import FrameFailed, InferenceThread, InferredFrame, StageEnded
-from perception.tracking.base import Tracker, make_tracker
+from perception.runtime.stages import Doorbell, FrameFailed, InferenceThread, InferredFrame, StageEnded
 from perception.wire.schema import Kind
 
 log = logging.getLogger(__name__)
@@ -45,34 +44,30 @@ _HEARTBEAT_STATES = ("starting", "warming_up", "ready", "source_lost")
 
 @dataclass(frozen=True)
 class RunReport:
-    counters: dict[str, Any]
-    latency: dict[str, Any]
+    counters: dict[str, Any]  # every camera's, added up
+    latency: dict[str, Any]  # every frame of every camera
     published: int
     publisher_dropped: int
+    cameras: dict[str, dict[str, Any]]  # name -> {"counters", "latency", "published"}
     frame_subscribers: int = 0  # the most frame subscribers connected at once during the run
 
 
 class Node:
-    """One run of one camera. It owns the parts it is given and closes them when run() ends."""
+    """One run of one or more cameras. It owns the parts it is given and closes them when run() ends."""
 
     def __init__(self, config: NodeConfig, parts: NodeParts) -> None:
         self.config = config
         self.parts = parts
-        self.ops = parts.ops or Operations.quiet(config.publish.camera)
-        self._preview = ImagePreview(config.publish.image_rate_hz, config.publish.image_quality)
-        self.counters = FrameCounters()
-        self.latency = LatencyBook(config.run.latency_window)
+        self.ops = parts.ops or Operations.quiet(config.cameras[0].name)
+        self.cameras = [CameraRun(camera, source, config) for camera, source in
+                        zip(config.cameras, _sources_by_camera(config, parts), strict=True)]
+        self.latency = LatencyBook(config.run.latency_window)  # all cameras: the operators' figure
         self.state = "starting"
         self._stop = threading.Event()
-        self._published = 0
-        self._frame_subscribers = 0
-        self._last_error = ""
-        self._capture: CaptureThread[Prepared] | None = None
+        self._doorbell = Doorbell()
         self._inference: InferenceThread | None = None
-        # the capture thread pushes its state changes here; the output loop drains them
-        self._source_events: queue.SimpleQueue[tuple[SourceState, str]] = queue.SimpleQueue()
-        self._source_state, self._source_detail = SourceState.CONNECTING, ""
-        self._tracker: Tracker | None = None
+        self._captured = False
+        self._frame_subscribers = 0
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
@@ -80,19 +75,28 @@ class Node:
         return cls(config, build_parts(config))
 
     def stop(self) -> None:
-        """Ask the node to finish: stop capture, finish the frame in hand, close everything."""
+        """Ask the node to finish: stop capture, finish the frames in hand, close everything."""
         self._stop.set()
+
+    @property
+    def processed(self) -> int:
+        return sum(c.counters.processed for c in self.cameras)
+
+    def summary_lines(self) -> list[str]:
+        """Each camera's `read = processed + dropped` line."""
+        return [(f"{c.name}: " if len(self.cameras) > 1 else "") + c.counters.summary_line() for c in self.cameras]
 
     def run(self) -> RunReport:
         parts = self.parts
-        # closes in reverse: capture, engine, source, last status, operators' reports, socket, recording
+        # closes in reverse: capture, engine, sources, last status, operators' reports, socket, recording
         with ExitStack() as stack:
             if parts.recorder is not None:
                 stack.callback(parts.recorder.close)
             stack.callback(parts.publisher.close)
             stack.callback(self.ops.close)
             stack.callback(self._announce_end)
-            stack.callback(self._close_source_unless_captured)
+            for camera in self.cameras:
+                stack.callback(camera.close_source_unless_captured)
             try:
                 self.ops.start(self._sample)
                 self._status("starting")
@@ -100,39 +104,81 @@ class Node:
                 stack.callback(pipeline.close)
                 if parts.engine_lifecycle is not None:  # stops a background build before the engine closes
                     stack.callback(parts.engine_lifecycle.close)
+                batch = self._batch_size(pipeline)
                 self._status("warming_up")
                 pipeline.warm_up(self.config.model.warmup_runs)
-                parts.source.open()
-                if not parts.source.live and self.config.source.rate == 0:  # lossless replay: a progress bar
-                    self.ops.replaying(getattr(parts.source, "length", None), self.config.run.max_frames)
-                parts.publisher.publish_metadata(self._metadata(pipeline))
+                self._open_sources()
+                self._show_replay_progress()
+                for camera in self.cameras:
+                    parts.publisher.publish_metadata(self._metadata(pipeline, camera), camera.name)
                 self._wait_for_subscribers()
                 if not self._stop.is_set():  # a signal during start-up ends the run before any frame is read
-                    capture = self._start_capture(pipeline)
-                    stack.callback(self._stop_capture, capture)
-                    self._status("ready", self._ready(pipeline) or self._engine_detail())
-                    self._work(capture, pipeline)
+                    self._start_capture(pipeline)
+                    stack.callback(self._stop_capture)
+                    self._status("ready", self._engine_detail(), details=self._ready(pipeline))
+                    self._work(pipeline, batch)
             except PerceptionError as exc:
                 self._status("error", str(exc))
                 raise
-        if self._capture is not None and self._capture.error is not None:
-            raise self._capture.error
-        return RunReport(self.counters.snapshot(), self.latency.snapshot(), self._published,
-                         parts.publisher.dropped, self._frame_subscribers)
+        for camera in self.cameras:
+            if camera.capture is not None and camera.capture.error is not None:
+                raise camera.capture.error
+        return RunReport(combined_counters(self.cameras), self.latency.snapshot(),
+                         sum(c.published for c in self.cameras), parts.publisher.dropped,
+                         {c.name: {"counters": c.counters.snapshot(), "latency": c.latency.snapshot(),
+                                   "published": c.published} for c in self.cameras},
+                         self._frame_subscribers)
 
-    def _ready(self, pipeline: Pipeline) -> str:
-        """Say what runs, now that it does (not before a start-up error); returns the ready detail."""
-        p, source = self.config.publish, self.parts.source
-        log.info("%s -> %s (%s) -> %s topic perception/%s/", source.uri.raw, pipeline.card.name,
-                 pipeline.engine.name, p.endpoint, p.camera)
-        if not pipeline.card.synthetic_domain or getattr(source, "synthetic", False):
-            return ""
-        # on camera footage the shipped model reports confident "cars" in a pedestrian plaza
-        warning = (f"warning: model {pipeline.card.name!r} is a synthetic-domain model (trained on perception.synth "
-                   f"scenes only) and {source.uri.raw!r} is not a synthetic drive: its objects here are not "
-                   "meaningful; run your own model (README, 'Bring your own model')")
-        log.warning("%s", warning)
-        return warning
+    def _ready(self, pipeline: Pipeline) -> dict[str, str]:
+        """Say what runs, now that it does (not before a start-up error); returns each camera's ready detail."""
+        p, details = self.config.publish, {}
+        for camera in self.cameras:
+            source = camera.source
+            log.info("%s -> %s (%s) -> %s topic perception/%s/", source.uri.raw, pipeline.card.name,
+                     pipeline.engine.name, p.endpoint, camera.name)
+            if not pipeline.card.synthetic_domain or getattr(source, "synthetic", False):
+                continue
+            # on camera footage the shipped model reports confident "cars" in a pedestrian plaza
+            warning = (f"warning: model {pipeline.card.name!r} is a synthetic-domain model (trained on "
+                       f"perception.synth scenes only) and {source.uri.raw!r} is not a synthetic drive: its objects "
+                       "here are not meaningful; run your own model (README, 'Bring your own model')")
+            log.warning("%s", warning)
+            details[camera.name] = warning
+        return details
+
+    def _batch_size(self, pipeline: Pipeline) -> int:
+        """[model] batch, or one frame per camera; refused where the model's fixed batch is smaller."""
+        wanted, fixed = self.config.model.batch, pipeline.max_batch
+        if wanted and fixed is not None and wanted > fixed:
+            raise ConfigError(f"[model] batch = {wanted} is larger than the fixed batch {fixed} of "
+                              f"{pipeline.card.onnx.name}",
+                              f"use batch = {fixed} (or 0), or export the model with a dynamic batch axis")
+        batch = wanted or len(self.cameras)
+        return min(batch, fixed) if fixed is not None else batch
+
+    def _open_sources(self) -> None:
+        """Open every camera; one that fails is retried by its capture thread unless it is required."""
+        for camera in self.cameras:
+            try:
+                camera.source.open()
+                camera.opened = True
+            except (SourceError, SourceLost) as exc:
+                if camera.camera.required:
+                    raise
+                log.warning("camera %s: %s; the others start, it is retried", camera.name, exc)
+                camera.lost_at_start(str(exc))
+                self._camera_status(camera, "source_lost", str(exc))
+        if not any(c.opened for c in self.cameras):
+            raise SourceError(f"none of the cameras {', '.join(c.name for c in self.cameras)} could be opened",
+                              "check their URIs (see the warnings above)")
+
+    def _show_replay_progress(self) -> None:
+        """Lossless replays (every camera at --rate 0): a progress bar over all their frames."""
+        if all(not c.source.live and c.camera.rate == 0 for c in self.cameras):
+            lengths = [getattr(c.source, "length", None) for c in self.cameras]
+            n = len(self.cameras)
+            self.ops.replaying(sum(lengths) if all(lengths) else None,  # type: ignore[arg-type]
+                               self.config.run.max_frames * n)
 
     def _wait_for_subscribers(self) -> None:
         wanted, timeout = self.config.publish.wait_subscribers, self.config.publish.wait_timeout_s
@@ -150,51 +196,31 @@ class Node:
         if not self._stop.is_set():
             log.warning("%d subscriber(s) did not join within %g s; starting anyway", wanted, timeout)
 
-    def _start_capture(self, pipeline: Pipeline) -> CaptureThread[Prepared]:
-        s, source = self.config.source, self.parts.source
-        lossless = not source.live and s.rate == 0
-        slot: FrameSlot[Prepared] = FrameSlot(lossless=lossless)
-        capture = CaptureThread(source, slot, self.counters, rate=s.rate, max_frames=self.config.run.max_frames,
-                                backoff=self.parts.backoff, prepare=pipeline.prepare,
-                                on_state=lambda state, detail: self._source_events.put((state, detail)))
-        self._capture = capture
-        capture.start()
-        return capture
+    def _start_capture(self, pipeline: Pipeline) -> None:
+        self._captured = True
+        for camera in self.cameras:
+            camera.start_capture(pipeline, max_frames=self.config.run.max_frames, backoff=self.parts.backoff,
+                                 on_change=self._doorbell.ring)
 
-    def _stop_capture(self, capture: CaptureThread[Prepared]) -> None:
-        capture.stop()
+    def _stop_capture(self) -> None:
+        for camera in self.cameras:
+            camera.stop_capture()
         self._abandon_in_flight()
-        capture.join(timeout=5.0)
-        self.counters.add_dropped(DROP_SHUTDOWN, len(capture.slot.drain()))
-
-    def _close_source_unless_captured(self) -> None:
-        if self._capture is None:  # once started, the capture thread closes its source
-            self.parts.source.close()
+        for camera in self.cameras:
+            camera.join_capture()
 
     def _announce_end(self) -> None:
-        """The last status (why the run ended) and the last stats, after capture has stopped."""
-        self._take_source_events()
-        capture = self._capture
-        if capture is not None and capture.error is not None:
-            self._status("error", str(capture.error))
-        self._status("stopped", self._source_state.value if capture is not None else "not_started")
-        self.parts.publisher.publish_stats(self._stats())
-
-    def _take_source_events(self) -> None:
-        while True:
-            try:
-                self._source_state, self._source_detail = self._source_events.get_nowait()
-            except queue.Empty:
-                return
-
-    def _operational_state(self, capture: CaptureThread[Prepared], now: int, stall_ns: int) -> tuple[str, str]:
-        """ready, or source_lost while the capture thread reconnects or a live source is silent."""
-        self._take_source_events()
-        if self._source_state is SourceState.RECONNECTING:
-            return "source_lost", self._source_detail
-        if capture.source.live and capture.last_frame_ns and now - capture.last_frame_ns > stall_ns:
-            return "source_lost", f"no frame for {self.config.source.stall_timeout_s:g} s"
-        return "ready", self._engine_detail()
+        """The last status of each camera (why the run ended) and the last stats, after capture has stopped."""
+        for camera in self.cameras:
+            camera.take_source_events()
+            capture = camera.capture
+            if capture is not None and capture.error is not None:
+                self._camera_status(camera, "error", str(capture.error))
+        detail = self.cameras[0].source_state.value if self._captured else "not_started"
+        self.ops.state("stopped", detail)
+        for camera in self.cameras:
+            self._camera_status(camera, "stopped", camera.source_state.value if self._captured else "not_started")
+            self.parts.publisher.publish_stats(camera.stats(), camera.name)
 
     def _engine_detail(self) -> str:
         """Which engine serves while the lifecycle upgrades it ("" without a lifecycle)."""
@@ -206,38 +232,48 @@ class Node:
         lifecycle = self.parts.engine_lifecycle
         for event in lifecycle.take_events() if lifecycle is not None else ():
             if event.swapped:
-                self.parts.publisher.publish_metadata(self._metadata(pipeline))
+                for camera in self.cameras:
+                    self.parts.publisher.publish_metadata(self._metadata(pipeline, camera), camera.name)
             self._status(event.state, event.detail)
 
-    def _work(self, capture: CaptureThread[Prepared], pipeline: Pipeline) -> None:
+    def _work(self, pipeline: Pipeline, batch: int) -> None:
         """The output loop: decode, track, publish, record; beats status and stats meanwhile."""
         publisher, clock = self.parts.publisher, self.parts.clock
         beat_ns, stats_ns = int(self.config.run.heartbeat_interval_s * 1e9), int(self.config.run.stats_interval_s * 1e9)
-        stall_ns = int(self.config.source.stall_timeout_s * 1e9)
-        tracking = self.config.tracking
-        tracker = self._tracker = make_tracker(tracking.tracker if tracking.enabled else "none",
-                                               tracking.settings)
-        # a lossless replay queues frames on purpose: their age is backpressure, not staleness
-        max_age_ns = 0 if capture.slot.lossless else int(self.config.source.max_age_ms * 1e6)
-        self._inference = InferenceThread(capture.slot, pipeline, self.counters, max_age_ns)
+        self._inference = InferenceThread([c.lane() for c in self.cameras], pipeline, self._doorbell, batch=batch,
+                                          batch_timeout_ns=int(self.config.model.batch_timeout_ms * 1e6))
         self._inference.start()
         # run() has just published "ready": the next status is a change or the next beat, not a copy
         next_beat, next_stats = clock() + beat_ns, clock()
+        stopping = False
         while True:
-            if self._stop.is_set() and not capture.stopping:
+            if self._stop.is_set() and not stopping:
+                stopping = True
                 self.ops.stopping()
-                capture.stop()  # the inference stage finishes what the slot holds, then ends
+                for camera in self.cameras:  # the inference stage finishes what the slots hold, then ends
+                    camera.stop_capture()
             self.ops.tick()
             now = clock()
             self._engine_news(pipeline)  # before the heartbeat: a switch is announced before it is repeated
-            state, detail = self._operational_state(capture, now, stall_ns)
-            if state != self.state:
-                next_beat = now  # a change is published at once, then repeated by the heartbeat
-            if now >= next_beat:
-                self._status(state, detail)
+            beat = now >= next_beat
+            lost = []
+            for camera in self.cameras:
+                state, detail = camera.operational_state(now)
+                detail = detail or (self._engine_detail() if state == "ready" else "")
+                if state != camera.state or beat:  # a change is published at once, then repeated by the heartbeat
+                    camera.state = state
+                    self._camera_status(camera, state, detail)
+                if state == "source_lost":
+                    lost.append(detail if len(self.cameras) == 1 else f"{camera.name} ({detail})")
+            node_state = "source_lost" if lost else "ready"
+            if node_state != self.state or beat:  # the operators' state: ready while every camera is
+                self.state = node_state
+                self.ops.state(node_state, "; ".join(lost))
+            if beat:
                 next_beat = now + beat_ns
             if now >= next_stats:
-                publisher.publish_stats(self._stats())
+                for camera in self.cameras:
+                    publisher.publish_stats(camera.stats(), camera.name)
                 next_stats = now + stats_ns
             publisher.service()
             self._frame_subscribers = max(self._frame_subscribers, publisher.open_subscriptions[Kind.FRAME])
@@ -250,48 +286,51 @@ class Node:
                     raise item.crash
                 return
             if isinstance(item, FrameFailed):
-                self._report_frame_error(item.frame, item.error)
+                self._report_frame_error(self.cameras[item.lane], item.frame, item.error)
                 continue
-            self._output(item, pipeline, tracker)
+            self._output(self.cameras[item.lane], item, pipeline)
 
-    def _output(self, item: InferredFrame, pipeline: Pipeline, tracker: Tracker) -> None:
+    def _output(self, camera: CameraRun, item: InferredFrame, pipeline: Pipeline) -> None:
         frame, stamps = item.frame, item.stamps
         publisher, recorder = self.parts.publisher, self.parts.recorder
         try:
             segmentation = pipeline.decode(item.inferred, stamps)
         except PerceptionError as exc:
-            self.counters.add_dropped(DROP_ERROR)
-            self._report_frame_error(frame, exc)
+            camera.counters.add_dropped(DROP_ERROR)
+            self._report_frame_error(camera, frame, exc)
             return
-        segmentation = tracker.update(segmentation, frame.stamp_ns)
-        for report in tracker.reports.take():  # a clock step, NaN boxes, a capped frame
-            self._status("error" if report.error else self.state,
-                         f"frame {frame.index}: {report.detail}" if report.error else report.detail)
-        result = FrameResult(camera=self.config.publish.camera, frame_index=frame.index, stamp_ns=frame.stamp_ns,
+        segmentation = camera.tracker.update(segmentation, frame.stamp_ns)
+        for report in camera.tracker.reports.take():  # a clock step, NaN boxes, a capped frame
+            self._camera_status(camera, "error" if report.error else camera.state,
+                                f"frame {frame.index}: {report.detail}" if report.error else report.detail)
+        result = FrameResult(camera=camera.name, frame_index=frame.index, stamp_ns=frame.stamp_ns,
                              width=frame.width, height=frame.height, segmentation=segmentation,
                              stamps=stamps.as_dict())
         publisher.service()  # a subscriber that just joined gets the metadata before its first frame
-        if self._preview.due():  # before its result, so a viewer has the picture when the masks arrive
+        if camera.preview.due():  # before its result, so a viewer has the picture when the masks arrive
             publisher.publish_image(frame.index, frame.stamp_ns, frame.width, frame.height,
-                                    self._preview.encode(frame.image))
+                                    camera.preview.encode(frame.image), camera=camera.name)
         published = publisher.publish_frame(result)
-        self._published += 1
-        self.counters.add_processed()
+        camera.published += 1
+        camera.counters.add_processed()
         stage_stamps = {**result.stamps, Stage.ENCODE.value: published.encode_ns,
                         Stage.PUBLISH.value: published.publish_ns}
+        camera.latency.add(stage_stamps)
         self.latency.add(stage_stamps)
         self.ops.frame(stage_stamps)
         self.ops.result(frame.image, result, pipeline.card.class_names)
         if recorder is not None:
-            recorder.record_frame(frame)
+            recorder.record_frame(frame, camera.name)
             recorder.record_result(result, pipeline.card.class_names)
 
-    def _report_frame_error(self, frame: Frame[Prepared], error: PerceptionError) -> None:
+    def _report_frame_error(self, camera: CameraRun, frame: Frame[Prepared], error: PerceptionError) -> None:
         """One bad frame (e.g. NaN outputs) is reported and dropped; the stream goes on."""
-        if str(error) != self._last_error:
-            log.warning("frame %d: %s", frame.index, error, extra={"frame_index": frame.index})
-            self._last_error = str(error)
-        self.parts.publisher.publish_status("error", self.counters.snapshot(), f"frame {frame.index}: {error}")
+        if str(error) != camera.last_error:
+            log.warning("%sframe %d: %s", f"camera {camera.name}: " if len(self.cameras) > 1 else "",
+                        frame.index, error, extra={"frame_index": frame.index})
+            camera.last_error = str(error)
+        self.parts.publisher.publish_status("error", camera.counters.snapshot(), f"frame {frame.index}: {error}",
+                                            camera.name)
 
     def _abandon_in_flight(self) -> None:
         """After a failure: let the inference stage finish, counting what it still held."""
@@ -306,43 +345,60 @@ class Node:
                     return
                 continue
             if isinstance(item, InferredFrame):
-                self.counters.add_dropped(DROP_SHUTDOWN)
+                self.cameras[item.lane].counters.add_dropped(DROP_SHUTDOWN)
             elif isinstance(item, StageEnded):
                 return
 
-    def _status(self, state: str, detail: str = "") -> None:
-        """Publish a state; operational ones also become the state the heartbeat repeats."""
+    def _status(self, state: str, detail: str = "", details: dict[str, str] | None = None) -> None:
+        """A node-wide state, on every camera's status topic (details: a camera's own detail instead);
+        operational ones are repeated by the heartbeat."""
+        details = details or {}
         if state in _HEARTBEAT_STATES:
             self.state = state
-        if state in _HEARTBEAT_STATES or state == "stopped":
-            self.ops.state(state, detail)
-        self.parts.publisher.publish_status(state, self.counters.snapshot(), detail)
+            self.ops.state(state, detail or "; ".join(details.values()))
+        for camera in self.cameras:
+            if state in _HEARTBEAT_STATES:
+                if camera.state == "source_lost":  # a camera that failed to open keeps saying so
+                    continue
+                camera.state = state
+            self._camera_status(camera, state, details.get(camera.name, detail))
 
-    def _stats(self) -> dict[str, Any]:
-        stats = self.latency.snapshot()
-        stats["counters"] = self.counters.snapshot()
-        if self._tracker is not None:
-            stats["tracking"] = self._tracker.reports.counters()
-        return stats
+    def _camera_status(self, camera: CameraRun, state: str, detail: str) -> None:
+        self.parts.publisher.publish_status(state, camera.counters.snapshot(), detail, camera.name)
 
     def _sample(self) -> NodeSample:
         """For the metrics scrape (another thread) and the status line: counts are locked, the rest is reads."""
-        capture, inference, publisher = self._capture, self._inference, self.parts.publisher
-        queues = {"capture": capture.slot.depth if capture else 0,
+        inference, publisher = self._inference, self.parts.publisher
+        queues = {"capture": sum(c.capture.slot.depth for c in self.cameras if c.capture),
                   "inference": inference.handoff.qsize() if inference else 0}
         subscriptions = {k.value: n for k, n in dict(publisher.open_subscriptions).items()}
-        return NodeSample(self.counters.snapshot(), self.latency.snapshot(), queues, subscriptions,
-                          capture.reconnects if capture else 0)
+        return NodeSample(combined_counters(self.cameras), self.latency.snapshot(), queues, subscriptions,
+                          sum(c.capture.reconnects for c in self.cameras if c.capture))
 
-    def _metadata(self, pipeline: Pipeline) -> dict[str, Any]:
+    def _metadata(self, pipeline: Pipeline, camera: CameraRun) -> dict[str, Any]:
         card = pipeline.card
-        self.ops.describe({"engine": pipeline.engine.name, "model": card.name, "source": self.parts.source.uri.raw,
-                           "precision": self.config.model.precision, "version": __version__})
+        if camera is self.cameras[0]:
+            self.ops.describe({"engine": pipeline.engine.name, "model": card.name, "source": camera.source.uri.raw,
+                               "precision": self.config.model.precision, "version": __version__})
         return {
-            "camera": self.config.publish.camera,
-            "source": self.parts.source.uri.raw,
+            "camera": camera.name,
+            "cameras": [c.name for c in self.cameras],
+            "source": camera.source.uri.raw,
             "engine": pipeline.engine.name,
             "model": card.to_dict(),
             "class_names": {c.id: c.name for c in card.classes},
             "versions": {"perception": __version__},
         }
+
+
+def _sources_by_camera(config: NodeConfig, parts: NodeParts) -> list[Any]:
+    names = [c.name for c in config.cameras]
+    if isinstance(parts.source, dict):
+        if sorted(parts.source) != sorted(names):
+            raise ConfigError(f"the node's parts have sources for {sorted(parts.source)}, its cameras are {names}",
+                              "give one source per camera, by name")
+        return [parts.source[n] for n in names]
+    if len(names) != 1:
+        raise ConfigError(f"the node has cameras {names} but its parts give one source",
+                          "give the parts a {name: source} map")
+    return [parts.source]

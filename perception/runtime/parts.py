@@ -30,7 +30,9 @@ if TYPE_CHECKING:
 
 @dataclass
 class NodeParts:
-    source: Source  # constructed, not yet open: the node opens it, so a failure is published as a status
+    # constructed, not yet open: the node opens it, so a failure is published as a status; a
+    # multi-camera node takes {camera name: source}
+    source: Source | dict[str, Source]
     open_pipeline: Callable[[], Pipeline]  # called once the node has said "starting" (plans may build for minutes)
     publisher: Publisher
     recorder: Recorder | None = None  # when given, already the publisher's tap
@@ -44,18 +46,19 @@ def build_parts(config: NodeConfig) -> NodeParts:
     """Everything a node needs, from its launch configuration; bad input raises a PerceptionError."""
     from perception.wire.publisher import Publisher
 
-    source = open_source(config.source.uri)
+    cameras = config.cameras
+    sources = {c.name: open_source(c.uri) for c in cameras}
     card = load_card(config.model.card)
     o = config.ops
-    ops = operations_for(config.publish.camera, o.metrics, allow_public=o.allow_public, notify=o.notify,
-                         live_status=o.live_status and config.run.summary, stall_s=config.source.stall_timeout_s,
-                         foxglove=o.foxglove)
+    ops = operations_for(cameras[0].name, o.metrics, allow_public=o.allow_public, notify=o.notify,
+                         live_status=o.live_status and config.run.summary,
+                         stall_s=max(c.stall_timeout_s for c in cameras), foxglove=o.foxglove)
     with ExitStack() as stack:
         recorder = _open_recorder(config, card)
         if recorder is not None:
             stack.callback(recorder.close)
         p = config.publish
-        publisher = Publisher(p.endpoint, p.camera, compression=p.compression, sndhwm=p.sndhwm,
+        publisher = Publisher(p.endpoint, [c.name for c in cameras], compression=p.compression, sndhwm=p.sndhwm,
                               allow_public=p.allow_public, tap=recorder.record_message if recorder else None)
         stack.pop_all()  # from here the node owns them
     m, lifecycle = config.model, None
@@ -64,6 +67,7 @@ def build_parts(config: NodeConfig) -> NodeParts:
         open_pipeline = lifecycle.open_pipeline
     else:
         open_pipeline = functools.partial(Pipeline.from_card, card, m.engine, m.engine_options())
+    source = sources if len(cameras) > 1 else sources[cameras[0].name]
     return NodeParts(source=source, open_pipeline=open_pipeline, publisher=publisher, recorder=recorder, ops=ops,
                      engine_lifecycle=lifecycle)
 
@@ -76,7 +80,8 @@ def _open_recorder(config: NodeConfig, card: ModelCard) -> Recorder | None:
 
     metadata = {"launch": _flatten(config.to_dict()), "versions": {"perception": __version__},
                 "model_card": _flatten(card.to_dict())}
-    return Recorder(rec.path, image_format=rec.image_format, metadata=metadata)
+    return Recorder(rec.path, image_format=rec.image_format, metadata=metadata,
+                    cameras=[c.name for c in config.cameras])
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -10,7 +10,7 @@ from typing import NamedTuple
 import numpy as np
 
 from perception.core.errors import ModelMismatchError
-from perception.core.frame import Stage, StageStamps
+from perception.core.frame import Stage, StageStamps, monotonic_ns
 from perception.core.segmentation import Segmentation
 from perception.inference.engine import Engine, EngineOptions, open_engine
 from perception.models.card import ModelCard, load_card
@@ -105,6 +105,30 @@ class Pipeline:
         """The engine input for one BGR frame (any thread may do this; the node's capture thread does)."""
         tensor, geometry = self.preprocessor(image)
         return Prepared(tensor, geometry)
+
+    @property
+    def max_batch(self) -> int | None:
+        """Frames one engine call takes: the graph's fixed batch, or None where the batch axis is dynamic."""
+        batch = {i.name: i for i in self.engine.inputs}[self.card.input.name].shape[0]
+        return batch if isinstance(batch, int) else None
+
+    def run_batch(self, prepared: list[Prepared], stamps: list[StageStamps]) -> list[Inferred]:
+        """One engine call on several frames (a dynamic batch axis); each gets its own outputs and stamps."""
+        if len(prepared) == 1:
+            stamps[0].mark(Stage.BATCH)
+            return [self.run_engine(prepared[0], stamps[0])]
+        started = monotonic_ns()
+        for s in stamps:
+            s.mark(Stage.BATCH, started)
+        tensor = np.concatenate([p.tensor for p in prepared], axis=0)
+        outputs = self.engine.infer({self.card.input.name: tensor})
+        done = monotonic_ns()
+        inferred = []
+        for i, (p, s) in enumerate(zip(prepared, stamps, strict=True)):
+            # slices copied: each frame is decoded on its own, while the engine runs the next batch
+            inferred.append(Inferred({name: array[i:i + 1].copy() for name, array in outputs.items()}, p.geometry))
+            s.mark(Stage.INFERENCE, done)
+        return inferred
 
     def run_engine(self, prepared: Prepared, stamps: StageStamps) -> Inferred:
         """Run the engine on a prepared input (the part that holds the engine)."""

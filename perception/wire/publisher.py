@@ -1,4 +1,4 @@
-"""The node's side of the wire: one XPUB socket per camera that never blocks the pipeline.
+"""The node's side of the wire: one XPUB socket, for one camera or several, that never blocks the pipeline.
 
 XPUB rather than PUB so the publisher sees subscriptions: a new subscriber to the metadata
 topic gets the last metadata at once (class names, model) instead of waiting for a restart.
@@ -7,7 +7,7 @@ topic gets the last metadata at once (class names, model) instead of waiting for
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
 from typing import Any, NamedTuple
 
@@ -44,10 +44,12 @@ def new_epoch() -> int:
 
 
 class Publisher:
-    """Publishes frames, metadata, status and stats of one camera. Not thread-safe: one thread calls it.
+    """Publishes frames, metadata, status and stats of its cameras. Not thread-safe: one thread calls it.
 
-    Sequence numbers are per topic (frame, meta, status, stats each count 0, 1, 2, ... within an
-    epoch), so a subscriber to frames alone sees contiguous numbers and every gap is a lost frame.
+    camera is one name or the node's camera names (the first is the default of every `camera=`
+    argument). Sequence numbers are per camera and topic (frame, meta, status, stats of each
+    camera count 0, 1, 2, ... within an epoch), so a subscriber to one camera's frames sees
+    contiguous numbers and every gap is a lost frame.
 
     Delivery is per subscriber: when one subscriber's queue is full (SNDHWM) ZeroMQ drops the
     message for that subscriber only and does not tell us; that subscriber sees the gap. With
@@ -58,7 +60,7 @@ class Publisher:
     def __init__(
         self,
         endpoint: str,
-        camera: str = "cam0",
+        camera: str | Sequence[str] = "cam0",
         *,
         compression: str = "zstd",
         sndhwm: int = DEFAULT_SNDHWM,
@@ -73,8 +75,12 @@ class Publisher:
         tap: called after every send attempt with (topic, [topic, header, payload...]) as bytes,
         also for messages the socket refused, so a recording holds everything published.
         """
-        self.camera = check_camera(camera)
-        self._encoder = FrameEncoder(camera, compression)
+        names = [camera] if isinstance(camera, str) else list(camera)
+        self.cameras = tuple(check_camera(c) for c in names)
+        if not self.cameras or len(set(self.cameras)) != len(self.cameras):
+            raise WireError(f"publisher cameras {names} are empty or repeat a name", "give each camera its own name")
+        self.camera = self.cameras[0]
+        self._encoders = {c: FrameEncoder(c, compression) for c in self.cameras}
         if sndhwm < 1:
             raise WireError(f"sndhwm={sndhwm} is not a usable high-water mark", "use a small positive number like 4")
         self.compression = compression
@@ -84,8 +90,8 @@ class Publisher:
         self.subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)  # subscribe messages ever seen
         self.open_subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)  # subscribed now (minus unsubscribes)
         self.tap: Tap | None = tap
-        self._seq: dict[Kind, int] = dict.fromkeys(KINDS, 0)
-        self._metadata: dict[str, Any] | None = None
+        self._seq: dict[tuple[str, Kind], int] = {(c, k): 0 for c in self.cameras for k in KINDS}
+        self._metadata: dict[str, dict[str, Any]] = {}
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.sndhwm = sndhwm
@@ -107,52 +113,63 @@ class Publisher:
 
     def publish_frame(self, result: FrameResult) -> PublishedFrame:
         """Encode and send one frame without blocking; a message that cannot be queued is dropped."""
-        if result.camera != self.camera:
+        if result.camera not in self._encoders:
             raise WireError(
-                f"frame of camera {result.camera!r} sent to the publisher of {self.camera!r}",
-                "create one Publisher per camera",
+                f"frame of camera {result.camera!r} sent to the publisher of {', '.join(self.cameras)}",
+                "name every camera when creating the Publisher",
             )
-        seq = self._next_seq(Kind.FRAME)
-        parts, encode_ns, publish_ns = self._encoder.encode(result, epoch=self.epoch, seq=seq, clock=monotonic_ns)
+        seq = self._next_seq(result.camera, Kind.FRAME)
+        parts, encode_ns, publish_ns = self._encoders[result.camera].encode(result, epoch=self.epoch, seq=seq,
+                                                                            clock=monotonic_ns)
         self._send(parts)
         return PublishedFrame(seq, encode_ns, publish_ns)
 
     def publish_image(self, frame_index: int, stamp_ns: int, width: int, height: int, data: bytes,
-                      image_format: str = "jpeg") -> None:
+                      image_format: str = "jpeg", camera: str | None = None) -> None:
         """The input frame, compressed, for viewers (the `image` topic, opt-in on both sides)."""
-        seq = self._next_seq(Kind.IMAGE)
-        self._send(image_message(self.camera, epoch=self.epoch, seq=seq, publish_ns=monotonic_ns(),
+        camera = self._camera(camera)
+        seq = self._next_seq(camera, Kind.IMAGE)
+        self._send(image_message(camera, epoch=self.epoch, seq=seq, publish_ns=monotonic_ns(),
                                  frame_index=frame_index, stamp_ns=stamp_ns, width=width, height=height,
                                  data=data, image_format=image_format))
 
-    def publish_metadata(self, metadata: Mapping[str, Any]) -> None:
+    def publish_metadata(self, metadata: Mapping[str, Any], camera: str | None = None) -> None:
         """Model card, class names (`classes`: [{id, name, thing}]), input size, versions."""
         if not isinstance(metadata, Mapping):
             raise WireError(f"metadata must be a map, got {type(metadata).__name__}", "pass a dict")
-        self._metadata = plain(metadata)
-        self._send_control(Kind.META, {"metadata": self._metadata})
+        camera = self._camera(camera)
+        self._metadata[camera] = plain(metadata)
+        self._send_control(camera, Kind.META, {"metadata": self._metadata[camera]})
 
-    def publish_status(self, state: str, counters: Mapping[str, Any], detail: str = "") -> None:
+    def publish_status(self, state: str, counters: Mapping[str, Any], detail: str = "",
+                       camera: str | None = None) -> None:
         """Heartbeat: the node calls this about once a second, also when nothing is detected."""
-        self._send_control(Kind.STATUS, status_body(state, counters, detail))
+        self._send_control(self._camera(camera), Kind.STATUS, status_body(state, counters, detail))
 
-    def publish_stats(self, stats: Mapping[str, Any]) -> None:
+    def publish_stats(self, stats: Mapping[str, Any], camera: str | None = None) -> None:
         """Latency snapshot (perception.runtime.latency); an opaque msgpack-able map, see docs/protocol.md."""
         if not isinstance(stats, Mapping):
             raise WireError(f"stats must be a map, got {type(stats).__name__}", "pass a dict")
-        self._send_control(Kind.STATS, {"stats": plain(stats)})
+        self._send_control(self._camera(camera), Kind.STATS, {"stats": plain(stats)})
 
-    def _send_control(self, kind: Kind, body: Mapping[str, Any]) -> None:
+    def _camera(self, camera: str | None) -> str:
+        if camera is None:
+            return self.camera
+        if camera not in self._encoders:
+            raise WireError(f"camera {camera!r} is not one of this publisher's ({', '.join(self.cameras)})",
+                            "name every camera when creating the Publisher")
+        return camera
+
+    def _send_control(self, camera: str, kind: Kind, body: Mapping[str, Any]) -> None:
         parts = control_message(
-            kind, self.camera, epoch=self.epoch, seq=self._seq[kind], publish_ns=monotonic_ns(), body=body
+            kind, camera, epoch=self.epoch, seq=self._next_seq(camera, kind), publish_ns=monotonic_ns(), body=body
         )
-        self._seq[kind] += 1
         self._send(parts)
 
-    def _next_seq(self, kind: Kind) -> int:
+    def _next_seq(self, camera: str, kind: Kind) -> int:
         # Consumed even when the send is refused: the subscriber must see the hole.
-        seq = self._seq[kind]
-        self._seq[kind] = seq + 1
+        seq = self._seq[camera, kind]
+        self._seq[camera, kind] = seq + 1
         return seq
 
     def _send(self, parts: list[Buffer]) -> None:
@@ -174,7 +191,7 @@ class Publisher:
     def service(self) -> None:
         """Read subscription messages; answer every new metadata subscription with the last metadata."""
         self._check_open()
-        wants_metadata = False
+        wants_metadata: set[str] = set()
         while True:
             try:
                 event = self._socket.recv(zmq.NOBLOCK)
@@ -184,16 +201,20 @@ class Publisher:
                 continue  # not a subscription message
             subscribed, prefix = event[0] == 1, event[1:]
             for kind in KINDS:
-                if not topic(self.camera, kind).startswith(prefix):
+                # one subscription counts once per kind, however many cameras' topics it matches
+                matched = [c for c in self.cameras if topic(c, kind).startswith(prefix)]
+                if not matched:
                     continue
                 if subscribed:
                     self.subscriptions[kind] += 1
                     self.open_subscriptions[kind] += 1
-                    wants_metadata = wants_metadata or kind is Kind.META
+                    if kind is Kind.META:
+                        wants_metadata.update(matched)
                 else:
                     self.open_subscriptions[kind] = max(0, self.open_subscriptions[kind] - 1)
-        if wants_metadata and self._metadata is not None:
-            self._send_control(Kind.META, {"metadata": self._metadata})
+        for camera in self.cameras:
+            if camera in wants_metadata and camera in self._metadata:
+                self._send_control(camera, Kind.META, {"metadata": self._metadata[camera]})
 
     def wait_for_subscription(self, kind: Kind | str = Kind.FRAME, timeout_s: float = 5.0, count: int = 1) -> bool:
         """Service until `count` subscriptions that match `kind` were seen (slow joiners); False on timeout."""
