@@ -167,7 +167,7 @@ def separate_processes(cameras: int, seconds: float, threads: int, folder: str) 
 
 def bare_engine(batch: int, threads: int, seconds: float) -> float:
     card = load_card(DEFAULT_CARD)
-    engine = open_engine("onnxruntime", card.onnx, EngineOptions(threads=threads))
+    engine = open_engine("onnxruntime", card.model_file, EngineOptions(threads=threads))
     spec = card.input
     x = np.random.default_rng(0).random((batch, 3, spec.height, spec.width), dtype=np.float32)
     for _ in range(3):

@@ -49,7 +49,7 @@ def main() -> None:
     def sample() -> None:
         next_at = 0
         while not done.is_set():
-            processed = node.counters.processed
+            processed = node.processed
             if processed >= next_at:
                 samples.append((processed, rss_mib()))
                 next_at += args.every

@@ -26,7 +26,7 @@ def test_the_shipped_model_gives_a_batch_of_four_the_outputs_of_four_singles() -
     assert pipeline.max_batch is None  # a dynamic batch axis
     spec = pipeline.card.input
     x = np.random.default_rng(1).random((4, 3, spec.height, spec.width), dtype=np.float32)
-    session = _session(pipeline.card.onnx)
+    session = _session(pipeline.card.model_file)
     four = session.run(None, {spec.name: x})
     for i in range(4):
         one = session.run(None, {spec.name: x[i:i + 1]})

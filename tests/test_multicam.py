@@ -22,7 +22,7 @@ from perception.runtime.node import Node, RunReport
 from perception.runtime.parts import build_parts
 from perception.wire.codec import decode_message
 from perception.wire.messages import FrameMessage, Message, StatsMessage, StatusMessage
-from tests.node_helpers import image_folder, published_messages, run_cli, video_file
+from tests.node_helpers import REPO, image_folder, published_messages, run_cli, video_file
 from tests.onnx_models import tiny_panoptic
 
 
@@ -265,7 +265,7 @@ def test_a_batch_of_cameras_gives_each_the_scores_it_gets_alone(tmp_path: Path) 
         got = [[(o.class_name, o.area, round(o.score, 5)) for o in f.objects] for f in heard_batched.frames(camera)]
         want = [[(o.class_name, o.area, round(o.score, 5)) for o in f.objects] for f in heard_alone.frames(camera)]
         assert got == want and len(got) == 3
-    by_batch = defaultdict(int)
+    by_batch: defaultdict[int, int] = defaultdict(int)
     for _, m in heard_batched.received:
         if isinstance(m, FrameMessage):
             by_batch[m.stamps["inference"]] += 1
@@ -307,3 +307,12 @@ def test_a_multi_camera_recording_has_a_channel_per_camera_and_replays_lock_step
         assert [msgpack.unpackb(p[1])["frame_index"] for p in again] == list(range(len(original)))
         assert [msgpack.unpackb(p[1])["stamp_ns"] for p in again] == \
             [msgpack.unpackb(p[1])["stamp_ns"] for p in original]  # the recorded frames, in order
+
+
+def test_a_segmenter_that_learns_one_cameras_background_refuses_several(tmp_path: Path) -> None:
+    folder = image_folder(tmp_path / "frames", 2)
+    done = run_cli("run", str(REPO / "launch" / "classic_motion.toml"), "--quiet", "--endpoint",
+                   f"ipc://{tmp_path}/m.sock", "--source", f"a=images:{folder}", "--source", f"b=images:{folder}")
+    assert done.returncode == 2, done.stderr
+    last = done.stderr.strip().splitlines()[-1]
+    assert "cannot serve 2 cameras" in last and "one node per camera" in last

@@ -148,10 +148,13 @@ class Node:
 
     def _batch_size(self, pipeline: Pipeline) -> int:
         """[model] batch, or one frame per camera; refused where the model's fixed batch is smaller."""
+        if len(self.cameras) > 1 and getattr(pipeline.engine, "stateful", False):
+            raise ConfigError(f"{pipeline.engine.name} learns one background from the frames it sees, so it "
+                              f"cannot serve {len(self.cameras)} cameras", "run one node per camera with it")
         wanted, fixed = self.config.model.batch, pipeline.max_batch
         if wanted and fixed is not None and wanted > fixed:
             raise ConfigError(f"[model] batch = {wanted} is larger than the fixed batch {fixed} of "
-                              f"{pipeline.card.onnx.name}",
+                              f"{pipeline.card.onnx.name if pipeline.card.onnx else pipeline.engine.name}",
                               f"use batch = {fixed} (or 0), or export the model with a dynamic batch axis")
         batch = wanted or len(self.cameras)
         return min(batch, fixed) if fixed is not None else batch

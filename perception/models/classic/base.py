@@ -41,6 +41,7 @@ class ClassicMethod:
     """Base of the methods: looks like an Engine to the pipeline (inputs, outputs, infer, close)."""
 
     reuses_outputs = False  # every frame's label map is a fresh array
+    stateful = False  # True: it learns from the frames it sees, so it serves one camera only
 
     def __init__(self, card: ModelCard) -> None:
         self.card = card

@@ -41,6 +41,7 @@ class ClassRule:
 
 
 class MotionSegmenter(ClassicMethod):
+    stateful = True  # one background model: the frames of one fixed camera
     def __init__(self, card: ModelCard) -> None:
         super().__init__(card)
         p = Params(card)
