@@ -362,6 +362,7 @@ class Node:
         for camera in self.cameras:
             if state in _HEARTBEAT_STATES:
                 if camera.state == "source_lost":  # a camera that failed to open keeps saying so
+                    self._camera_status(camera, camera.state, camera.source_detail)
                     continue
                 camera.state = state
             self._camera_status(camera, state, details.get(camera.name, detail))
