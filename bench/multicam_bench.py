@@ -143,9 +143,9 @@ def measure(name: str, commands: list[list[str]], endpoints: list[str], cameras:
                   sum(m[1] for m in memory))
 
 
-def _node(sources: list[tuple[str, str]], endpoint: str, threads: int) -> list[str]:
+def _node(sources: list[tuple[str, str]], endpoint: str, threads: int, batch: int = 0) -> list[str]:
     command = [sys.executable, "-m", "perception", "run", "--endpoint", endpoint, "--rate", "1", "--quiet",
-               "--threads", str(threads)]
+               "--threads", str(threads), "--batch", str(batch)]
     for name, uri in sources:
         command += ["--source", f"{name}={uri}" if len(sources) > 1 else uri]
         if len(sources) == 1:
@@ -153,10 +153,11 @@ def _node(sources: list[tuple[str, str]], endpoint: str, threads: int) -> list[s
     return command
 
 
-def multi_node(cameras: int, seconds: float, threads: int, folder: str) -> Result:
+def multi_node(cameras: int, seconds: float, threads: int, folder: str, batch: int = 0) -> Result:
     endpoint = f"ipc://{folder}/multi.sock"
     sources = [(f"cam{i}", _drive()) for i in range(cameras)]
-    return measure(f"1 node, {cameras} cameras", [_node(sources, endpoint, threads)], [endpoint], cameras, seconds)
+    name = f"1 node, {cameras} cameras" + (f", batch {batch}" if batch else "")
+    return measure(name, [_node(sources, endpoint, threads, batch)], [endpoint], cameras, seconds)
 
 
 def separate_processes(cameras: int, seconds: float, threads: int, folder: str) -> Result:
@@ -197,11 +198,15 @@ def main() -> None:
     for round_ in range(args.rounds):
         multi = multi_node(args.cameras, args.seconds, args.threads, folder)
         procs = separate_processes(args.cameras, args.seconds, args.threads, folder)
+        batched = multi_node(args.cameras, args.seconds, args.threads, folder, batch=args.cameras)
         bare = bare_engine(args.cameras, args.threads, min(args.seconds, 10.0))
+        bare_one = bare_engine(1, args.threads, min(args.seconds, 10.0))
         print(f"round {round_ + 1}")
         print("  " + multi.row())
         print("  " + procs.row())
+        print("  " + batched.row())
         print(f"  {'bare engine, batches of ' + str(args.cameras):<28} {bare:7.1f} fps")
+        print(f"  {'bare engine, batches of 1':<28} {bare_one:7.1f} fps")
         for camera in sorted(multi.p99_ms):
             print(f"    {camera}: node p50 {multi.p50_ms[camera]:6.1f} p99 {multi.p99_ms[camera]:6.1f} ms | "
                   f"process p50 {procs.p50_ms.get(camera, 0):6.1f} p99 {procs.p99_ms.get(camera, 0):6.1f} ms")

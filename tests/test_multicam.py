@@ -260,7 +260,8 @@ def test_the_command_line_names_cameras_with_name_equals_uri(tmp_path: Path) -> 
 def test_a_batch_of_cameras_gives_each_the_scores_it_gets_alone(tmp_path: Path) -> None:
     """Batched (dynamic axis, one engine call) and one-by-one runs publish the same objects per camera."""
     cameras = {f"cam{i}": f"images:{image_folder(tmp_path / f'f{i}', 3, cars=i + 1)}" for i in range(3)}
-    batched, heard_batched = _run(_launch(tmp_path / "batched", cameras, "batch_timeout_ms = 1000"), list(cameras))
+    batched_launch = _launch(tmp_path / "batched", cameras, "batch = 3\nbatch_timeout_ms = 1000")
+    batched, heard_batched = _run(batched_launch, list(cameras))
     alone, heard_alone = _run(_launch(tmp_path / "alone", cameras, batch=1), list(cameras))
     for camera in cameras:
         got = [[(o.class_name, o.area, round(o.score, 5)) for o in f.objects] for f in heard_batched.frames(camera)]

@@ -39,6 +39,7 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--rate", type=float, help="replay speed: 1 recorded timing, N times, 0 lossless")
     p.add_argument("--max-age-ms", type=float, help="drop frames older than this before inference (0 = off)")
     p.add_argument("--max-frames", type=int, help="stop after reading N frames")
+    p.add_argument("--batch", type=int, help="several cameras: frames per engine call (0 = the engine's choice)")
     p.add_argument("--card", type=Path, help="model card (.toml next to the ONNX)")
     p.add_argument("--engine", help="inference backend (onnxruntime, tensorrt, ...)")
     p.add_argument("--fallback", help="with --engine tensorrt: serve on this engine (onnxruntime) while the "
@@ -97,7 +98,7 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
                       fallback=args.fallback, build_timeout_s=args.build_timeout,
                       build_memory_mib=args.build_memory_mib, threads=args.threads, spin=args.spin,
                       precision=args.precision, device=args.device,
-                      cache_dir=args.cache_dir.resolve() if args.cache_dir else None)
+                      cache_dir=args.cache_dir.resolve() if args.cache_dir else None, batch=args.batch)
     config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
                       compression=args.compression, allow_public=args.allow_public,
                       wait_subscribers=args.wait_subscribers, image_rate_hz=args.image_rate)

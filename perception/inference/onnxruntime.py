@@ -46,6 +46,9 @@ class OrtEngine:
 
     name = "onnxruntime"
     reuses_outputs = False  # session.run returns fresh arrays every call
+    # several frames in one CPU call are slower per frame than one by one (activations leave the
+    # caches: 0.6x on the shipped model, docs/benchmarks.md), so a multi-camera node runs them singly
+    batches_well = False
 
     def __init__(self, model: Path, options: EngineOptions | None = None,
                  providers: Sequence[str | tuple[str, dict[str, Any]]] | None = None, *,

@@ -65,4 +65,5 @@ def open_ort_gpu(model: Path, options: EngineOptions | None = None) -> OrtEngine
         raise EngineError(f"onnxruntime-gpu could not start a GPU provider (active: {active})",
                           "check the CUDA/cuDNN/TensorRT libraries with `perception doctor`")
     engine.name = "onnxruntime-gpu"
+    engine.batches_well = True  # a GPU fills its cores with a batch of frames
     return engine

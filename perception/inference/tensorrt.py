@@ -96,6 +96,7 @@ class TrtEngine:
 
     name = "tensorrt"
     SLOTS = 2
+    batches_well = True  # a GPU fills its cores with a batch of frames
 
     def __init__(self, model: Path, options: EngineOptions | None = None, *,
                  build: BuildOptions | None = None, cache: PlanCache | None = None,

@@ -97,7 +97,8 @@ class ModelConfig:
     fallback: str = ""
     build_timeout_s: float = 1800.0  # background plan build: killed after this long (0 = no limit)
     build_memory_mib: int = 0  # background plan build: killed above this resident memory (0 = no limit)
-    batch: int = 0  # frames of different cameras per engine call; 0 = one per camera, capped by the model
+    batch: int = 0  # frames of different cameras per engine call; 0 = one per camera on engines that gain
+    # from batches (GPU), one by one on the CPU; always capped by the model's batch
     batch_timeout_ms: float = 5.0  # how long a batch waits for the other cameras' frames
 
     def __post_init__(self) -> None:

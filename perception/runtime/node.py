@@ -156,7 +156,8 @@ class Node:
             raise ConfigError(f"[model] batch = {wanted} is larger than the fixed batch {fixed} of "
                               f"{pipeline.card.onnx.name if pipeline.card.onnx else pipeline.engine.name}",
                               f"use batch = {fixed} (or 0), or export the model with a dynamic batch axis")
-        batch = wanted or len(self.cameras)
+        # 0: a frame per camera where the engine gains from batches (GPUs), else one by one (CPU)
+        batch = wanted or (len(self.cameras) if getattr(pipeline.engine, "batches_well", True) else 1)
         return min(batch, fixed) if fixed is not None else batch
 
     def _open_sources(self) -> None:
