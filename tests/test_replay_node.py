@@ -151,5 +151,9 @@ def test_sigkill_leaves_a_recording_readable_up_to_its_last_chunk(tmp_path: Path
         assert not recording.finished
         headers = _frame_headers(recording)
     assert headers
-    frames = list(read_drive(out, recover=True))
-    assert [f.stamp_ns for f in frames] == [round(i * 1e9 / 30.0) for i in range(len(frames))]
+    stamps = [f.stamp_ns for f in read_drive(out, recover=True)]
+    # at recorded timing a loaded machine drops frames (latest-wins), so the recorded input is an
+    # ordered subset of the drive's frames, each with its own stamp
+    drive_stamps = {round(i * 1e9 / 30.0) for i in range(600)}
+    assert stamps and stamps == sorted(set(stamps))
+    assert set(stamps) <= drive_stamps
