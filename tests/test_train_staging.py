@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import pytest
 
 from perception.synth.scene import training_sample
 from perception.train.staging import RenderPool, Scenes
@@ -32,15 +33,18 @@ def _fingerprints(batches: list[Scenes]) -> set[bytes]:
     return {s.rgb[i].tobytes()[:4096] + s.instances[i].tobytes() for s in batches for i in range(len(s.rgb))}
 
 
-def test_worker_processes_render_every_seed_through_recycled_slots() -> None:
+def test_worker_processes_render_every_seed_through_recycled_slots(tmp_path: Path,
+                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
     seeds = [1_000_000 + i for i in range(5)]
-    staging_before = set(Path(tempfile.gettempdir()).glob("perception-scenes-*"))
+    # a temp folder of this test's own: other runs on the machine stage scenes in /tmp too
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path))
+    staging_before = set(tmp_path.glob("perception-scenes-*"))
     pool = RenderPool(seeds, workers=2, height=H, width=W, slots=2).start()  # 5 scenes through 2 slots
     try:
         batches = _drain(pool, len(seeds))
     finally:
         pool.stop()
-    assert set(Path(tempfile.gettempdir()).glob("perception-scenes-*")) == staging_before  # staging removed
+    assert set(tmp_path.glob("perception-scenes-*")) == staging_before  # staging removed
     assert sum(len(s.rgb) for s in batches) == len(seeds)
     expected = [training_sample(seed) for seed in seeds]
     want = {rgb.tobytes()[:4096] + inst.tobytes() for rgb, _, inst in expected}
