@@ -202,3 +202,25 @@ def test_an_existing_file_that_is_not_a_recording_is_never_overwritten(tmp_path:
     with pytest.raises(RecordingError, match="exists and is not a recording"):
         Recorder(image)
     assert image.read_bytes().startswith(b"\x89PNG")
+
+
+@pytest.mark.parametrize("live", [True, False])
+def test_messages_before_the_first_frame_reach_the_disk_at_once_only_on_a_wall_clock(tmp_path: Path,
+                                                                                    live: bool) -> None:
+    """A camera's stamps are wall clock, so statuses while it is absent are logged (and flushed) as they
+    come; a replay's are held for its first frame's stamp, the clock they belong to."""
+    path = tmp_path / "run.mcap"
+    before = time.time_ns()
+    with Recorder(path, flush_interval_s=0.0, live_clock=live) as recorder, \
+            Publisher(f"ipc://{tmp_path}/p.sock", "cam0", tap=recorder.record_message) as publisher:
+        publisher.publish_status("source_lost", {"read": 0, "processed": 0, "dropped": {}}, "no camera")
+        if not live:
+            recorder.record_frame(Frame(np.zeros((8, 8, 3), np.uint8), 0, 1_000, 0))
+        snapshot = tmp_path / "snapshot.mcap"
+        snapshot.write_bytes(path.read_bytes())  # what a SIGKILL would leave now
+    with McapRecording(snapshot, recover=True) as recording:
+        status = [m.log_time for _s, _c, m in recording.messages(["perception/cam0/status/"])]
+    if live:
+        assert len(status) == 1 and before <= status[0] <= time.time_ns()
+    else:  # held until the first frame, then logged at its stamp
+        assert status == [1_000]

@@ -59,7 +59,7 @@ def run(args: argparse.Namespace) -> int:
     previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
     written = 0
     try:
-        with Recorder(args.out, image_format=args.image_format,
+        with Recorder(args.out, image_format=args.image_format, live_clock=source.live,
                       metadata={"record": {"source": args.source, "image_format": args.image_format}}) as recorder:
             capture.start()
             while not stop.is_set():

@@ -19,9 +19,11 @@ about one second. close() writes the index and summary.
 
 Log time is the source's clock: a frame's stamp_ns for its image, its overlay and its published
 frame message, and the latest frame stamp for status, metadata and stats messages (those sent
-before the first frame wait for it). So the Foxglove timeline and `mcap:?start=&end=` windows
-show the drive's own time even for a recording made at --rate 0, where frames arrive a few ms
-apart. Publish time is the wall clock when the recorder got the message.
+before the first frame wait for it; with live_clock, for a camera whose stamps are wall
+clock, they are logged at the wall clock at once, so hours without a frame stay on disk). So
+the Foxglove timeline and `mcap:?start=&end=` windows show the drive's own time even for a
+recording made at --rate 0, where frames arrive a few ms apart. Publish time is the wall
+clock when the recorder got the message.
 """
 
 from __future__ import annotations
@@ -121,9 +123,10 @@ class Recorder:
 
     def __init__(self, path: str | os.PathLike[str], *, image_format: str = "jpeg",
                  metadata: dict[str, dict[str, str]] | None = None, flush_interval_s: float = 1.0,
-                 chunk_size: int = CHUNK_SIZE, cameras: Sequence[str] = ()) -> None:
+                 chunk_size: int = CHUNK_SIZE, cameras: Sequence[str] = (), live_clock: bool = False) -> None:
         """cameras: the node's camera names when it has more than one (a channel pair per camera)."""
         self.path = Path(path)
+        self.live_clock = live_clock  # frame stamps are wall clock (live sources)
         check_image_format(image_format)
         if self.path.is_dir():
             raise RecordingError(f"cannot record to {str(self.path)!r}: it is a folder",
@@ -214,7 +217,10 @@ class Recorder:
         data = msgpack.packb([bytes(p) for p in parts], use_bin_type=True)
         if topic.endswith(FRAME_TOPIC_SUFFIX) and len(parts) > 1:
             self._advance_clock(_frame_stamp(parts[1]))
-        if self._clock_ns is None:
+        if self._clock_ns is None and self.live_clock:
+            now = time.time_ns()  # the clock the camera's stamps will be in
+            self._writer.add_message(channel, log_time=now, publish_time=now, sequence=sequence, data=data)
+        elif self._clock_ns is None:
             self._waiting.append((channel, sequence, data, time.time_ns()))
         else:
             self._writer.add_message(channel, log_time=self._clock_ns, publish_time=time.time_ns(),

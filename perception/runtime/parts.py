@@ -54,7 +54,7 @@ def build_parts(config: NodeConfig) -> NodeParts:
                          live_status=o.live_status and config.run.summary,
                          stall_s=max(c.stall_timeout_s for c in cameras), foxglove=o.foxglove)
     with ExitStack() as stack:
-        recorder = _open_recorder(config, card)
+        recorder = _open_recorder(config, card, live=all(s.live for s in sources.values()))
         if recorder is not None:
             stack.callback(recorder.close)
         p = config.publish
@@ -72,7 +72,7 @@ def build_parts(config: NodeConfig) -> NodeParts:
                      engine_lifecycle=lifecycle)
 
 
-def _open_recorder(config: NodeConfig, card: ModelCard) -> Recorder | None:
+def _open_recorder(config: NodeConfig, card: ModelCard, live: bool) -> Recorder | None:
     rec = config.record
     if rec.path is None:
         return None
@@ -81,7 +81,7 @@ def _open_recorder(config: NodeConfig, card: ModelCard) -> Recorder | None:
     metadata = {"launch": _flatten(config.to_dict()), "versions": {"perception": __version__},
                 "model_card": _flatten(card.to_dict())}
     return Recorder(rec.path, image_format=rec.image_format, metadata=metadata,
-                    cameras=[c.name for c in config.cameras])
+                    cameras=[c.name for c in config.cameras], live_clock=live)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:
