@@ -119,7 +119,8 @@ def test_restart_is_detected_and_not_counted_as_gap(tmp_path: Path) -> None:
 def test_latest_only_drains_and_keeps_the_newest_frame(tmp_path: Path) -> None:
     with (
         Publisher(ipc_endpoint(tmp_path), sndhwm=100) as pub,
-        Subscriber(pub.endpoint, latest_only=True, rcvhwm=100) as sub,
+        # no freshness budget: the half-second "busy" pause below is not the point here
+        Subscriber(pub.endpoint, latest_only=True, rcvhwm=100, max_age_ms=None) as sub,
     ):
         assert pub.wait_for_subscription(Kind.STATUS)
         for i in range(20):
@@ -136,6 +137,7 @@ def test_latest_only_drains_and_keeps_the_newest_frame(tmp_path: Path) -> None:
     assert [m.frame_index for m in got] == sorted({m.frame_index for m in got})
     assert sub.totals.superseded >= 1
     assert len(got) + sub.totals.superseded + sub.totals.missed_frames == 20
+    assert sub.totals.frames_received == len(got) and sub.totals.frames_accounted == 20
 
 
 def test_publish_never_blocks_without_subscribers(endpoint: str) -> None:
@@ -299,7 +301,7 @@ def test_control_message_helper_matches_publisher_output(tmp_path: Path) -> None
 def test_latest_only_keeps_arrival_order_so_stopped_never_overtakes_the_last_frame(tmp_path: Path) -> None:
     with (
         Publisher(ipc_endpoint(tmp_path), sndhwm=100) as pub,
-        Subscriber(pub.endpoint, latest_only=True, rcvhwm=100) as sub,
+        Subscriber(pub.endpoint, latest_only=True, rcvhwm=100, max_age_ms=None) as sub,
     ):
         assert pub.wait_for_subscription(Kind.STATUS)
         for i in range(5):

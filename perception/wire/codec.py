@@ -19,6 +19,7 @@ from perception.core.frame import STAGES
 from perception.core.result import FrameResult
 from perception.core.segmentation import Segments
 from perception.wire.errors import DecodeError, SchemaVersionError, WireError
+from perception.wire.limits import MAX_HEADER_BYTES, MAX_SEGMENTS, unpack_limits
 from perception.wire.messages import (
     FrameMessage,
     ImageMessage,
@@ -163,9 +164,13 @@ def status_body(state: str, counters: Mapping[str, Any], detail: str) -> dict[st
 
 
 def unpack(data: Buffer) -> dict[str, Any]:
-    """One-shot unpackb per frame (never a reused Unpacker after an error), limits = frame size."""
+    """One-shot unpackb per frame (never a reused Unpacker after an error), with length limits
+    (perception.wire.limits) so a hostile header cannot make the reader allocate or loop for long."""
+    if len(data) > MAX_HEADER_BYTES:
+        raise DecodeError(f"header is {len(data)} bytes, more than the {MAX_HEADER_BYTES} a reader accepts",
+                          "corrupt or hostile message")
     try:
-        header = msgpack.unpackb(data, raw=False, strict_map_key=True)
+        header = msgpack.unpackb(data, raw=False, strict_map_key=True, **unpack_limits(len(data)))
     # msgpack documents that unpack may raise exceptions outside its own hierarchy on bad input,
     # so everything it raises is turned into the one typed error the caller handles.
     except Exception as exc:
@@ -201,7 +206,7 @@ def _map(header: Mapping[str, Any], key: str) -> Mapping[str, Any]:
 def segments_from_wire(raw: object) -> Segments:
     if not isinstance(raw, dict):
         raise DecodeError("header field 'segments' is not a map", "corrupt message")
-    count = _int(raw, "count", 0, 2**32)
+    count = _int(raw, "count", 0, MAX_SEGMENTS)
     columns = {
         "id": np.uint32,
         "class_id": np.int32,

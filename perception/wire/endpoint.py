@@ -69,8 +69,9 @@ def parse_endpoint(uri: str) -> Endpoint:
 def check_bindable(endpoint: Endpoint, allow_public: bool) -> None:
     if not endpoint.is_loopback and not allow_public:
         raise WireError(
-            f"refusing to publish on non-loopback endpoint {endpoint.uri} (no authentication on the wire)",
-            "bind to tcp://127.0.0.1:PORT or ipc://, or pass allow_public=True (--allow-public) on a trusted network",
+            f"refusing to publish on non-loopback endpoint {endpoint.uri} without authentication",
+            "use CURVE (--curve-keys DIR), bind to tcp://127.0.0.1:PORT or ipc://, "
+            "or pass allow_public=True (--allow-public) on a trusted network",
         )
     if endpoint.transport == "ipc":
         _check_ipc_path(endpoint)

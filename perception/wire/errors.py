@@ -19,3 +19,7 @@ class DecodeError(WireError):
 
 class SchemaVersionError(DecodeError):
     """A message written with a schema major version this client does not understand."""
+
+
+class LosslessTimeoutError(WireError):
+    """A lock-step (lossless) send waited longer than its timeout for a subscriber to take it."""

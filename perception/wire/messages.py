@@ -20,6 +20,7 @@ import numpy as np
 from perception.core.segmentation import Segments
 from perception.core.tracks import TRACK_STATES, TrackColumns
 from perception.wire.errors import WireError
+from perception.wire.limits import MAX_CLASS_ID_DIGITS
 from perception.wire.payload import Buffer, IdMapDecoder, PayloadSpec
 from perception.wire.schema import Kind
 
@@ -189,6 +190,8 @@ class ImageMessage(WireMessage):
 
 Message = FrameMessage | MetadataMessage | StatusMessage | StatsMessage | ImageMessage
 
+_CLASS_ID_KEY = re.compile(rf"-?[0-9]{{1,{MAX_CLASS_ID_DIGITS}}}")
+
 
 def _track_fields(tracks: TrackColumns | None, i: int) -> dict[str, Any]:
     if tracks is None:
@@ -211,7 +214,8 @@ def class_names_of(metadata: Mapping[str, Any]) -> dict[int, str]:
     if isinstance(by_id, Mapping):
         names: dict[int, str] = {}
         for key, name in by_id.items():
-            if isinstance(key, str) and re.fullmatch(r"-?[0-9]+", key) and isinstance(name, str):
+            # bounded digits: int() of a hostile 5,000-digit key raises ValueError (and a class id is int32)
+            if isinstance(key, str) and _CLASS_ID_KEY.fullmatch(key) and isinstance(name, str):
                 names[int(key)] = name
         return names
     classes = metadata.get("classes")

@@ -16,7 +16,8 @@ import numpy as np
 from perception.core.errors import require
 from perception.core.registry import Registry
 from perception.wire.errors import DecodeError, WireError
-from perception.wire.schema import ID_MAP_DTYPES, MAX_ID_MAP_PIXELS
+from perception.wire.limits import MAX_ID_MAP_PIXELS
+from perception.wire.schema import ID_MAP_DTYPES
 
 ID_MAP = "id_map"
 
@@ -68,7 +69,10 @@ class PayloadSpec:
         ):
             raise DecodeError(f"payload {name!r} has shape {shape!r}", "expected [height, width] integers")
         if shape[0] * shape[1] > MAX_ID_MAP_PIXELS:
-            raise DecodeError(f"payload {name!r} shape {shape} is implausibly large", "check the publisher")
+            raise DecodeError(
+                f"payload {name!r} shape {shape} has more than {MAX_ID_MAP_PIXELS} pixels (8192 x 8192)",
+                "the header is corrupt or hostile; the protocol caps id maps there",
+            )
         expected = shape[0] * shape[1] * np.dtype(dtype).itemsize
         if nbytes != expected:
             raise DecodeError(
@@ -107,11 +111,19 @@ class ZstdCodec:
         return self._compressor.compress(data)
 
     def decompress(self, data: Buffer, nbytes: int) -> Buffer:
+        # The header's nbytes (already capped by PayloadSpec) bounds the allocation: a frame must
+        # declare exactly that size, and the decompressor is never allowed to produce more.
         try:
             declared = self._zstd.frame_content_size(data)
-            # A frame that declares another size is corrupt (or hostile: refuse before allocating).
-            if declared not in (-1, nbytes):
-                raise DecodeError(f"zstd frame declares {declared} bytes, header says {nbytes}", "corrupt message")
+        except self._zstd.ZstdError as exc:
+            raise DecodeError(f"zstd payload has no valid frame header ({exc})", "message truncated or corrupt") \
+                from exc
+        if declared != nbytes:
+            raise DecodeError(
+                f"zstd frame declares {'no' if declared == -1 else declared} content size, header says {nbytes}",
+                "corrupt message (the protocol requires the content size in the frame header)",
+            )
+        try:
             out = self._decompressor.decompress(data, max_output_size=nbytes)
         except self._zstd.ZstdError as exc:
             raise DecodeError(f"zstd payload cannot be decompressed ({exc})", "message truncated or corrupt") from exc
@@ -128,15 +140,24 @@ class Lz4Codec:
         return bytes(self._lz4.compress(data, compression_level=0, store_size=True))
 
     def decompress(self, data: Buffer, nbytes: int) -> Buffer:
+        # lz4.frame.decompress() would inflate everything before we could look: check the frame's
+        # declared size, then let a streaming decompressor produce at most nbytes (+1 to see excess).
         try:
             declared = self._lz4.get_frame_info(data).get("content_size", 0)
-            if declared not in (0, nbytes):
-                raise DecodeError(f"lz4 frame declares {declared} bytes, header says {nbytes}", "corrupt message")
-            out = self._lz4.decompress(data)
+        except (RuntimeError, ValueError) as exc:
+            raise DecodeError(f"lz4 payload has no valid frame header ({exc})", "message truncated or corrupt") from exc
+        if declared != nbytes:
+            raise DecodeError(
+                f"lz4 frame declares {declared or 'no'} content size, header says {nbytes}",
+                "corrupt message (the protocol requires the content size in the frame header)",
+            )
+        decompressor = self._lz4.LZ4FrameDecompressor()
+        try:
+            out = decompressor.decompress(data, max_length=nbytes + 1)
         except (RuntimeError, ValueError) as exc:
             raise DecodeError(f"lz4 payload cannot be decompressed ({exc})", "message truncated or corrupt") from exc
-        if len(out) != nbytes:
-            raise DecodeError(f"lz4 payload gave {len(out)} bytes, header says {nbytes}", "corrupt message")
+        if len(out) != nbytes or not decompressor.eof:
+            raise DecodeError(f"lz4 payload gave {len(out)}+ bytes, header says {nbytes}", "corrupt message")
         return bytes(out)
 
 

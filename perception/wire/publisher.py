@@ -16,8 +16,17 @@ import zmq
 from perception.core.frame import monotonic_ns
 from perception.core.result import FrameResult
 from perception.wire.codec import FrameEncoder, control_message, image_message, plain, status_body
+from perception.wire.curve import ServerKeys
 from perception.wire.endpoint import bind
-from perception.wire.errors import WireError
+from perception.wire.errors import LosslessTimeoutError, WireError
+from perception.wire.limits import (
+    HANDSHAKE_TIMEOUT_MS,
+    MAX_INBOUND_MESSAGE_BYTES,
+    MAX_TOPIC_BYTES,
+    TYPICAL_FPS,
+    TYPICAL_MESSAGE_BYTES,
+    kernel_buffer_bytes,
+)
 from perception.wire.payload import Buffer
 from perception.wire.schema import KINDS, Kind, check_camera, topic
 
@@ -55,6 +64,12 @@ class Publisher:
     message for that subscriber only and does not tell us; that subscriber sees the gap. With
     nodrop=True the socket instead refuses a message that would overflow any subscriber, and the
     publisher counts it in `dropped` (exact, but one stalled subscriber then starves the others).
+    With lossless_timeout_s set, nodrop sends block until every subscriber has room (lock-step
+    regression runs); a send still blocked after the timeout raises LosslessTimeoutError.
+
+    The kernel buffer under each connection (SO_SNDBUF) is bounded to ~0.1 s of the stream at
+    `fps` with messages of `message_bytes`, so a slow subscriber's backlog stays in the counted
+    SNDHWM queue. Inbound messages (subscriptions) longer than a topic are refused (ZMQ_MAXMSGSIZE).
     """
 
     def __init__(
@@ -67,6 +82,10 @@ class Publisher:
         allow_public: bool = False,
         tap: Tap | None = None,
         nodrop: bool = False,
+        lossless_timeout_s: float | None = None,
+        fps: float = TYPICAL_FPS,
+        message_bytes: int = TYPICAL_MESSAGE_BYTES,
+        curve: ServerKeys | None = None,
     ) -> None:
         """Bind now; a bad, public (without allow_public) or busy endpoint raises WireError.
 
@@ -74,6 +93,8 @@ class Publisher:
         ipc://PATH or inproc://NAME. compression: zstd, lz4 or raw for the id map.
         tap: called after every send attempt with (topic, [topic, header, payload...]) as bytes,
         also for messages the socket refused, so a recording holds everything published.
+        curve: serve only the clients of a CURVE key folder (perception.wire.curve); a non-loopback
+        bind is then allowed without allow_public.
         """
         names = [camera] if isinstance(camera, str) else list(camera)
         self.cameras = tuple(check_camera(c) for c in names)
@@ -81,8 +102,10 @@ class Publisher:
             raise WireError(f"publisher cameras {names} are empty or repeat a name", "give each camera its own name")
         self.camera = self.cameras[0]
         self._encoders = {c: FrameEncoder(c, compression) for c in self.cameras}
-        if sndhwm < 1:
+        if not 1 <= sndhwm <= 2**31 - 1:
             raise WireError(f"sndhwm={sndhwm} is not a usable high-water mark", "use a small positive number like 4")
+        if lossless_timeout_s is not None and not lossless_timeout_s > 0:
+            raise WireError(f"lossless_timeout_s={lossless_timeout_s} is not a timeout", "pass seconds > 0")
         self.compression = compression
         self.epoch = new_epoch()
         self.dropped = 0  # messages the socket refused (nodrop mode); per-subscriber drops show as gaps
@@ -96,18 +119,29 @@ class Publisher:
         self._socket = self._context.socket(zmq.XPUB)
         self._socket.sndhwm = sndhwm
         self._socket.linger = CLOSE_LINGER_MS
+        self._socket.sndbuf = kernel_buffer_bytes(message_bytes, fps)
+        self._socket.maxmsgsize = MAX_INBOUND_MESSAGE_BYTES
+        self._socket.handshake_ivl = HANDSHAKE_TIMEOUT_MS
         # Pass every subscribe and unsubscribe up, duplicates included, so each subscriber is
         # seen joining and leaving (a closed subscriber's subscriptions come back as unsubscribes).
         self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)
-        if nodrop:
+        self.lossless_timeout_s = lossless_timeout_s
+        if nodrop or lossless_timeout_s is not None:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
+        if lossless_timeout_s is not None:
+            self._socket.sndtimeo = int(lossless_timeout_s * 1000)
         self._closed = False
+        self._authenticator: Any = None
         try:
-            self.endpoint = bind(self._socket, endpoint, allow_public=allow_public)
-        except WireError:
-            self._socket.close(linger=0)
-            self._context.term()
-            raise
+            if curve is not None:
+                self._authenticator = curve.start_authenticator(self._context)
+                curve.apply(self._socket)
+            self.endpoint = bind(self._socket, endpoint, allow_public=allow_public or curve is not None)
+        except (WireError, zmq.ZMQError) as exc:
+            self._close_sockets(linger=0)
+            if isinstance(exc, WireError):
+                raise
+            raise WireError(f"cannot set up the publisher on {endpoint} ({exc})", "check the endpoint") from exc
 
     # -- sending ---------------------------------------------------------------------------------
 
@@ -143,8 +177,13 @@ class Publisher:
 
     def publish_status(self, state: str, counters: Mapping[str, Any], detail: str = "",
                        camera: str | None = None) -> None:
-        """Heartbeat: the node calls this about once a second, also when nothing is detected."""
-        self._send_control(self._camera(camera), Kind.STATUS, status_body(state, counters, detail))
+        """Heartbeat: the node calls this about once a second, also when nothing is detected.
+
+        `frames` (frames published so far this epoch) lets a subscriber count losses at the tail.
+        """
+        name = self._camera(camera)
+        self._send_control(name, Kind.STATUS, {**status_body(state, counters, detail),
+                                               "frames": self._seq[name, Kind.FRAME]})
 
     def publish_stats(self, stats: Mapping[str, Any], camera: str | None = None) -> None:
         """Latency snapshot (perception.runtime.latency); an opaque msgpack-able map, see docs/protocol.md."""
@@ -174,17 +213,25 @@ class Publisher:
 
     def _send(self, parts: list[Buffer]) -> None:
         self._check_open()
+        lossless = self.lossless_timeout_s is not None
         try:
             # copy=False hands big frames (the id map) to libzmq without a copy; pyzmq still copies
             # frames under zmq.COPY_THRESHOLD, where copying is cheaper than tracking.
-            self._socket.send_multipart(parts, flags=zmq.NOBLOCK, copy=False)
+            self._socket.send_multipart(parts, flags=0 if lossless else zmq.NOBLOCK, copy=False)
             self.sent += 1
         except zmq.Again:
             self.dropped += 1
-        # The recorder gets every message, also one the socket refused: a recording is complete
-        # even when a stalled subscriber made the live stream lossy.
-        if self.tap is not None:
-            self.tap(bytes(parts[0]), [bytes(p) for p in parts])
+            if lossless:
+                raise LosslessTimeoutError(
+                    f"lossless publishing: a message waited {self.lossless_timeout_s:g} s for one of "
+                    f"{self.subscriptions[Kind.FRAME]} frame subscriber(s) to take it",
+                    "a subscriber stopped reading or left; restart the run, or raise the timeout",
+                ) from None
+        finally:
+            # The recorder gets every message, also one the socket refused: a recording is complete
+            # even when a stalled subscriber made the live stream lossy.
+            if self.tap is not None:
+                self.tap(bytes(parts[0]), [bytes(p) for p in parts])
 
     # -- subscriptions ---------------------------------------------------------------------------
 
@@ -200,6 +247,8 @@ class Publisher:
             if not event or event[0] not in (0, 1):
                 continue  # not a subscription message
             subscribed, prefix = event[0] == 1, event[1:]
+            if len(prefix) > MAX_TOPIC_BYTES:  # cannot match a topic (MAXMSGSIZE normally stops it sooner)
+                continue
             for kind in KINDS:
                 # one subscription counts once per kind, however many cameras' topics it matches
                 matched = [c for c in self.cameras if topic(c, kind).startswith(prefix)]
@@ -240,7 +289,12 @@ class Publisher:
         if self._closed:
             return
         self._closed = True
-        self._socket.close(linger=CLOSE_LINGER_MS)
+        self._close_sockets(linger=CLOSE_LINGER_MS)
+
+    def _close_sockets(self, linger: int) -> None:
+        self._socket.close(linger=linger)
+        if self._authenticator is not None:
+            self._authenticator.stop()
         self._context.term()
 
     def __enter__(self) -> Publisher:

@@ -53,9 +53,6 @@ STATES: tuple[str, ...] = tuple(s.value for s in State)
 # id-map dtypes on the wire, always little-endian, row-major (C order).
 ID_MAP_DTYPES: tuple[str, ...] = ("uint16", "uint32")
 
-# Largest id map a subscriber accepts, so a hostile header cannot make it allocate gigabytes.
-MAX_ID_MAP_PIXELS = 16384 * 16384
-
 
 def check_camera(camera: str) -> str:
     """Camera names become topic path segments, so they must not contain '/' or spaces."""

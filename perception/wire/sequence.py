@@ -34,18 +34,32 @@ class RestartEvent:
 
 @dataclass
 class Totals:
-    """Running counts since the subscriber started."""
+    """Running counts since the subscriber started.
 
-    received: int = 0  # messages decoded (including ones latest_only skipped)
+    Every frame the node published from the first one this subscriber saw is in exactly one of
+    frames_received (handed to you), missed_frames (sequence gaps), superseded (skipped by
+    latest_only), stale (older than max_age_ms) or rejected (header read, payload corrupt):
+    see frames_accounted and docs/protocol.md section 7.
+    """
+
+    received: int = 0  # messages decoded, all topics (including frames later skipped)
     missed: dict[Kind, int] = field(default_factory=lambda: dict.fromkeys(KINDS, 0))
     gaps: int = 0  # gap events, all topics
     restarts: int = 0
     decode_errors: int = 0
+    frames_received: int = 0  # frames handed to the application
     superseded: int = 0  # frames received but replaced by a newer one in latest_only mode
+    stale: int = 0  # frames dropped because they were older than the freshness budget
+    rejected: int = 0  # frames whose header decoded but whose payload did not
 
     @property
     def missed_frames(self) -> int:
         return self.missed[Kind.FRAME]
+
+    @property
+    def frames_accounted(self) -> int:
+        """Equals the node's published frame count (seq span seen, tail included via status)."""
+        return self.frames_received + self.missed_frames + self.superseded + self.stale + self.rejected
 
 
 class SequenceTracker:
@@ -73,3 +87,12 @@ class SequenceTracker:
         self._last[(camera, kind)] = seq
         gap = GapEvent(camera, kind, epoch, last + 1, seq) if last is not None and seq > last + 1 else None
         return gap, restart
+
+    def published(self, camera: str, kind: Kind, epoch: int, count: int) -> GapEvent | None:
+        """The publisher says it sent `count` messages of `kind` so far (status `frames`): messages
+        after the last one seen that never came are lost, even when no later one arrives to show it."""
+        last = self._last.get((camera, kind))
+        if self._epochs.get(camera) != epoch or last is None or count <= last + 1:
+            return None
+        self._last[(camera, kind)] = count - 1
+        return GapEvent(camera, kind, epoch, last + 1, count)

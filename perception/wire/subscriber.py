@@ -1,4 +1,5 @@
-"""Client for planning modules: typed messages, gap and restart detection, latest-only mode.
+"""Client for planning modules: typed messages, gap and restart detection, latest-only mode,
+and a freshness budget: a frame older than max_age_ms is dropped and counted, never handed over.
 
 with Subscriber("tcp://127.0.0.1:5560", "cam0", latest_only=True) as sub:
     for msg in sub.messages(timeout=2.0):
@@ -10,6 +11,7 @@ with Subscriber("tcp://127.0.0.1:5560", "cam0", latest_only=True) as sub:
 from __future__ import annotations
 
 import dataclasses
+import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from types import TracebackType
@@ -18,14 +20,18 @@ import zmq
 
 from perception.core.frame import monotonic_ns
 from perception.wire.codec import decode_message
+from perception.wire.curve import ClientKeys, load_client_keys
 from perception.wire.endpoint import parse_endpoint
 from perception.wire.errors import WireError
-from perception.wire.messages import FrameMessage, Message, MetadataMessage
+from perception.wire.limits import MAX_MESSAGE_PART_BYTES, kernel_buffer_bytes
+from perception.wire.messages import FrameMessage, Message, MetadataMessage, StatusMessage
 from perception.wire.payload import IdMapDecoder
 from perception.wire.schema import DEFAULT_ENDPOINT, DEFAULT_KINDS, KINDS, Kind, check_camera, kind_of, topic
 from perception.wire.sequence import GapEvent, RestartEvent, SequenceTracker, Totals
 
 DEFAULT_RCVHWM = 16
+# Older frames are worse than none for a planner; 500 ms is ~15 frames at 30 fps.
+DEFAULT_MAX_AGE_MS = 500.0
 
 
 class Subscriber:
@@ -34,6 +40,13 @@ class Subscriber:
     Decoding errors (garbage, wrong schema version, truncated payload) are counted in
     totals.decode_errors and passed to on_error; the loop goes on unless raise_errors=True.
     Latency properties on messages compare CLOCK_MONOTONIC stamps: same host only.
+
+    Freshness: a frame whose age exceeds max_age_ms (None: no budget) when it would be handed
+    over is dropped and counted in totals.stale. On the node's host (same_host, by default: the
+    endpoint is ipc://, inproc:// or a loopback tcp address) the age is local CLOCK_MONOTONIC minus
+    the frame's publish_ns; elsewhere it is local wall clock minus stamp_ns (the capture time of a
+    live camera; needs synchronized clocks, and a replay's recorded stamps are always old, so a
+    remote reader of a replay passes max_age_ms=None).
     """
 
     def __init__(
@@ -44,6 +57,10 @@ class Subscriber:
         latest_only: bool = False,
         topics: Iterable[str | Kind] = DEFAULT_KINDS,
         rcvhwm: int = DEFAULT_RCVHWM,
+        max_age_ms: float | None = DEFAULT_MAX_AGE_MS,
+        same_host: bool | None = None,
+        rcvbuf: int | None = None,
+        curve_keys: str | ClientKeys | None = None,
         eager: bool = True,
         raise_errors: bool = False,
         on_gap: Callable[[GapEvent], None] | None = None,
@@ -54,8 +71,12 @@ class Subscriber:
         self.kinds = frozenset(kind_of(str(getattr(t, "value", t))) for t in topics)
         if not self.kinds:
             raise WireError("subscriber asks for no topics", f"pass some of {', '.join(k.value for k in KINDS)}")
-        parse_endpoint(endpoint)
+        parsed = parse_endpoint(endpoint)
+        if max_age_ms is not None and not max_age_ms > 0:
+            raise WireError(f"max_age_ms={max_age_ms} is not a usable budget", "pass milliseconds > 0, or None")
         self.endpoint = endpoint
+        self.max_age_ns = None if max_age_ms is None else int(max_age_ms * 1e6)
+        self.same_host = parsed.is_loopback if same_host is None else same_host
         self.latest_only = latest_only
         self.eager = eager
         self.raise_errors = raise_errors
@@ -72,7 +93,14 @@ class Subscriber:
         self._context = zmq.Context()
         self._socket = self._context.socket(zmq.SUB)
         self._socket.rcvhwm = rcvhwm
+        # bounded kernel buffer: a backlog waits in the counted RCVHWM queue, not unseen in TCP
+        self._socket.rcvbuf = rcvbuf if rcvbuf is not None else kernel_buffer_bytes()
         self._socket.linger = 0
+        # a hostile or broken publisher cannot make us buffer more than one legal message part
+        self._socket.maxmsgsize = MAX_MESSAGE_PART_BYTES
+        if curve_keys is not None:
+            keys = curve_keys if isinstance(curve_keys, ClientKeys) else load_client_keys(curve_keys)
+            keys.apply(self._socket)
         # Metadata is always subscribed: frames need it to name their classes.
         for kind in self.kinds | {Kind.META}:
             self._socket.subscribe(topic(self.camera, kind))
@@ -88,14 +116,20 @@ class Subscriber:
     def recv(self, timeout: float | None = None) -> Message | None:
         """Next message, or None when `timeout` seconds pass without one (None: wait forever)."""
         deadline = None if timeout is None else monotonic_ns() + int(timeout * 1e9)
-        while not self._pending:
+        while True:
+            while self._pending:
+                msg = self._pending.popleft()
+                if not isinstance(msg, FrameMessage):
+                    return msg
+                if not self._too_old(msg):  # checked again at hand-over: it may have waited here
+                    self.totals.frames_received += 1
+                    return msg
             wait_ms = None if deadline is None else max(0, (deadline - monotonic_ns()) // 1_000_000)
             if not self._socket.poll(wait_ms, zmq.POLLIN):
                 return None
             self._read_available()
             if deadline is not None and monotonic_ns() >= deadline and not self._pending:
                 return None
-        return self._pending.popleft()
 
     def messages(self, timeout: float | None = None, count: int | None = None) -> Iterator[Message]:
         """Yield messages until `count` were yielded or `timeout` seconds pass with none."""
@@ -170,6 +204,8 @@ class Subscriber:
                 self.on_gap(gap)
         if gap is not None or restart is not None:
             msg = dataclasses.replace(msg, missed=gap.missed if gap else 0, restarted=restart is not None)
+        if isinstance(msg, StatusMessage):
+            self._tail_loss(msg)
         if isinstance(msg, MetadataMessage):
             self.metadata = msg
             self._class_names = msg.class_names
@@ -180,14 +216,41 @@ class Subscriber:
             return None
         return msg
 
+    def _tail_loss(self, status: StatusMessage) -> None:
+        """A status says how many frames were published: ones after our last that never came are lost."""
+        published = status.header.get("frames")
+        if not isinstance(published, int) or isinstance(published, bool):
+            return  # a node of an older version
+        gap = self._tracker.published(status.camera, Kind.FRAME, status.epoch, published)
+        if gap is not None:
+            self.totals.gaps += 1
+            self.totals.missed[Kind.FRAME] += gap.missed
+            if self.on_gap:
+                self.on_gap(gap)
+
     def _accept_frame(self, msg: FrameMessage) -> None:
+        if self._too_old(msg):
+            return  # not decompressed: a backlog of stale frames is skipped at header cost
         if self.eager:
             try:
                 _ = msg.id_map  # decode now so a truncated payload is reported here, not in user code
             except WireError as exc:
+                self.totals.rejected += 1
                 self._failed(exc)
                 return
         self._pending.append(msg)
+
+    def age_ns(self, msg: FrameMessage) -> int:
+        """How old a frame is now, by the clock the freshness budget uses (see the class doc)."""
+        if self.same_host:
+            return monotonic_ns() - msg.publish_ns
+        return time.time_ns() - msg.stamp_ns
+
+    def _too_old(self, msg: FrameMessage) -> bool:
+        if self.max_age_ns is None or self.age_ns(msg) <= self.max_age_ns:
+            return False
+        self.totals.stale += 1
+        return True
 
     def _failed(self, exc: WireError) -> None:
         self.totals.decode_errors += 1
