@@ -101,7 +101,9 @@ def with_atheris(runs: int) -> None:
     tally = Tally(runs)
     with tempfile.TemporaryDirectory() as tmp:
         # max_len: the largest seed (a 64 MiB lz4 bomb, 260 KB) fits
-        args = [sys.argv[0], f"-runs={runs}", "-max_len=400000", "-rss_limit_mb=4096", str(corpus(Path(tmp)))]
+        # a finding is written to the system temp folder (crash-<sha1>), not into the checkout
+        args = [sys.argv[0], f"-runs={runs}", "-max_len=400000", "-rss_limit_mb=4096",
+                f"-artifact_prefix={tempfile.gettempdir()}/fuzz_wire-", str(corpus(Path(tmp)))]
         atheris.instrument_all()  # coverage of the decoder (and everything else loaded) guides mutation
         atheris.Setup(args, tally.one)
         atheris.Fuzz()  # exits the process when the runs are done

@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {  # in the order `perception --help` lists them
     "echo": "perception.commands.echo",
     "stats": "perception.commands.stats",
     "view": "perception.commands.view",
+    "keys": "perception.commands.keys",
     "record": "perception.commands.record",
     "compare": "perception.commands.compare",
     "eval": "perception.commands.eval",

@@ -58,7 +58,8 @@ def test_slow_subscriber_beside_a_30fps_node_gets_only_fresh_frames_and_exact_co
     assert node.returncode == 0, err
     assert final is not None, "the node's stopped status never came"
     published = final.counters["processed"]
-    assert final.header["frames"] == published == NODE_FRAMES
+    # a loaded machine may skip camera frames before inference (counted by the node): published <= read
+    assert final.header["frames"] == published and final.counters["read"] == NODE_FRAMES
     assert ages_ms and max(ages_ms) < 500.0
     assert totals.frames_received == len(ages_ms)
     assert totals.frames_received + totals.missed_frames + totals.superseded + totals.stale == published

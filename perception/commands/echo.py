@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from typing import Any, TextIO
 
 from perception.wire.errors import WireError
+from perception.wire.limits import DEFAULT_MAX_AGE_MS
 from perception.wire.messages import FrameMessage, Message, MetadataMessage, SegmentObject, StatusMessage
 from perception.wire.schema import DEFAULT_ENDPOINT, Kind
 from perception.wire.sequence import GapEvent, RestartEvent
@@ -25,6 +26,9 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--count", type=int, default=None, help="stop after N frames")
     p.add_argument("--json", action="store_true", help="one JSON object per line instead of text")
     p.add_argument("--latest", action="store_true", help="skip queued frames, always show the newest")
+    p.add_argument("--max-age-ms", type=float, default=DEFAULT_MAX_AGE_MS,
+                   help=f"drop (and count) frames older than this (default {DEFAULT_MAX_AGE_MS:g}; 0 = show all, "
+                        "e.g. for a lock-step run or a replay read from another host)")
     p.set_defaults(func=echo)
 
 
@@ -34,9 +38,13 @@ def add_subscriber_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--timeout", type=float, default=None, help="give up after S seconds without a message (default: wait)"
     )
+    p.add_argument("--curve-keys", metavar="DIR", default=None,
+                   help="CURVE: DIR holds server.key and this client's NAME.key_secret (perception keys)")
 
 
 def check_counts(args: argparse.Namespace) -> None:
+    if getattr(args, "max_age_ms", 0) < 0:
+        raise WireError(f"--max-age-ms {args.max_age_ms} is negative", "give milliseconds > 0, or 0 for no budget")
     if args.count is not None and args.count < 1:
         raise WireError(f"--count {args.count} is not positive", "give N >= 1 or leave it out")
     if args.timeout is not None and args.timeout <= 0:
@@ -156,6 +164,8 @@ def echo(args: argparse.Namespace, out: TextIO | None = None) -> int:
         on_gap=printer.gap,
         on_restart=printer.restart,
         on_error=printer.error,
+        curve_keys=args.curve_keys,
+        max_age_ms=args.max_age_ms or None,
     ) as sub:
         for msg in sub.messages(timeout=args.timeout):
             printer.message(msg)
@@ -165,8 +175,8 @@ def echo(args: argparse.Namespace, out: TextIO | None = None) -> int:
                     break
         totals = sub.totals
     print(
-        f"{frames} frames shown, {totals.missed_frames} missed in {totals.gaps} gaps, "
-        f"{totals.restarts} restarts, {totals.decode_errors} bad messages",
+        f"{frames} frames shown, {totals.missed_frames} missed in {totals.gaps} gaps, {totals.stale} stale, "
+        f"{totals.superseded} superseded, {totals.restarts} restarts, {totals.decode_errors} bad messages",
         file=sys.stderr,
     )
     if totals.received == 0:

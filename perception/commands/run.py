@@ -59,6 +59,9 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="id map compression (lz4 needs the [lz4] extra)")
     p.add_argument("--allow-public", action="store_true", default=None,
                    help="allow binding non-loopback addresses, wire and metrics (no encryption: trusted networks only)")
+    p.add_argument("--curve-keys", type=Path, metavar="DIR",
+                   help="CURVE: encrypt, and serve only clients whose keys are in DIR/clients/ (perception keys DIR); "
+                        "allows a non-loopback endpoint")
     p.add_argument("--metrics", metavar="HOST:PORT",
                    help="serve Prometheus /metrics and /healthz, e.g. 127.0.0.1:9108 (loopback unless --allow-public)")
     p.add_argument("--foxglove", metavar="HOST:PORT",
@@ -68,6 +71,11 @@ def register(sub: argparse._SubParsersAction) -> None:
                    help="also publish the input frame as JPEG on the image topic, at most HZ per second (viewers)")
     p.add_argument("--wait-subscribers", type=int, metavar="N",
                    help="hold the first frame until N frame subscribers joined (lock-step regression runs)")
+    p.add_argument("--lossless", action="store_true", default=None,
+                   help="lock-step: wait for the slowest frame subscriber instead of dropping for it "
+                        "(with --rate 0 --wait-subscribers N)")
+    p.add_argument("--lossless-timeout", type=float, metavar="S",
+                   help="--lossless: end the run with an error when a send waits longer (default 10)")
     p.add_argument("--record", type=Path, help="record input and published messages to this MCAP file")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --record file (never one of the run's inputs)")
@@ -101,7 +109,9 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
                       cache_dir=args.cache_dir.resolve() if args.cache_dir else None, batch=args.batch)
     config = override(config, "publish", endpoint=args.endpoint, camera=args.camera,
                       compression=args.compression, allow_public=args.allow_public,
-                      wait_subscribers=args.wait_subscribers, image_rate_hz=args.image_rate)
+                      wait_subscribers=args.wait_subscribers, image_rate_hz=args.image_rate,
+                      curve_keys=args.curve_keys.expanduser().resolve() if args.curve_keys else None,
+                      lossless=args.lossless, lossless_timeout_s=args.lossless_timeout)
     config = override(config, "ops", metrics=args.metrics, allow_public=args.allow_public, foxglove=args.foxglove)
     config = override(config, "record", path=args.record)
     config = override(config, "run", max_frames=args.max_frames, summary=False if args.quiet else None)

@@ -67,7 +67,7 @@ def stats(args: argparse.Namespace, out: TextIO | None = None) -> int:
     live = out.isatty()
     shown = 0
     status: StatusMessage | None = None
-    with Subscriber(args.endpoint, args.camera, topics=(Kind.STATS, Kind.STATUS)) as sub:
+    with Subscriber(args.endpoint, args.camera, topics=(Kind.STATS, Kind.STATUS), curve_keys=args.curve_keys) as sub:
         for msg in sub.messages(timeout=args.timeout):
             if isinstance(msg, StatusMessage):
                 status = msg

@@ -25,3 +25,6 @@ def read_toml(path: Path, what: str, error: type[PerceptionError], fix_missing: 
         return tomllib.loads(path.read_text(encoding="utf-8"))
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise error(f"{what} {path} is not valid TOML ({exc})", "fix the syntax") from exc
+    except RecursionError:  # tomllib recurses per nesting level: a 5,000-deep array exhausts the stack
+        raise error(f"{what} {path} nests arrays or tables too deeply",
+                    "flatten it: a launch file needs two levels") from None

@@ -50,9 +50,9 @@ class SourceConfig:
     stall_timeout_s: float = 2.0  # a live source silent this long is reported source_lost
 
     def __post_init__(self) -> None:
-        _at_least(self.rate, 0.0, "[source] rate", "0 = lossless, 1 = recorded timing, N = N times faster")
-        _at_least(self.max_age_ms, 0.0, "[source] max_age_ms", "0 turns the staleness budget off")
-        _above(self.stall_timeout_s, 0.0, "[source] stall_timeout_s", "e.g. 2.0")
+        _at_least(self.rate, 0.0, "[source] rate", "0 = lossless, 1 = recorded timing, N = N times faster", 1000)
+        _at_least(self.max_age_ms, 0.0, "[source] max_age_ms", "0 turns the staleness budget off", HOUR_S * 1000)
+        _above(self.stall_timeout_s, 0.0, "[source] stall_timeout_s", "e.g. 2.0", HOUR_S)
 
 
 @dataclass(frozen=True)
@@ -110,13 +110,13 @@ class ModelConfig:
             if self.fallback not in ("onnxruntime", "onnxruntime-gpu"):
                 raise ConfigError(f"[model] fallback = {self.fallback!r} is not an engine that needs no plan",
                                   'use "onnxruntime" (CPU) or "onnxruntime-gpu" (ONNX Runtime CUDA)')
-        _at_least(self.build_timeout_s, 0.0, "[model] build_timeout_s", "0 = no limit, e.g. 1800")
-        _at_least(self.build_memory_mib, 0, "[model] build_memory_mib", "0 = no limit, e.g. 8192")
-        _at_least(self.threads, 0, "[model] threads", "0 = the engine's default")
-        _at_least(self.batch, 0, "[model] batch", "0 = one frame per camera, e.g. 4")
-        _at_least(self.batch_timeout_ms, 0.0, "[model] batch_timeout_ms", "e.g. 5")
-        _at_least(self.warmup_runs, 0, "[model] warmup_runs", "e.g. 3")
-        _at_least(self.device, 0, "[model] device", "a CUDA device index, 0 for the first GPU")
+        _at_least(self.build_timeout_s, 0.0, "[model] build_timeout_s", "0 = no limit, e.g. 1800", DAY_S)
+        _at_least(self.build_memory_mib, 0, "[model] build_memory_mib", "0 = no limit, e.g. 8192", 2**40)
+        _at_least(self.threads, 0, "[model] threads", "0 = the engine's default, else a few per core", MAX_THREADS)
+        _at_least(self.batch, 0, "[model] batch", "0 = one frame per camera, e.g. 4", 1024)
+        _at_least(self.batch_timeout_ms, 0.0, "[model] batch_timeout_ms", "e.g. 5", HOUR_S * 1000)
+        _at_least(self.warmup_runs, 0, "[model] warmup_runs", "e.g. 3", 1000)
+        _at_least(self.device, 0, "[model] device", "a CUDA device index, 0 for the first GPU", 255)
         if self.precision not in PRECISIONS:
             raise ConfigError(f"[model] precision = {self.precision!r} is not a precision",
                               f"use one of {', '.join(PRECISIONS)}")
@@ -145,14 +145,20 @@ class PublishConfig:
     # the input frame as JPEG on the `image` topic, for viewers: at most this many per second (0 = off)
     image_rate_hz: float = 0.0
     image_quality: int = 80
+    # CURVE: serve only the clients whose public keys are in this folder's clients/ (perception keys DIR)
+    curve_keys: Path | None = None
+    # lock-step: the node waits for the slowest frame subscriber instead of dropping for it
+    lossless: bool = False
+    lossless_timeout_s: float = 10.0  # a send waiting longer ends the run with an error
 
     def __post_init__(self) -> None:
-        _at_least(self.sndhwm, 1, "[publish] sndhwm", "a few messages, e.g. 4")
-        _at_least(self.image_rate_hz, 0.0, "[publish] image_rate_hz", "0 = no image topic, e.g. 5")
+        _at_least(self.sndhwm, 1, "[publish] sndhwm", "a few messages, e.g. 4", MAX_SNDHWM)
+        _at_least(self.image_rate_hz, 0.0, "[publish] image_rate_hz", "0 = no image topic, e.g. 5", 1000)
         if not 1 <= self.image_quality <= 100:
             raise ConfigError(f"[publish] image_quality = {self.image_quality} is outside 1..100", "use e.g. 80")
-        _at_least(self.wait_subscribers, 0, "[publish] wait_subscribers", "0 = do not wait")
-        _at_least(self.wait_timeout_s, 0.0, "[publish] wait_timeout_s", "e.g. 10")
+        _at_least(self.wait_subscribers, 0, "[publish] wait_subscribers", "0 = do not wait", 10_000)
+        _at_least(self.wait_timeout_s, 0.0, "[publish] wait_timeout_s", "e.g. 10", DAY_S)
+        _above(self.lossless_timeout_s, 0.0, "[publish] lossless_timeout_s", "e.g. 10", DAY_S)
 
 
 @dataclass(frozen=True)
@@ -185,10 +191,11 @@ class RunConfig:
     summary: bool = True
 
     def __post_init__(self) -> None:
-        _at_least(self.max_frames, 0, "[run] max_frames", "0 = until the source ends")
-        _above(self.stats_interval_s, 0.0, "[run] stats_interval_s", "e.g. 1.0")
-        _above(self.heartbeat_interval_s, 0.0, "[run] heartbeat_interval_s", "e.g. 1.0")
-        _at_least(self.latency_window, 1, "[run] latency_window", "frames in the percentile window, e.g. 300")
+        _at_least(self.max_frames, 0, "[run] max_frames", "0 = until the source ends", 2**62)
+        _above(self.stats_interval_s, 0.0, "[run] stats_interval_s", "e.g. 1.0", HOUR_S)
+        _above(self.heartbeat_interval_s, 0.0, "[run] heartbeat_interval_s", "e.g. 1.0", HOUR_S)
+        _at_least(self.latency_window, 1, "[run] latency_window", "frames in the percentile window, e.g. 300",
+                  1_000_000)
 
 
 @dataclass(frozen=True)
@@ -243,15 +250,30 @@ _SECTIONS = ("source", "model", "publish", "record", "tracking", "run", "ops")
 _OUTPUT_SECTIONS = ("record",)
 
 
-def _at_least(value: float, low: float, name: str, hint: str) -> None:
+# Upper bounds: every number is checked before it reaches C (libzmq, ONNX Runtime), where a value
+# like sndhwm = 10**20 or threads = 10**9 would end in an overflow or std::bad_alloc traceback.
+HOUR_S = 3600.0
+DAY_S = 86400.0
+MAX_THREADS = 1024
+MAX_SNDHWM = 1_000_000
+
+
+def _at_least(value: float, low: float, name: str, hint: str, high: float = math.inf) -> None:
     if not math.isfinite(value) or value < low:
         problem = "is negative" if low == 0 and value < 0 else f"must be at least {low:g}"
         raise ConfigError(f"{name} = {value:g} {problem}", hint)
+    _at_most(value, high, name, hint)
 
 
-def _above(value: float, low: float, name: str, hint: str) -> None:
+def _above(value: float, low: float, name: str, hint: str, high: float = math.inf) -> None:
     if not math.isfinite(value) or value <= low:
         raise ConfigError(f"{name} = {value:g} must be above {low:g}", hint)
+    _at_most(value, high, name, hint)
+
+
+def _at_most(value: float, high: float, name: str, hint: str) -> None:
+    if value > high:
+        raise ConfigError(f"{name} = {value:g} is more than the {high:g} a node can use", hint)
 
 
 def load_launch(path: str | Path, *, source_given: bool = False) -> NodeConfig:

@@ -44,6 +44,7 @@ class NodeParts:
 
 def build_parts(config: NodeConfig) -> NodeParts:
     """Everything a node needs, from its launch configuration; bad input raises a PerceptionError."""
+    from perception.wire.curve import load_server_keys
     from perception.wire.publisher import Publisher
 
     cameras = config.cameras
@@ -59,7 +60,9 @@ def build_parts(config: NodeConfig) -> NodeParts:
             stack.callback(recorder.close)
         p = config.publish
         publisher = Publisher(p.endpoint, [c.name for c in cameras], compression=p.compression, sndhwm=p.sndhwm,
-                              allow_public=p.allow_public, tap=recorder.record_message if recorder else None)
+                              allow_public=p.allow_public, tap=recorder.record_message if recorder else None,
+                              curve=load_server_keys(p.curve_keys) if p.curve_keys is not None else None,
+                              lossless_timeout_s=p.lossless_timeout_s if p.lossless else None)
         stack.pop_all()  # from here the node owns them
     m, lifecycle = config.model, None
     if m.fallback:

@@ -8,6 +8,9 @@ from __future__ import annotations
 
 from typing import Any
 
+# A subscriber's freshness budget: older frames are worse than none for a planner (~15 frames at 30 fps).
+DEFAULT_MAX_AGE_MS = 500.0
+
 # Largest id map a subscriber accepts (pixels, any dtype): 8192 x 8192, i.e. at most 256 MiB
 # (uint32) is ever allocated for one message, decided from the header before any decompression.
 MAX_ID_MAP_SIDE = 8192

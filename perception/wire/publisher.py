@@ -126,6 +126,7 @@ class Publisher:
         # seen joining and leaving (a closed subscriber's subscriptions come back as unsubscribes).
         self._socket.setsockopt(zmq.XPUB_VERBOSER, 1)
         self.lossless_timeout_s = lossless_timeout_s
+        self.lossless_timed_out = False
         if nodrop or lossless_timeout_s is not None:
             self._socket.setsockopt(zmq.XPUB_NODROP, 1)
         if lossless_timeout_s is not None:
@@ -213,7 +214,8 @@ class Publisher:
 
     def _send(self, parts: list[Buffer]) -> None:
         self._check_open()
-        lossless = self.lossless_timeout_s is not None
+        # after one lossless timeout the run is over: the last status and stats must not wait again
+        lossless = self.lossless_timeout_s is not None and not self.lossless_timed_out
         try:
             # copy=False hands big frames (the id map) to libzmq without a copy; pyzmq still copies
             # frames under zmq.COPY_THRESHOLD, where copying is cheaper than tracking.
@@ -222,10 +224,11 @@ class Publisher:
         except zmq.Again:
             self.dropped += 1
             if lossless:
+                self.lossless_timed_out = True
                 raise LosslessTimeoutError(
-                    f"lossless publishing: a message waited {self.lossless_timeout_s:g} s for one of "
-                    f"{self.subscriptions[Kind.FRAME]} frame subscriber(s) to take it",
-                    "a subscriber stopped reading or left; restart the run, or raise the timeout",
+                    f"lossless publishing: a message waited {self.lossless_timeout_s:g} s for the slowest of "
+                    f"{self.open_subscriptions[Kind.FRAME]} frame subscriber(s) to make room",
+                    "a subscriber stopped reading or left; restart the run, or raise --lossless-timeout",
                 ) from None
         finally:
             # The recorder gets every message, also one the socket refused: a recording is complete

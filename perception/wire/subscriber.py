@@ -23,15 +23,13 @@ from perception.wire.codec import decode_message
 from perception.wire.curve import ClientKeys, load_client_keys
 from perception.wire.endpoint import parse_endpoint
 from perception.wire.errors import WireError
-from perception.wire.limits import MAX_MESSAGE_PART_BYTES, kernel_buffer_bytes
+from perception.wire.limits import DEFAULT_MAX_AGE_MS, MAX_MESSAGE_PART_BYTES, kernel_buffer_bytes
 from perception.wire.messages import FrameMessage, Message, MetadataMessage, StatusMessage
 from perception.wire.payload import IdMapDecoder
 from perception.wire.schema import DEFAULT_ENDPOINT, DEFAULT_KINDS, KINDS, Kind, check_camera, kind_of, topic
 from perception.wire.sequence import GapEvent, RestartEvent, SequenceTracker, Totals
 
 DEFAULT_RCVHWM = 16
-# Older frames are worse than none for a planner; 500 ms is ~15 frames at 30 fps.
-DEFAULT_MAX_AGE_MS = 500.0
 
 
 class Subscriber:
