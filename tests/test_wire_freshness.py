@@ -48,7 +48,7 @@ def test_slow_subscriber_beside_a_30fps_node_gets_only_fresh_frames_and_exact_co
                 if isinstance(msg, FrameMessage):
                     ages_ms.append(sub.age_ns(msg) / 1e6)  # age at the moment it is handed over
                     time.sleep(PLANNER_SLEEP_S)
-                elif msg.state == "stopped":
+                elif isinstance(msg, StatusMessage) and msg.state == "stopped":
                     final = msg
                     break
             totals = sub.totals

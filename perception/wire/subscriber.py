@@ -11,6 +11,7 @@ with Subscriber("tcp://127.0.0.1:5560", "cam0", latest_only=True) as sub:
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -58,7 +59,7 @@ class Subscriber:
         max_age_ms: float | None = DEFAULT_MAX_AGE_MS,
         same_host: bool | None = None,
         rcvbuf: int | None = None,
-        curve_keys: str | ClientKeys | None = None,
+        curve_keys: str | os.PathLike[str] | ClientKeys | None = None,
         eager: bool = True,
         raise_errors: bool = False,
         on_gap: Callable[[GapEvent], None] | None = None,
