@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from tests.node_helpers import REPO, image_folder, run_cli, write_launch
-from tests.test_wire_freshness import _free_tcp_endpoint
+from tests.wire_support import free_tcp_endpoint
 
 
 def test_keys_run_and_echo_with_curve(tmp_path: Path) -> None:
@@ -23,7 +23,7 @@ def test_keys_run_and_echo_with_curve(tmp_path: Path) -> None:
     client.mkdir()
     shutil.copy(keys / "server.key", client)
     shutil.copy(keys / "client.key_secret", client)
-    endpoint = _free_tcp_endpoint()
+    endpoint = free_tcp_endpoint()
     frames = image_folder(tmp_path / "frames", 5)
     launch = write_launch(tmp_path, f"images:{frames}", endpoint)
     node = subprocess.Popen(
@@ -52,7 +52,7 @@ def test_run_with_an_unusable_key_folder_stops_start_up(tmp_path: Path, damage: 
     if damage == "no clients":
         assert run_cli("keys", str(keys)).returncode == 0
         (keys / "clients" / "client.key").unlink()
-    launch = write_launch(tmp_path, f"images:{image_folder(tmp_path / 'frames', 1)}", _free_tcp_endpoint())
+    launch = write_launch(tmp_path, f"images:{image_folder(tmp_path / 'frames', 1)}", free_tcp_endpoint())
     result = run_cli("run", str(launch), "--curve-keys", str(keys))
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "error" in line]

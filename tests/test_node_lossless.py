@@ -8,10 +8,10 @@ import sys
 import time
 from pathlib import Path
 
-from perception.wire.messages import FrameMessage, StatusMessage
+from perception.wire.messages import FrameMessage
 from perception.wire.subscriber import Subscriber
 from tests.node_helpers import REPO, image_folder, write_launch
-from tests.test_wire_freshness import _free_tcp_endpoint
+from tests.wire_support import free_tcp_endpoint, read_until_stopped
 
 # raw id maps (24 KiB each) fill the kernel buffers and queues after a few dozen frames, so the
 # node really waits for the planner
@@ -19,7 +19,7 @@ FRAMES = 150
 
 
 def _lossless_node(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], str]:
-    endpoint = _free_tcp_endpoint()
+    endpoint = free_tcp_endpoint()
     launch = write_launch(tmp_path, f"images:{image_folder(tmp_path / 'frames', FRAMES)}", endpoint)
     node = subprocess.Popen(
         [sys.executable, "-m", "perception", "run", str(launch), "--rate", "0", "--wait-subscribers", "1",
@@ -31,14 +31,14 @@ def _lossless_node(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen[str], 
 def test_a_slow_planner_receives_every_frame_in_order(tmp_path: Path) -> None:
     node, endpoint = _lossless_node(tmp_path)
     seqs: list[int] = []
+
+    def plan(frame: FrameMessage) -> None:
+        seqs.append(frame.seq)
+        time.sleep(0.01)  # a planner slower than the node
+
     try:
         with Subscriber(endpoint, topics=("frame", "status"), max_age_ms=None, rcvhwm=2) as planner:
-            for msg in planner.messages(timeout=60):
-                if isinstance(msg, FrameMessage):
-                    seqs.append(msg.seq)
-                    time.sleep(0.01)  # a planner slower than the node
-                elif isinstance(msg, StatusMessage) and msg.state == "stopped":
-                    break
+            assert read_until_stopped(planner, plan) is not None
             totals = planner.totals
         _, err = node.communicate(timeout=60)
     finally:

@@ -14,7 +14,7 @@ from pathlib import Path
 from perception.wire.messages import FrameMessage, StatusMessage
 from perception.wire.subscriber import Subscriber
 from tests.node_helpers import REPO, write_launch
-from tests.test_wire_freshness import _free_tcp_endpoint
+from tests.wire_support import free_tcp_endpoint
 
 JUNK_CONNECTIONS = 1000
 ANNOUNCED_BYTES = 1 << 30
@@ -83,7 +83,7 @@ def _frames_after(sub: Subscriber, seq: int, count: int) -> list[FrameMessage]:
 
 
 def test_junk_connections_and_a_1gib_announcement_neither_stop_delivery_nor_grow_the_node(tmp_path: Path) -> None:
-    endpoint = _free_tcp_endpoint()
+    endpoint = free_tcp_endpoint()
     host, port = endpoint.removeprefix("tcp://").rsplit(":", 1)
     launch = write_launch(tmp_path, "fake:?fps=30&width=128&height=96", endpoint)
     node = subprocess.Popen([sys.executable, "-m", "perception", "run", str(launch), "--quiet"],

@@ -17,22 +17,14 @@ from perception.wire.publisher import Publisher
 from perception.wire.schema import Kind
 from perception.wire.subscriber import Subscriber
 from tests.node_helpers import REPO, write_launch
-from tests.wire_support import first, ipc_endpoint, result
+from tests.wire_support import first, free_tcp_endpoint, ipc_endpoint, read_until_stopped, result
 
 PLANNER_SLEEP_S = 0.2  # a planner that needs 200 ms per frame beside a 30 fps node
 NODE_FRAMES = 120  # 4 s of a 30 fps camera
 
 
-def _free_tcp_endpoint() -> str:
-    import socket
-
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
-
-
 def test_slow_subscriber_beside_a_30fps_node_gets_only_fresh_frames_and_exact_counts(tmp_path: Path) -> None:
-    endpoint = _free_tcp_endpoint()
+    endpoint = free_tcp_endpoint()
     launch = write_launch(tmp_path, "fake:?fps=30&width=320&height=240", endpoint)
     node = subprocess.Popen(
         [sys.executable, "-m", "perception", "run", str(launch), "--wait-subscribers", "1",
@@ -40,17 +32,15 @@ def test_slow_subscriber_beside_a_30fps_node_gets_only_fresh_frames_and_exact_co
         cwd=REPO, stderr=subprocess.PIPE, text=True,
     )
     ages_ms: list[float] = []
-    final: StatusMessage | None = None
     try:
         with Subscriber(endpoint, "cam0", topics=(Kind.FRAME, Kind.STATUS)) as sub:
             assert sub.max_age_ns == 500_000_000 and sub.same_host  # the defaults under test
-            for msg in sub.messages(timeout=60):
-                if isinstance(msg, FrameMessage):
-                    ages_ms.append(sub.age_ns(msg) / 1e6)  # age at the moment it is handed over
-                    time.sleep(PLANNER_SLEEP_S)
-                elif isinstance(msg, StatusMessage) and msg.state == "stopped":
-                    final = msg
-                    break
+
+            def plan(frame: FrameMessage) -> None:
+                ages_ms.append(sub.age_ns(frame) / 1e6)  # age at the moment it is handed over
+                time.sleep(PLANNER_SLEEP_S)
+
+            final = read_until_stopped(sub, plan)
             totals = sub.totals
         _, err = node.communicate(timeout=30)
     finally:

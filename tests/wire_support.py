@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import socket
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
@@ -11,7 +12,7 @@ import numpy as np
 from perception.core.frame import monotonic_ns
 from perception.core.result import FrameResult
 from perception.core.segmentation import Segmentation, Segments
-from perception.wire.messages import FrameMessage, Message
+from perception.wire.messages import FrameMessage, Message, StatusMessage
 from perception.wire.publisher import Publisher
 from perception.wire.schema import Kind
 from perception.wire.subscriber import Subscriber
@@ -94,3 +95,21 @@ def wait_subscribed(pub: Publisher, sub: Subscriber, kind: Kind = Kind.FRAME, ti
         leftover = sub.recv(timeout=0.01)
         assert leftover is None or leftover.kind is not Kind.FRAME, "unexpected frame during handshake"
         assert monotonic_ns() < deadline, f"no {kind.value} subscription within {timeout} s"
+
+
+def free_tcp_endpoint() -> str:
+    """A loopback tcp endpoint with a port that was free a moment ago (for a node in a subprocess)."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return f"tcp://127.0.0.1:{probe.getsockname()[1]}"
+
+
+def read_until_stopped(sub: Subscriber, on_frame: Callable[[FrameMessage], None],
+                       timeout: float = 60.0) -> StatusMessage | None:
+    """Hand each frame to on_frame until the node's `stopped` status (returned), or None on silence."""
+    for msg in sub.messages(timeout=timeout):
+        if isinstance(msg, FrameMessage):
+            on_frame(msg)
+        elif isinstance(msg, StatusMessage) and msg.state == "stopped":
+            return msg
+    return None
