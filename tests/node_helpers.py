@@ -134,7 +134,7 @@ def run_listened(config: NodeConfig, topics: tuple[str, ...] = ("frame", "status
 
 def _listen(endpoint: str, topics: tuple[str, ...], into: list[Message]) -> None:
     # frames: the node waits for a frame subscriber; status: the last one ends the listening
-    with Subscriber(endpoint, "cam0", topics=(*topics, "frame", "status"), rcvhwm=1000) as sub:
+    with Subscriber(endpoint, "cam0", topics=(*topics, "frame", "status"), rcvhwm=1000, max_age_ms=None) as sub:
         deadline = time.monotonic() + 60
         while time.monotonic() < deadline:
             msg = sub.recv(timeout=0.1)

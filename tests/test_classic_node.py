@@ -20,7 +20,7 @@ LAUNCH = Path(__file__).resolve().parent.parent / "launch" / "classic_motion.tom
 
 
 def _listen(endpoint: str, stop: threading.Event, into: list[object]) -> None:
-    with Subscriber(endpoint, "cam0", topics=("frame", "status", "meta"), rcvhwm=1000) as sub:
+    with Subscriber(endpoint, "cam0", topics=("frame", "status", "meta"), rcvhwm=1000, max_age_ms=None) as sub:
         while not stop.is_set():
             msg = sub.recv(timeout=0.1)
             if msg is not None:

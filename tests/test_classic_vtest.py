@@ -33,7 +33,7 @@ def test_people_in_vtest_are_published_as_tracked_thing_segments(vtest: Path, tm
                "--source", str(vtest), "--endpoint", endpoint, "--rate", "0", "--max-frames", str(FRAMES),
                "--wait-subscribers", "1"]
     frames: list[FrameMessage] = []
-    with Subscriber(endpoint, "cam0", topics=("frame",), rcvhwm=2000) as sub:
+    with Subscriber(endpoint, "cam0", topics=("frame",), rcvhwm=2000, max_age_ms=None) as sub:
         node = subprocess.Popen(command, cwd=REPO, stderr=subprocess.PIPE, text=True)
         try:
             while True:

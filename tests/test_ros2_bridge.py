@@ -29,7 +29,7 @@ def test_bridge_maps_ids_classes_and_things_as_docs_ros2_says(tmp_path: Path) ->
     bridge = _bridge()
     frames = image_folder(tmp_path / "frames", 3)
     config = override(node_config(tmp_path, f"images:{frames}"), "publish", wait_subscribers=1)
-    with Subscriber(config.publish.endpoint, "cam0", topics=("frame",), rcvhwm=100) as sub, \
+    with Subscriber(config.publish.endpoint, "cam0", topics=("frame",), rcvhwm=100, max_age_ms=None) as sub, \
             NodeThread(Node.from_config(config)):
         msg = wait_until(lambda: (m := sub.recv(timeout=0.1)) and isinstance(m, FrameMessage) and m, what="a frame")
     encoding, ids = bridge.instance_image(msg)

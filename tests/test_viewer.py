@@ -69,7 +69,7 @@ def test_the_event_stream_waits_for_the_node_then_carries_its_frames_images_and_
 
 def test_overlay_fills_and_outlines_exactly_the_thing_masks(tmp_path: Path) -> None:
     config = viewer_node_config(tmp_path, fps=20.0, subscribers=1)
-    with Subscriber(config.publish.endpoint, "cam0", topics=("frame", "image"), rcvhwm=1000) as sub, \
+    with Subscriber(config.publish.endpoint, "cam0", topics=("frame", "image"), rcvhwm=1000, max_age_ms=None) as sub, \
             NodeThread(Node.from_config(config)):
         frame = wait_until(lambda: (m := sub.recv(timeout=0.1)) and isinstance(m, FrameMessage) and m,
                            what="a frame")
