@@ -86,7 +86,8 @@ def serve_until(config: NodeConfig, done: Callable[[list[Message]], bool], timeo
             failure.append(exc)
 
     runner = threading.Thread(target=run, daemon=True)
-    with Subscriber(config.publish.endpoint, "cam0", topics=("frame", "status", "meta"), rcvhwm=10000, max_age_ms=None) as sub:
+    with Subscriber(config.publish.endpoint, "cam0", topics=("frame", "status", "meta"), rcvhwm=10000,
+                    max_age_ms=None) as sub:
         runner.start()
         deadline = time.monotonic() + timeout_s
         stopping = False

@@ -56,7 +56,8 @@ def test_page_waits_for_the_node_then_draws_overlays_where_the_masks_are(tmp_pat
         waiting = wait_until(lambda: "waiting for" in state()["status"] and state(), what="the waiting line")
         assert waiting["status"] == f"waiting for perception/cam0/ on {config.publish.endpoint}"
         assert waiting["frameIndex"] is None
-        with Subscriber(config.publish.endpoint, "cam0", topics=("frame", "image"), rcvhwm=1000, max_age_ms=None) as sub, \
+        with Subscriber(config.publish.endpoint, "cam0", topics=("frame", "image"), rcvhwm=1000,
+                        max_age_ms=None) as sub, \
                 NodeThread(Node.from_config(config)) as node:
             while node.alive or len(frames) < FRAMES:  # the node ends by itself after its last frame
                 msg = sub.recv(timeout=0.1)
