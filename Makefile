@@ -38,7 +38,7 @@ lint: $(STAMP)
 	$(BIN)/lint-imports
 
 bench: $(STAMP)
-	$(BIN)/python bench/node_bench.py
+	$(BIN)/perception bench node
 
 clean-venv:
 	rm -rf $(VENV)

@@ -33,6 +33,7 @@ COMMANDS: dict[str, str] = {  # in the order `perception --help` lists them
     "build-engine": "perception.commands.build_engine",
     "engines": "perception.commands.engines",
     "doctor": "perception.commands.doctor",
+    "bench": "perception.commands.bench",
 }
 
 

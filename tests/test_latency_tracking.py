@@ -22,7 +22,10 @@ def test_stage_times_add_up_to_end_to_end() -> None:
     snap = book.snapshot()
     e2e = snap["end_to_end"]
     assert e2e["count"] == 5
-    assert e2e["max_ns"] == (len(STAGES) - 1) * 5_000_000  # a 5 ms gap per stage in the slowest frame
+    gaps = len(STAGES) - 1
+    assert e2e["max_ns"] == gaps * 5_000_000  # one gap of 5 ms per stage in the slowest frame
+    # service is dequeue -> publish: every gap after the dequeue stamp
+    assert snap["service"]["max_ns"] == (gaps - 2) * 5_000_000
     assert snap["stages"]["inference"]["p50_ns"] == 3_000_000
     assert snap["fps"] == pytest.approx(1.0, rel=0.01)
     assert "end_to_end" in format_table(snap)

@@ -41,7 +41,7 @@ def test_lockstep_replay_publishes_every_frame_with_objects(tmp_path: Path) -> N
     assert {o.instance_id for o in msgs[-1].objects if o.class_name == "car"} == {c.instance_id for c in cars}
     # every stage stamped, in order, on the monotonic clock
     stamps = first.header["stamps"]
-    order = ["capture", "preprocess", "dequeue", "inference", "postprocess", "encode", "publish"]
+    order = ["capture", "preprocess", "dequeue", "inference", "handoff", "postprocess", "encode", "publish"]
     values = [stamps[k] for k in order]
     assert values == sorted(values)
     assert report.counters["read"] == 20 and report.counters["processed"] == 20

@@ -63,6 +63,6 @@ def test_process_stamps_every_stage_in_order(tmp_path: Path) -> None:
     with Pipeline(load_card(tiny_panoptic(tmp_path)), OrtEngine(tmp_path / "tiny.onnx")) as pipeline:
         stamps = StageStamps()
         result = pipeline.process(scene(), stamps)
-    assert list(stamps.stamps) == ["preprocess", "inference", "postprocess"]
+    assert list(stamps.stamps) == ["preprocess", "inference", "handoff", "postprocess"]
     assert list(stamps.stamps.values()) == sorted(stamps.stamps.values())
     assert result.shape == (96, 128)

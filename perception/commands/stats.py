@@ -47,8 +47,9 @@ def format_stats(msg: StatsMessage, status: StatusMessage | None = None) -> str:
         f"{'stage':<14}" + "".join(f"{k[:-3]:>9}" for k in PERCENTILE_KEYS) + f"{'count':>9}",
     ]
     rows: dict[str, Any] = dict(s.get("stages") or {})
-    if isinstance(s.get("end_to_end"), Mapping):
-        rows["end_to_end"] = s["end_to_end"]
+    for total in ("service", "end_to_end"):  # service: dequeue -> publish, without the wait for the engine
+        if isinstance(s.get(total), Mapping):
+            rows[total] = s[total]
     for name, row in rows.items():
         if isinstance(row, Mapping):
             count = row.get("count", "-")

@@ -19,7 +19,9 @@ class Stage(str, enum.Enum):
 
     Preprocessing runs in the capture thread, before the hand-off, so the engine's thread
     does nothing but run the engine; dequeue is when that thread took the frame, batch when the
-    engine call holding it began (the wait for the other cameras' frames of its batch).
+    engine call holding it began (the wait for the other cameras' frames of its batch); handoff
+    is when decoding started (the output loop took the engine's outputs), so the wait in the
+    hand-off queue is a stage of its own and postprocess is the decoder's time alone.
     """
 
     CAPTURE = "capture"
@@ -27,6 +29,7 @@ class Stage(str, enum.Enum):
     DEQUEUE = "dequeue"
     BATCH = "batch"
     INFERENCE = "inference"
+    HANDOFF = "handoff"
     POSTPROCESS = "postprocess"
     ENCODE = "encode"
     PUBLISH = "publish"

@@ -1,8 +1,10 @@
 """Sliding-window latency percentiles per stage and end to end (CLOCK_MONOTONIC ns).
 
 Each stage's figure is the time from the previous stage's stamp to its own, so the
-stages of a frame add up to its end-to-end latency (capture -> publish). Memory is
-fixed: one ring buffer of `window` frames.
+stages of a frame add up to its end-to-end latency (capture -> publish). `service` is
+dequeue -> publish, the node's own time on a frame without the wait for the engine: in a
+lossless (lock-step) replay frames queue by design, and end to end measures the queue.
+Memory is fixed: one ring buffer of `window` frames.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from perception.core.frame import STAGES, Stage
 
 PERCENTILES = (50, 90, 99)
 END_TO_END = "end_to_end"
+SERVICE = "service"
 
 
 class LatencyBook:
@@ -24,7 +27,7 @@ class LatencyBook:
 
     def __init__(self, window: int = 300) -> None:
         self.window = window
-        self._names = [s.value for s in STAGES[1:]] + [END_TO_END]
+        self._names = [s.value for s in STAGES[1:]] + [SERVICE, END_TO_END]
         self._ring = np.zeros((window, len(self._names)), np.int64)
         self._mono = np.zeros(window, np.int64)  # publish stamp of each row, for fps
         self._count = 0
@@ -38,7 +41,9 @@ class LatencyBook:
             now = stamps.get(stage.value, previous)
             row[i] = now - previous
             previous = now
-        row[-1] = stamps[Stage.PUBLISH.value] - stamps[Stage.CAPTURE.value]
+        publish = stamps[Stage.PUBLISH.value]
+        row[-2] = publish - stamps.get(Stage.DEQUEUE.value, stamps[Stage.CAPTURE.value])
+        row[-1] = publish - stamps[Stage.CAPTURE.value]
         with self._lock:
             slot = self._count % self.window
             self._ring[slot] = row
@@ -50,7 +55,7 @@ class LatencyBook:
         return self._count
 
     def snapshot(self) -> dict[str, Any]:
-        """Percentiles over the window: {"clock", "window_frames", "fps", "stages", "end_to_end"}."""
+        """Percentiles over the window: {"clock", "window_frames", "fps", "stages", "service", "end_to_end"}."""
         with self._lock:
             n = min(self._count, self.window)
             rows = self._ring[:n].copy()
@@ -63,7 +68,8 @@ class LatencyBook:
             "clock": "CLOCK_MONOTONIC",
             "window_frames": n,
             "fps": round(fps, 3),
-            "stages": {name: table[name] for name in self._names[:-1]},
+            "stages": {name: table[name] for name in self._names[:-2]},
+            SERVICE: table[SERVICE],
             END_TO_END: table[END_TO_END],
         }
 
@@ -79,6 +85,8 @@ def _summary(values: np.ndarray) -> dict[str, int]:
 def format_table(snapshot: Mapping[str, object]) -> str:
     """Human table of a snapshot, in milliseconds."""
     stages = dict(snapshot["stages"])  # type: ignore[call-overload]
+    if SERVICE in snapshot:
+        stages[SERVICE] = snapshot[SERVICE]
     stages[END_TO_END] = snapshot[END_TO_END]
     lines = [f"{'stage':<14}{'p50 ms':>9}{'p90 ms':>9}{'p99 ms':>9}{'max ms':>9}"]
     for name, row in stages.items():

@@ -148,6 +148,7 @@ class Pipeline:
 
     def decode(self, inferred: Inferred, stamps: StageStamps) -> Segmentation:
         """Decode engine outputs to the segmentation at source resolution (no engine needed)."""
+        stamps.mark(Stage.HANDOFF)  # the wait before this, in the node's hand-off queue, is not decoding
         result = self.decoder.decode(inferred.outputs, inferred.geometry)
         stamps.mark(Stage.POSTPROCESS)
         return result
