@@ -11,7 +11,8 @@ With post=True the graph also does, per decoder:
   top-k -> center_scores, center_indices ([1, K], flat y * W + x), on the heatmap masked to
   sure thing pixels when the card sets centers_on_things; offsets pass through;
 - yolo_seg: best class per anchor, the max_candidates cap, class-aware NMS (the ONNX
-  NonMaxSuppression op), the max_detections cap and mask assembly sigmoid(coeffs @ protos)
+  NonMaxSuppression op), the max_detections cap and mask assembly coeffs @ protos (logits: the
+  decoder interpolates them and thresholds at logit(mask_threshold), as the exporter does)
   -> boxes [M, 4], scores [M], class_ids [M], masks [M, H/4, W/4]; for NMS-free (end2end)
   exports only the threshold, the cap and mask assembly. The card's thresholds are baked into
   the graph at fold time.
@@ -291,13 +292,12 @@ def _post_yolo_seg(b: _Graph, card: ModelCard, params: dict[str, Any]) -> tuple[
     protos = _as_float(b, protos)
     flat_protos = b.op("Reshape", [protos, b.const([nm, mh * mw], "proto_shape", np.int64)], "protos_flat")
     logits = b.op("MatMul", [coeffs, flat_protos], "mask_logits")
-    masks = b.op("Reshape", [b.op("Sigmoid", [logits], "mask_probs"), b.const([-1, mh, mw], "mask_shape", np.int64)],
-                 "masks", public=True)
+    masks = b.op("Reshape", [logits, b.const([-1, mh, mw], "mask_shape", np.int64)], "masks", public=True)
     i64, f32 = b.onnx.TensorProto.INT64, b.onnx.TensorProto.FLOAT
     outputs = [_value_info(b, boxes, f32, ["detections", 4]), _value_info(b, scores, f32, ["detections"]),
                _value_info(b, class_ids, i64, ["detections"]), _value_info(b, masks, f32, ["detections", mh, mw])]
-    new_params = {**params, "assembled": True, "boxes": boxes, "scores": scores, "class_ids": class_ids,
-                  "masks": masks}
+    new_params = {**params, "assembled": True, "mask_logits": True, "boxes": boxes, "scores": scores,
+                  "class_ids": class_ids, "masks": masks}
     new_params.pop("end2end", None)
     if p["semantic"]:
         sem_outputs, classes, confidence = _fold_argmax(b, str(p["semantic"]))

@@ -4,9 +4,11 @@ Raw export: output0 [1, 4 + nc + 32, N] holds per anchor (cx, cy, w, h) in input
 nc class scores (sigmoid already applied) and 32 mask coefficients; output1 [1, 32, H/4, W/4]
 holds the mask prototypes. Decoding: best class per anchor, confidence filter, a cap of
 `max_candidates` (300) highest-scoring anchors, class-aware NMS keeping at most
-`max_detections` (100), then per detection sigmoid(coefficients @ prototypes) sampled at the
-source pixels inside its box (letterbox or stretch undone in the same step), thresholded at
-`mask_threshold`. The caps bound the work a bad model can cause: NMS is O(300^2) and at most
+`max_detections` (100), then per detection the mask logits (coefficients @ prototypes) sampled
+at the source pixels inside its box (letterbox or stretch undone in the same step) and
+thresholded at logit(`mask_threshold`), which is 0 for the default 0.5: the exporter's own mask
+math (Ultralytics interpolates the logits and thresholds at 0; interpolating probabilities
+instead moves every mask edge). The caps bound the work a bad model can cause: NMS is O(300^2) and at most
 100 masks are built, whatever N is.
 
 Instances are pasted by score through fusion.Canvas (higher score wins overlapping pixels;
@@ -23,7 +25,8 @@ threshold, the `max_detections` best, masks as above.
 
 `assembled = true` reads a graph folded by `perception fold --post`, which already did the
 filter, cap, NMS and mask assembly: outputs boxes [M, 4] (xyxy input pixels), scores [M],
-class_ids [M] and masks [M, H/4, W/4] (probabilities).
+class_ids [M] and masks [M, H/4, W/4] (logits, `mask_logits = true` in the card it writes; graphs
+folded before that hold probabilities and cards without the key read them as such).
 
 Class names: Ultralytics writes them into the ONNX metadata (`names`, a Python dict literal);
 classes_from_metadata() reads them for `perception inspect`'s card skeleton, and the card's
@@ -66,6 +69,7 @@ DEFAULTS: dict[str, Any] = {
     "unsure_stuff_area": 0,
     "unsure_stuff_confidence": 0.0,
     "assembled": False,
+    "mask_logits": False,  # assembled masks are logits (perception fold writes true), else probabilities
     "end2end": "auto",
     "boxes": "boxes",
     "scores": "scores",
@@ -87,6 +91,10 @@ class YoloSegDecoder:
         self.max_candidates = int(params["max_candidates"])
         self.max_detections = int(params["max_detections"])
         self.mask_threshold = float(params["mask_threshold"])
+        if not 0.0 < self.mask_threshold < 1.0:
+            raise DecoderError(f"model card {card.name!r}: mask_threshold {self.mask_threshold} is not a probability "
+                               "strictly between 0 and 1", "the default is 0.5")
+        self.logit_threshold = math.log(self.mask_threshold / (1.0 - self.mask_threshold))
         self.overlap_threshold = float(params["overlap_threshold"])
         self.min_area = int(params["min_area"])
         self.semantic_name = str(params["semantic"])
@@ -94,6 +102,7 @@ class YoloSegDecoder:
         self.min_stuff_area = int(params["min_stuff_area"])
         self.unsure_stuff = UnsureStuff.from_params(params, card.name)
         self.assembled = bool(params["assembled"])
+        self.mask_logits = bool(params["mask_logits"])
         end2end = params["end2end"]
         self.end2end: bool | None = None if end2end == "auto" else bool(end2end)
         self.names = {key: str(params[key]) for key in ("boxes", "scores", "class_ids", "masks")}
@@ -240,7 +249,7 @@ class YoloSegDecoder:
             logits = coeffs[k] @ crop
             # only the prototype pixels a kept detection uses are checked (cheaper than the whole map)
             require_finite(self.protos_name, logits)
-            return _sigmoid(logits).reshape(y1 - y0, x1 - x0)
+            return logits.reshape(y1 - y0, x1 - x0)
 
         return probs_of
 
@@ -259,7 +268,8 @@ class YoloSegDecoder:
         def probs_of(k: int, y0: int, y1: int, x0: int, x1: int) -> np.ndarray:
             return np.asarray(masks[keep[k], y0:y1, x0:x1], np.float32)
 
-        return _Detections(boxes[keep], scores[keep], classes[keep], (masks.shape[1], masks.shape[2]), probs_of)
+        return _Detections(boxes[keep], scores[keep], classes[keep], (masks.shape[1], masks.shape[2]), probs_of,
+                           logits=self.mask_logits)
 
     def _paste(self, canvas: Canvas, detections: _Detections, geometry: Geometry) -> None:
         """Sample each detection's mask at the source pixels inside its box, paste by score."""
@@ -283,7 +293,8 @@ class YoloSegDecoder:
             warp = np.array([[ax, 0.0, x0 * ax + bx - px0], [0.0, ay, y0 * ay + by - py0]], np.float64)
             sampled = cv2.warpAffine(probs, warp, (x1 - x0, y1 - y0),
                                      flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP, borderMode=cv2.BORDER_REPLICATE)
-            canvas.paste_instance(sampled > self.mask_threshold, x0, y0, int(classes[k]), float(scores[k]),
+            threshold = self.logit_threshold if detections.logits else self.mask_threshold
+            canvas.paste_instance(sampled > threshold, x0, y0, int(classes[k]), float(scores[k]),
                                   overlap_threshold=self.overlap_threshold, min_area=self.min_area)
 
     def _semantic(self, outputs: Mapping[str, np.ndarray], geometry: Geometry) -> tuple[np.ndarray, np.ndarray | None]:
@@ -307,13 +318,14 @@ _ProbsOf = Callable[[int, int, int, int, int], np.ndarray]
 
 class _Detections(NamedTuple):
     """Kept detections, highest score first; probs_of(k, y0, y1, x0, x1) gives a crop of mask k's
-    probabilities at prototype resolution (mask_shape)."""
+    logits (or probabilities where `logits` is false: a folded graph's masks) at prototype resolution."""
 
     boxes: np.ndarray
     scores: np.ndarray
     classes: np.ndarray
     mask_shape: tuple[int, int]
     probs_of: _ProbsOf
+    logits: bool = True
 
 
 def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
@@ -321,13 +333,6 @@ def _span(lo: float, hi: float, size: int) -> tuple[int, int]:
     start = min(max(math.floor(lo), 0), size - 1)
     stop = max(min(math.floor(hi) + 2, size), start + 1)
     return start, stop
-
-
-def _sigmoid(x: np.ndarray) -> np.ndarray:
-    out = np.negative(x, dtype=np.float32)
-    np.exp(out, out=out)
-    out += 1.0
-    return np.reciprocal(out, out=out)
 
 
 def classes_from_metadata(metadata: Mapping[str, str], key: str = "names") -> tuple[ClassInfo, ...]:

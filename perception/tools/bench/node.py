@@ -16,7 +16,7 @@ from perception.tools.bench.report import Outcome, spread
 
 
 def run(quick: bool) -> Outcome:
-    frames, repetitions, threads = (8, 3, 2) if quick else (300, 5, 2)
+    frames, repetitions, threads = (8, 3, 2) if quick else (200, 3, 2)
     source = load_launch(DEFAULT_LAUNCH).source.uri
     config = bench_config(source, frames, threads)
     bare = BareEngine(config, read_frames(source, frames))

@@ -16,7 +16,7 @@ SIZES = ((640, 360), (1280, 720))
 
 
 def run(quick: bool) -> Outcome:
-    short, long, repetitions = (3, 6, 1) if quick else (40, 160, 3)
+    short, long, repetitions = (3, 6, 1) if quick else (30, 120, 3)
     rows, figures = [], {}
     for width, height in SIZES:
         source = f"synthetic:?seed=7&frames={long}&fps=10&width={width}&height={height}"

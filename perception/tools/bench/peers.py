@@ -43,7 +43,27 @@ def _ultralytics() -> Any:
     except ImportError as exc:
         raise BenchError(f"bench peers needs ultralytics and torch ({exc.name} is not installed)",
                          'pip install -e ".[bench]" (one command: it pins the CPU build torch==2.13.0)') from exc
+    _without_broken_torchvision()
     return ultralytics
+
+
+def _without_broken_torchvision() -> None:
+    """PyPI's torchvision is a CUDA build: against the CPU torch its C ops fail to load.
+
+    Ultralytics imports it only to pick torchvision's NMS (in AutoBackend.warmup, which on the
+    CPU runs no forward pass for ONNX) and otherwise uses its own torch NMS, documented to match
+    torchvision's exactly; so where torchvision cannot load, warm-up skips that import.
+    """
+    import sys
+
+    try:
+        import torchvision  # noqa: F401
+    except Exception:  # RuntimeError "operator torchvision::nms does not exist", or not installed
+        for name in [m for m in sys.modules if m == "torchvision" or m.startswith("torchvision.")]:
+            del sys.modules[name]
+        from ultralytics.nn.autobackend import AutoBackend
+
+        AutoBackend.warmup = lambda self, *args, **kwargs: None  # type: ignore[method-assign]
 
 
 def build_model(frames: list[np.ndarray], where: Path) -> Path:
@@ -200,9 +220,8 @@ def run(quick: bool) -> Outcome:
         their_kept = sum(len(their_masks(r)) for r in theirs) / len(theirs)
         bare_ms = spread(times["bare"])["median"]
         iou = float(np.mean(ious)) if ious else float("nan")
-        for contender, kept in (("ultralytics predict", their_kept), ("our node", ours_kept), ("bare engine", None)):
-            key = contender.split()[-1] if contender != "our node" else "node"
-            key = "ultralytics" if contender.startswith("ultra") else key
+        for contender, key, kept in (("ultralytics predict", "ultralytics", their_kept),
+                                     ("our node", "node", ours_kept), ("bare engine", "bare", None)):
             s = spread(times[key])
             rows.append({"conf": conf, "contender": contender, "ms/frame": s["median"], "p90 ms/frame": s["p90"],
                          "overhead over bare": s["median"] / bare_ms - 1,
