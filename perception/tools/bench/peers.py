@@ -189,8 +189,9 @@ def compare(card: Path, frames: list[np.ndarray], theirs: list[Any]) -> tuple[li
 
 
 def run(quick: bool) -> Outcome:
-    _ultralytics()
-    with contextlib.redirect_stdout(sys.stderr):  # Ultralytics prints its export log: keep stdout for the report
+    # Ultralytics logs to stdout (its handler takes sys.stdout when first imported): keep stdout for the report
+    with contextlib.redirect_stdout(sys.stderr):
+        _ultralytics()
         return _run(quick)
 
 
