@@ -25,6 +25,7 @@ COMMANDS: dict[str, str] = {  # in the order `perception --help` lists them
     "keys": "perception.commands.keys",
     "record": "perception.commands.record",
     "compare": "perception.commands.compare",
+    "fleet": "perception.commands.fleet",
     "eval": "perception.commands.eval",
     "synth": "perception.commands.synth",
     "train": "perception.commands.train",
