@@ -244,6 +244,7 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
     trt = types.ModuleType("tensorrt")
     trt.__version__ = version  # type: ignore[attr-defined]
     builds: list[dict[str, Any]] = []
+    executions: list[dict[str, tuple[int, ...]]] = []  # the input shapes of every enqueued inference
 
     class Logger:
         WARNING = 2
@@ -313,7 +314,11 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             self.shapes: dict[str, Any] = {}
 
         def set_shape(self, name: str, lo: Any, opt: Any, hi: Any) -> None:
-            self.shapes[name] = (lo, opt, hi)
+            self.shapes[name] = (tuple(lo), tuple(opt), tuple(hi))
+
+        def valid(self) -> bool:  # what add_optimization_profile checks: min <= opt <= max everywhere
+            return all(len(lo) == len(opt) == len(hi) and all(a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True))
+                       for lo, opt, hi in self.shapes.values())
 
     class Config:
         def __init__(self) -> None:
@@ -340,6 +345,8 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             return self.timing
 
         def add_optimization_profile(self, profile: Profile) -> int:
+            if not profile.valid():
+                return -1  # TensorRT returns -1 for an invalid profile
             self.profiles.append(profile)
             return len(self.profiles) - 1
 
@@ -357,6 +364,16 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             return Profile()
 
         def build_serialized_network(self, network: Network, config: Config) -> bytes | None:
+            profiles = [{n: [list(s) for s in shapes] for n, shapes in p.shapes.items()} for p in config.profiles]
+            for tensor in network.inputs:
+                dims = tuple(tensor.shape)
+                if any(d < 0 for d in dims):
+                    # "Network has dynamic or shape inputs, but no optimization profile has been defined."
+                    if not profiles or any(tensor.name not in p for p in profiles):
+                        return None
+                    if any(not _fits(dims, p[tensor.name][0]) or not _fits(dims, p[tensor.name][2])
+                           for p in profiles):
+                        return None  # a profile shape that contradicts the network's fixed dims
             monitor = config.progress_monitor
             held = []
             if monitor is not None:
@@ -378,14 +395,15 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             if config.timing is not None:
                 config.timing.entries.append(len(config.timing.entries))
             builds.append({"flags": network.flags, "workspace": config.pools.get(0),
-                           "opt_level": config.builder_optimization_level,
+                           "opt_level": config.builder_optimization_level, "profiles": profiles,
                            "timing_entries_before": len(config.timing.entries) - 1 if config.timing else None})
-            header = json.dumps({"version": version, "gpu": gpu, "negate": disagree}).encode()
+            header = json.dumps({"version": version, "gpu": gpu, "negate": disagree, "profiles": profiles}).encode()
             return _PLAN_MAGIC + len(header).to_bytes(4, "little") + header + network.onnx
 
     class Engine:
-        def __init__(self, onnx: bytes, negate: bool = False) -> None:
+        def __init__(self, onnx: bytes, negate: bool = False, profiles: list[dict[str, Any]] | None = None) -> None:
             self.negate = negate
+            self.profiles = profiles or []
             self.session = ort.InferenceSession(onnx, providers=["CPUExecutionProvider"])
             self.io = [(i.name, TensorIOMode.INPUT, i) for i in self.session.get_inputs()]
             self.io += [(o.name, TensorIOMode.OUTPUT, o) for o in self.session.get_outputs()]
@@ -409,6 +427,16 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
         def get_tensor_dtype(self, name: str) -> int:
             return _ONNX_TO_CODE[self._arg(name).type]
 
+        @property
+        def num_optimization_profiles(self) -> int:
+            return max(len(self.profiles), 1)
+
+        def get_tensor_profile_shape(self, name: str, profile_index: int) -> list[tuple[int, ...]]:
+            """[min, opt, max] of a dynamic input in that profile (TensorRT raises for others)."""
+            if profile_index >= len(self.profiles) or name not in self.profiles[profile_index]:
+                raise RuntimeError(f"no profile {profile_index} shape for {name!r}")
+            return [tuple(s) for s in self.profiles[profile_index][name]]
+
         def create_execution_context(self) -> Context_:
             return Context_(self)
 
@@ -417,10 +445,31 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             self.engine = engine
             self.addresses: dict[str, int] = {}
             self.shapes: dict[str, tuple[int, ...]] = {}
+            self.shape_calls: list[tuple[str, tuple[int, ...]]] = []
+            self.profile = 0
             self.runs = 0
 
         def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
-            self.shapes[name] = tuple(shape)
+            """False (TensorRT logs an error) for a shape the engine's fixed dims or its profile do not allow."""
+            shape = tuple(int(d) for d in shape)
+            if self.engine.get_tensor_mode(name) != TensorIOMode.INPUT:
+                return False
+            dims = self.engine.get_tensor_shape(name)
+            if not _fits(dims, shape):
+                return False
+            if any(d < 0 for d in dims):
+                low, _opt, high = self.engine.get_tensor_profile_shape(name, self.profile)
+                if not all(a <= s <= b for a, s, b in zip(low, shape, high, strict=True)):
+                    return False
+            self.shapes[name] = shape
+            self.shape_calls.append((name, shape))
+            return True
+
+        def set_optimization_profile_async(self, profile_index: int, stream_handle: int) -> bool:
+            if not 0 <= profile_index < self.engine.num_optimization_profiles:
+                return False
+            self.profile = profile_index
+            self.shapes.clear()  # like TensorRT: input shapes must be set again for the new profile
             return True
 
         def get_tensor_shape(self, name: str) -> tuple[int, ...]:
@@ -440,6 +489,12 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             return True
 
         def execute_async_v3(self, stream_handle: int) -> bool:
+            for name, mode, _ in self.engine.io:  # a dynamic input whose shape was never set: not enqueued
+                if mode == TensorIOMode.INPUT and name not in self.shapes and \
+                        any(d < 0 for d in self.engine.get_tensor_shape(name)):
+                    return False
+            executions.append({n: self.shapes[n] for n, m, _ in self.engine.io if m == TensorIOMode.INPUT
+                               and n in self.shapes})
             if kernels == "none":
                 self.runs += 1
                 return True
@@ -469,7 +524,7 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
             header = json.loads(plan[12:12 + size])
             if (header.get("version"), header.get("gpu")) != (version, gpu):
                 return None  # real TensorRT refuses plans from another version or GPU
-            return Engine(plan[12 + size:], bool(header.get("negate")))
+            return Engine(plan[12 + size:], bool(header.get("negate")), header.get("profiles"))
 
     def nptype(code: int) -> type:
         return np.dtype(_DTYPES[code]).type
@@ -478,7 +533,14 @@ def make_fake_tensorrt(version: str = "10.3.0", gpu: str = "Fake GPU", kernels: 
         if name[0].isupper() or name == "nptype":
             setattr(trt, name.rstrip("_"), value)
     trt.builds = builds  # type: ignore[attr-defined]
+    trt.executions = executions  # type: ignore[attr-defined]
     return trt
+
+
+def _fits(dims: tuple[int, ...], shape: Any) -> bool:
+    """shape has dims' rank and agrees with every fixed (non -1) dimension."""
+    shape = tuple(shape)
+    return len(shape) == len(dims) and all(d < 0 or d == s for d, s in zip(dims, shape, strict=True))
 
 
 # ---------------------------------------------------------------- for other processes

@@ -40,6 +40,8 @@ def register(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
     p.add_argument("--device", type=int, default=0, help="CUDA device for the TensorRT stage")
     p.add_argument("--workspace-mib", type=int, default=1024)
     p.add_argument("--opt-level", type=int, default=3, choices=range(6), help="TensorRT builder optimization level")
+    p.add_argument("--max-batch", type=int, default=1,
+                   help="a dynamic batch axis: build the plan for 1..N frames per call (a node with N cameras)")
     p.set_defaults(func=run)
 
 
@@ -49,6 +51,7 @@ def run(args: argparse.Namespace) -> int:
     request = BuildRequest(model=args.model, precision=args.precision, calib=args.calib,
                            calib_frames=args.calib_frames, calib_method=args.calib_method,
                            eval_frames=args.eval_frames, frames=args.frames, force=args.force, cache_dir=args.cache_dir,
-                           device=args.device, workspace_mib=args.workspace_mib, opt_level=args.opt_level)
+                           device=args.device, workspace_mib=args.workspace_mib, opt_level=args.opt_level,
+                           max_batch=args.max_batch)
     build_engine(request, say=print, warn=lambda line: print(line, file=sys.stderr))
     return 0

@@ -236,17 +236,24 @@ class DeviceBuffer(_Owned):
         self._check_open()
         return int(self.raw)
 
-    def upload(self, host: PinnedBuffer, stream: Stream) -> None:
-        """Queue host -> device on stream; host must stay untouched until the stream passes this point."""
-        self._check_size(host.array)
-        with self.device.active(), cuda_errors("queue a host-to-device copy"):
-            self.device._drv.memcpy_htod_async(self.raw, host.array, stream.raw)
+    def upload(self, host: PinnedBuffer, stream: Stream, rows: int | None = None) -> None:
+        """Queue host -> device on stream; host must stay untouched until the stream passes this point.
 
-    def download(self, host: PinnedBuffer, stream: Stream) -> None:
-        """Queue device -> host on stream."""
-        self._check_size(host.array)
+        rows: only the first rows along axis 0 (a batch smaller than the buffer's largest)."""
+        array = self._rows(host.array, rows)
+        with self.device.active(), cuda_errors("queue a host-to-device copy"):
+            self.device._drv.memcpy_htod_async(self.raw, array, stream.raw)
+
+    def download(self, host: PinnedBuffer, stream: Stream, rows: int | None = None) -> None:
+        """Queue device -> host on stream (rows: only the first rows along axis 0)."""
+        array = self._rows(host.array, rows)
         with self.device.active(), cuda_errors("queue a device-to-host copy"):
-            self.device._drv.memcpy_dtoh_async(host.array, self.raw, stream.raw)
+            self.device._drv.memcpy_dtoh_async(array, self.raw, stream.raw)
+
+    def _rows(self, array: np.ndarray, rows: int | None) -> np.ndarray:
+        """The whole array, which must fill the buffer, or its first rows (a contiguous view of pinned memory)."""
+        self._check_size(array)
+        return array if rows is None or rows == len(array) else array[:rows]
 
     def _check_size(self, array: np.ndarray) -> None:
         self._check_open()

@@ -29,7 +29,8 @@ class EngineOptions:
 
     threads: CPU intra-op threads (0 = backend default). spin: let idle threads spin-wait
     (faster alone on a core, slower when capture and publishing share the CPU).
-    precision/device/cache_dir are for GPU backends.
+    precision/device/cache_dir are for GPU backends. max_batch: the most frames one call takes
+    (one per camera the node batches); TensorRT builds its optimization profile up to it.
     """
 
     threads: int = 0
@@ -37,6 +38,7 @@ class EngineOptions:
     device: int = 0
     precision: str = "fp32"
     cache_dir: Path | None = None
+    max_batch: int = 1
 
 
 @runtime_checkable

@@ -42,6 +42,7 @@ class BuildJob:
     key_digest: str  # the parent's key: the child refuses to build anything else
     workspace_mib: int = 1024
     optimization_level: int = 3
+    max_batch: int = 1  # the profile's top: one frame per camera the node batches
 
     def to_json(self) -> str:
         return json.dumps(asdict(self), sort_keys=True)
@@ -200,7 +201,8 @@ def build_in_child(job: BuildJob) -> None:
 
     trt = load_tensorrt()
     onnx_bytes = Path(job.onnx).read_bytes()
-    options = BuildOptions(workspace_mib=job.workspace_mib, optimization_level=job.optimization_level)
+    options = BuildOptions(workspace_mib=job.workspace_mib, optimization_level=job.optimization_level,
+                           max_batch=job.max_batch)
     cache = PlanCache(Path(job.cache_dir))
     device = CudaDevice(job.device)
     try:

@@ -52,6 +52,11 @@ class SwappableEngine:
     def outputs(self) -> tuple[TensorSpec, ...]:
         return self._current.outputs
 
+    @property
+    def max_batch(self) -> int | None:
+        """The current engine's (a TensorRT plan's profile top; None: any batch)."""
+        return getattr(self._current, "max_batch", None)
+
     def samples(self) -> list[Sample]:
         """The recorded (inputs, outputs) pairs, oldest first (copies: safe to use from another thread)."""
         with self._lock:
@@ -84,10 +89,12 @@ class SwappableEngine:
         outputs = engine.infer(feeds)
         if getattr(engine, "reuses_outputs", True):
             outputs = {name: array.copy() for name, array in outputs.items()}
-        if self.recording:
-            sample = ({k: np.array(v, copy=True) for k, v in feeds.items()}, outputs)
+        if self.recording:  # one sample per frame: a batch of several cameras is checked frame by frame
+            rows = min((len(v) for v in feeds.values()), default=1)
+            samples = [({k: np.array(v[i:i + 1], copy=True) for k, v in feeds.items()},
+                        {k: v[i:i + 1] if rows > 1 else v for k, v in outputs.items()}) for i in range(rows)]
             with self._lock:
-                self._samples.append(sample)
+                self._samples.extend(samples)
         return outputs
 
     def close(self) -> None:

@@ -9,6 +9,7 @@ CUDA events around the copies and the kernels give the GPU part of the inference
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import sys
 from collections import deque
@@ -28,6 +29,7 @@ from perception.inference.plan_cache import CachedPlan, PlanCache, PlanKey
 from perception.inference.trt_build import (
     BuildOptions,
     build_plan,
+    has_dynamic_batch,
     load_tensorrt,
     onnx_input_shapes,
     timing_cache_path,
@@ -53,8 +55,14 @@ def variant_path(model: Path, precision: str, cache_root: Path) -> Path:
 
 def plan_key(trt: ModuleType, gpu_name: str, compute_capability: str, onnx_bytes: bytes, precision: str,
              build: BuildOptions) -> tuple[PlanKey, dict[str, tuple[int, ...]]]:
-    """The cache key of the plan this TensorRT would build on this GPU, and the resolved input shapes."""
+    """The cache key of the plan this TensorRT would build on this GPU, and the resolved input shapes.
+
+    A graph with a fixed batch has no profile: its max_batch is left out of the key (as 1), so
+    a node with four cameras reuses the plan a one-camera node built for it.
+    """
     shapes = onnx_input_shapes(onnx_bytes)
+    if build.max_batch != 1 and not has_dynamic_batch(onnx_bytes):
+        build = dataclasses.replace(build, max_batch=1)
     key = PlanKey.create(hashlib.sha256(onnx_bytes).hexdigest(), str(trt.__version__), gpu_name,
                          compute_capability, precision, shapes, build.as_key())
     return key, shapes
@@ -76,10 +84,14 @@ class GpuTiming:
 class _Slot:
     """Pinned host buffers and events of one frame in flight."""
 
-    def __init__(self, device: CudaDevice, inputs: tuple[TensorSpec, ...], outputs: tuple[TensorSpec, ...]) -> None:
-        self.inputs = {t.name: PinnedBuffer(device, _static(t), t.dtype) for t in inputs}
-        self.outputs = {t.name: PinnedBuffer(device, _static(t), t.dtype) for t in outputs}
+    def __init__(self, device: CudaDevice, specs: tuple[TensorSpec, ...], shapes: Mapping[str, tuple[int, ...]],
+                 n_inputs: int) -> None:
+        buffers = {t.name: PinnedBuffer(device, shapes[t.name], t.dtype) for t in specs}
+        names = [t.name for t in specs]
+        self.inputs = {n: buffers[n] for n in names[:n_inputs]}
+        self.outputs = {n: buffers[n] for n in names[n_inputs:]}
         self.start, self.computing, self.computed, self.done = (Event(device) for _ in range(4))
+        self.rows = 0  # frames of the inference this slot holds
 
     def close(self) -> None:
         for owned in (*self.inputs.values(), *self.outputs.values(),
@@ -87,12 +99,13 @@ class _Slot:
             owned.close()
 
 
-def _static(spec: TensorSpec) -> tuple[int, ...]:
-    return tuple(int(d) for d in spec.shape)  # type: ignore[arg-type]
-
-
 class TrtEngine:
-    """Engine backend "tensorrt": model is the card's FP32 ONNX; options.precision picks the variant."""
+    """Engine backend "tensorrt": model is the card's FP32 ONNX; options.precision picks the variant.
+
+    A graph with a dynamic batch axis is built with an optimization profile over 1..options.max_batch
+    frames; buffers are sized for the largest batch and each call sets the context's input shape
+    to the batch it runs (TensorRT refuses a shape outside the profile).
+    """
 
     name = "tensorrt"
     SLOTS = 2
@@ -114,8 +127,9 @@ class TrtEngine:
         self.model = onnx_path
         self.device = CudaDevice(options.device)
         self._closed = False
+        build = dataclasses.replace(build or BuildOptions(), max_batch=options.max_batch)
         try:
-            self._open(onnx_path, options.precision, build or BuildOptions(), rebuild_corrupt, build_here)
+            self._open(onnx_path, options.precision, build, rebuild_corrupt, build_here)
         except BaseException:
             self.close()
             raise
@@ -148,37 +162,75 @@ class TrtEngine:
             self._context = self._engine.create_execution_context()
             self._inputs, self._outputs = self._io_specs(shapes)
             self.stream = Stream(self.device)
-            self._device_buffers = {t.name: DeviceBuffer(self.device, int(np.prod(_static(t))) * np.dtype(
-                t.dtype).itemsize) for t in (*self._inputs, *self._outputs)}
+            specs = (*self._inputs, *self._outputs)
+            self._device_buffers = {t.name: DeviceBuffer(self.device, int(np.prod(self._full[t.name])) * np.dtype(
+                t.dtype).itemsize) for t in specs}
             for name, buffer in self._device_buffers.items():
                 if not self._context.set_tensor_address(name, int(buffer)):
                     raise EngineError(f"TensorRT refused the address of tensor {name!r}", "rebuild the plan")
-            self._slots = [_Slot(self.device, self._inputs, self._outputs) for _ in range(self.SLOTS)]
+            self._slots = [_Slot(self.device, specs, self._full, len(self._inputs)) for _ in range(self.SLOTS)]
         self._pending: deque[_Slot] = deque()
         self._next = 0
         self.last_timing: GpuTiming | None = None
 
     def _io_specs(self, shapes: Mapping[str, tuple[int, ...]]) -> tuple[tuple[TensorSpec, ...], tuple[TensorSpec, ...]]:
+        """Specs of the inputs and outputs; self._full: each tensor's shape at the largest batch.
+
+        Where the plan's profile spans several batches the specs' batch axis is symbolic, like
+        ONNX Runtime's on the same graph, and max_batch is the profile's top.
+        """
         trt, engine, context = self._trt, self._engine, self._context
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs, outputs = [], []
+        self._full: dict[str, tuple[int, ...]] = {}
+        self._dynamic: list[str] = []  # inputs whose batch the context is told per call
+        self.max_batch = 1
         for name in names:
-            if engine.get_tensor_mode(name) == trt.TensorIOMode.INPUT:
-                shape = tuple(engine.get_tensor_shape(name))
-                if any(d < 0 for d in shape):
-                    shape = tuple(shapes[name])
-                    if not context.set_input_shape(name, shape):
-                        raise ModelMismatchError(f"TensorRT refused input shape {shape} for {name!r}",
-                                                 "rebuild the plan (perception engines clear)")
-                inputs.append(TensorSpec(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name))
+            if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
+                continue
+            shape = tuple(engine.get_tensor_shape(name))
+            if any(d < 0 for d in shape):
+                _low, _opt, high = (tuple(s) for s in engine.get_tensor_profile_shape(name, 0))
+                shape = (high[0], *shapes[name][1:]) if shape[0] < 0 else tuple(shapes[name])
+                if not context.set_input_shape(name, shape):
+                    raise ModelMismatchError(f"TensorRT refused input shape {shape} for {name!r}",
+                                             "rebuild the plan (perception engines clear)")
+                if shape[0] != shapes[name][0]:
+                    self._dynamic.append(name)
+            self.max_batch = max(self.max_batch, shape[0])
+            self._full[name] = shape
+            inputs.append(TensorSpec(name, self._batched(shape), self._dtype(name)))
         for name in names:
             if engine.get_tensor_mode(name) != trt.TensorIOMode.INPUT:
                 shape = tuple(context.get_tensor_shape(name))
                 if any(d < 0 for d in shape):
                     raise ModelMismatchError(f"output {name!r} has a data-dependent shape {shape}",
                                              "export the model with static output shapes")
-                outputs.append(TensorSpec(name, shape, np.dtype(trt.nptype(engine.get_tensor_dtype(name))).name))
+                self._full[name] = shape
+                outputs.append(TensorSpec(name, self._batched(shape), self._dtype(name)))
+        self._batch = self.max_batch  # the batch the context's input shapes are set to
         return tuple(inputs), tuple(outputs)
+
+    def _batched(self, shape: tuple[int, ...]) -> tuple[int | str, ...]:
+        return ("batch", *shape[1:]) if self._dynamic and shape[0] == self.max_batch else shape
+
+    def _dtype(self, name: str) -> str:
+        return np.dtype(self._trt.nptype(self._engine.get_tensor_dtype(name))).name
+
+    def _set_batch(self, rows: int) -> None:
+        """Tell the context the batch of the next inference (outputs follow from the input shapes)."""
+        if rows == self._batch:
+            return
+        if not 1 <= rows <= self.max_batch:
+            raise ModelMismatchError(f"a batch of {rows} frames is outside the plan's profile 1..{self.max_batch}",
+                                     f"set [model] batch = {self.max_batch} or less, or build the plan for "
+                                     f"{rows} (it is rebuilt for the node's batch)")
+        for name in self._dynamic:
+            shape = (rows, *self._full[name][1:])
+            if not self._context.set_input_shape(name, shape):
+                raise ModelMismatchError(f"TensorRT refused input shape {shape} for {name!r}",
+                                         "rebuild the plan (perception engines clear)")
+        self._batch = rows
 
     @property
     def inputs(self) -> tuple[TensorSpec, ...]:
@@ -199,13 +251,16 @@ class TrtEngine:
             raise EngineError(f"{self.SLOTS} inferences already in flight", "collect() one before submitting more")
         slot = self._slots[self._next]
         check_feeds(self._inputs, feeds)
+        rows = int(feeds[self._inputs[0].name].shape[0]) if self._dynamic else self.max_batch
+        self._set_batch(rows)
         for spec in self._inputs:
-            np.copyto(slot.inputs[spec.name].array, feeds[spec.name])
+            np.copyto(slot.inputs[spec.name].array[:rows], feeds[spec.name])
+        slot.rows = rows
         stream = self.stream
         with self.device.active():
             slot.start.record(stream)
             for name, host in slot.inputs.items():
-                self._device_buffers[name].upload(host, stream)
+                self._device_buffers[name].upload(host, stream, rows)
             slot.computing.record(stream)
             with cuda_errors("enqueue the TensorRT engine"):
                 ok = self._context.execute_async_v3(stream.handle)
@@ -214,7 +269,7 @@ class TrtEngine:
                                   "check `perception doctor`; rebuild the plan if TensorRT was upgraded")
             slot.computed.record(stream)
             for name, host in slot.outputs.items():
-                self._device_buffers[name].download(host, stream)
+                self._device_buffers[name].download(host, stream, rows)
             slot.done.record(stream)
         self._pending.append(slot)
         self._next = (self._next + 1) % self.SLOTS
@@ -228,7 +283,7 @@ class TrtEngine:
         slot.done.synchronize()
         self.last_timing = GpuTiming(slot.start.elapsed_ms(slot.computing), slot.computing.elapsed_ms(slot.computed),
                                      slot.computed.elapsed_ms(slot.done))
-        return {name: host.array for name, host in slot.outputs.items()}
+        return {name: host.array[:slot.rows] for name, host in slot.outputs.items()}
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
         if self._pending:

@@ -37,19 +37,41 @@ def tensorrt_major(trt: ModuleType) -> int:
     return int(str(trt.__version__).split(".")[0])
 
 
+MAX_BATCH = 256  # frames one plan may take; far above any camera rig
+
+
 @dataclass(frozen=True)
 class BuildOptions:
     """Builder settings that change the plan, hence part of its cache key."""
 
     workspace_mib: int = 1024
     optimization_level: int = 3  # TensorRT's default; 5 searches longer for faster kernels
+    # the top of the optimization profile over a dynamic batch axis (1..max_batch, tuned for
+    # max_batch): a plan built for 1 frame cannot run a batch of 4 cameras, so it is in the key
+    max_batch: int = 1
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_batch <= MAX_BATCH:
+            raise EngineError(f"max batch {self.max_batch} is outside 1..{MAX_BATCH}",
+                              "build for the number of cameras the node batches ([model] batch)")
 
     def as_key(self) -> dict[str, object]:
-        return {"workspace_mib": self.workspace_mib, "optimization_level": self.optimization_level}
+        return {"workspace_mib": self.workspace_mib, "optimization_level": self.optimization_level,
+                "max_batch": self.max_batch}
 
 
 def onnx_input_shapes(onnx_bytes: bytes, batch: int = 1) -> dict[str, tuple[int, ...]]:
     """Graph inputs with every dynamic dimension resolved (batch -> `batch`, others refused)."""
+    return {name: tuple(batch if d is None else d for d in dims) for name, dims in _onnx_inputs(onnx_bytes).items()}
+
+
+def has_dynamic_batch(onnx_bytes: bytes) -> bool:
+    """Whether some graph input has a dynamic batch axis (then a plan takes 1..max_batch frames)."""
+    return any(dims and dims[0] is None for dims in _onnx_inputs(onnx_bytes).values())
+
+
+def _onnx_inputs(onnx_bytes: bytes) -> dict[str, tuple[int | None, ...]]:
+    """Graph inputs' dimensions, None for a dynamic batch axis; any other dynamic dimension is refused."""
     try:
         import onnx
     except ImportError as exc:
@@ -60,16 +82,16 @@ def onnx_input_shapes(onnx_bytes: bytes, batch: int = 1) -> dict[str, tuple[int,
     except Exception as exc:  # protobuf raises its own DecodeError types
         raise EngineError(f"the file is not a valid ONNX model ({exc})", "re-export the model") from exc
     initializers = {i.name for i in model.graph.initializer}
-    shapes: dict[str, tuple[int, ...]] = {}
+    shapes: dict[str, tuple[int | None, ...]] = {}
     for value in model.graph.input:
         if value.name in initializers:
             continue
-        dims = []
+        dims: list[int | None] = []
         for axis, dim in enumerate(value.type.tensor_type.shape.dim):
             if dim.HasField("dim_value") and dim.dim_value > 0:
                 dims.append(int(dim.dim_value))
             elif axis == 0:
-                dims.append(batch)
+                dims.append(None)
             else:
                 raise ModelMismatchError(
                     f"input {value.name!r} has a dynamic dimension {axis} ({dim.dim_param or '?'})",
@@ -184,7 +206,7 @@ def build_plan(trt: ModuleType, onnx_bytes: bytes, shapes: Mapping[str, tuple[in
     config = builder.create_builder_config()
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, options.workspace_mib << 20)
     config.builder_optimization_level = options.optimization_level
-    _add_profile(builder, network, config, shapes)
+    _add_profile(builder, network, config, shapes, options.max_batch)
     if progress is not None or on_fraction is not None:
         config.progress_monitor = make_progress_monitor(trt, progress, on_fraction)
     lock = timing_cache.with_suffix(".lock") if timing_cache else None
@@ -205,8 +227,13 @@ def build_plan(trt: ModuleType, onnx_bytes: bytes, shapes: Mapping[str, tuple[in
     return bytes(serialized)
 
 
-def _add_profile(builder: Any, network: Any, config: Any, shapes: Mapping[str, tuple[int, ...]]) -> None:
-    """Inputs with dynamic dims get one optimization profile pinned to the resolved shape."""
+def _add_profile(builder: Any, network: Any, config: Any, shapes: Mapping[str, tuple[int, ...]],
+                 max_batch: int) -> None:
+    """Inputs with a dynamic batch axis get one optimization profile over 1..max_batch frames.
+
+    opt = max: the node batches one frame per camera, so the full batch is the common case and
+    the one TensorRT should pick kernels for; smaller batches (a camera lost) still run.
+    """
     profile = None
     for i in range(network.num_inputs):
         tensor = network.get_input(i)
@@ -216,8 +243,10 @@ def _add_profile(builder: Any, network: Any, config: Any, shapes: Mapping[str, t
         if tensor.name not in shapes:
             raise ModelMismatchError(f"input {tensor.name!r} is dynamic {dims} and has no resolved shape",
                                      "export the ONNX with fixed input sizes")
-        shape = tuple(shapes[tensor.name])
+        low = tuple(shapes[tensor.name])
+        high = (max_batch, *low[1:]) if dims[0] < 0 else low
         profile = profile or builder.create_optimization_profile()
-        profile.set_shape(tensor.name, shape, shape, shape)
-    if profile is not None:
-        config.add_optimization_profile(profile)
+        profile.set_shape(tensor.name, low, high, high)
+    if profile is not None and config.add_optimization_profile(profile) < 0:
+        raise EngineError(f"TensorRT refused the optimization profile over batches 1..{max_batch}",
+                          "check the ONNX input shapes (perception inspect)")

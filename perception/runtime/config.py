@@ -124,9 +124,11 @@ class ModelConfig:
             raise ConfigError(f"[model] cache_dir = {str(self.cache_dir)!r} exists and is not a folder",
                               "give a folder for the engine's plan cache")
 
-    def engine_options(self) -> EngineOptions:
+    def engine_options(self, cameras: int = 1) -> EngineOptions:
+        """cameras: how many the node serves; a TensorRT plan is built for batches up to `batch`, or one
+        frame per camera (the node batches no more than that)."""
         return EngineOptions(threads=self.threads, spin=self.spin, device=self.device, precision=self.precision,
-                             cache_dir=self.cache_dir)
+                             cache_dir=self.cache_dir, max_batch=self.batch or cameras)
 
     def build_limits(self) -> BuildLimits:
         return BuildLimits(timeout_s=self.build_timeout_s, memory_mib=self.build_memory_mib)

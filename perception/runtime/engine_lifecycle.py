@@ -132,7 +132,8 @@ class EngineLifecycle:
                        f"{s.options.precision}` once (it makes and gates the variant)", key=None)
             return None
         try:
-            key, _ = plan_key(trt, device_name, capability, onnx.read_bytes(), s.options.precision, BuildOptions())
+            key, _ = plan_key(trt, device_name, capability, onnx.read_bytes(), s.options.precision,
+                              BuildOptions(max_batch=s.options.max_batch))
         except PerceptionError as exc:
             self._fail(exc.problem, exc.fix, key=None)
             return None
@@ -241,7 +242,7 @@ class EngineLifecycle:
             self._detail = f"serving on {s.fallback}; {s.engine} plan building ({fraction:.0%})"
 
         job = BuildJob(onnx=str(onnx), precision=s.options.precision, device=s.options.device,
-                       cache_dir=str(self.cache.root), key_digest=key.digest())
+                       cache_dir=str(self.cache.root), key_digest=key.digest(), max_batch=s.options.max_batch)
         self._builder = BuilderProcess(job, s.limits, self.cache.root / f"{key.digest()}.build.log", progress)
         if self._stop.is_set():
             return None

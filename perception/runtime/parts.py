@@ -65,11 +65,12 @@ def build_parts(config: NodeConfig) -> NodeParts:
                               lossless_timeout_s=p.lossless_timeout_s if p.lossless else None)
         stack.pop_all()  # from here the node owns them
     m, lifecycle = config.model, None
+    options = m.engine_options(len(cameras))
     if m.fallback:
-        lifecycle = EngineLifecycle(card, LifecycleSettings(m.engine, m.fallback, m.engine_options(), m.build_limits()))
+        lifecycle = EngineLifecycle(card, LifecycleSettings(m.engine, m.fallback, options, m.build_limits()))
         open_pipeline = lifecycle.open_pipeline
     else:
-        open_pipeline = functools.partial(Pipeline.from_card, card, m.engine, m.engine_options())
+        open_pipeline = functools.partial(Pipeline.from_card, card, m.engine, options)
     source = sources if len(cameras) > 1 else sources[cameras[0].name]
     return NodeParts(source=source, open_pipeline=open_pipeline, publisher=publisher, recorder=recorder, ops=ops,
                      engine_lifecycle=lifecycle)

@@ -108,9 +108,10 @@ class Pipeline:
 
     @property
     def max_batch(self) -> int | None:
-        """Frames one engine call takes: the graph's fixed batch, or None where the batch axis is dynamic."""
+        """Frames one engine call takes: the graph's fixed batch, the top of a TensorRT plan's batch
+        profile, or None where any batch goes (ONNX Runtime on a dynamic batch axis)."""
         batch = {i.name: i for i in self.engine.inputs}[self.card.input.name].shape[0]
-        return batch if isinstance(batch, int) else None
+        return batch if isinstance(batch, int) else getattr(self.engine, "max_batch", None)
 
     def run_batch(self, prepared: list[Prepared], stamps: list[StageStamps]) -> list[Inferred]:
         """One engine call on several frames (a dynamic batch axis); each gets its own outputs and stamps."""

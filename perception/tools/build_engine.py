@@ -45,6 +45,7 @@ class BuildRequest:
     device: int = 0
     workspace_mib: int = 1024
     opt_level: int = 3
+    max_batch: int = 1  # the plan's profile over a dynamic batch axis: 1..max_batch frames
 
 
 def resolve(model: Path) -> tuple[Path, ModelCard | None]:
@@ -154,7 +155,7 @@ def tensorrt_stage(onnx_path: Path, args: BuildRequest, say: Say) -> None:
         from perception.inference.tensorrt import TrtEngine
 
         engine = TrtEngine(onnx_path, EngineOptions(device=args.device, precision=args.precision,
-                                                    cache_dir=args.cache_dir),
+                                                    cache_dir=args.cache_dir, max_batch=args.max_batch),
                            build=BuildOptions(workspace_mib=args.workspace_mib, optimization_level=args.opt_level))
     except MissingDependencyError as exc:
         say(f"TensorRT stage skipped: {exc.problem}.\n  install: {exc.fix}\n"
