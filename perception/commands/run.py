@@ -79,6 +79,9 @@ def register(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--record", type=Path, help="record input and published messages to this MCAP file")
     p.add_argument("--overwrite", action="store_true",
                    help="replace an existing --record file (never one of the run's inputs)")
+    p.add_argument("--deterministic", action="store_true", default=None,
+                   help="with --rate 0 on a replay: the --record file is the same bytes on every run (epoch from "
+                        "the drive, no process time in it; docs/recording.md 'Lock-step determinism')")
     p.add_argument("--no-tracking", action="store_true", help="leave instance ids 0 (no tracker)")
     p.add_argument("--quiet", action="store_true", help="no summary table at exit")
     p.set_defaults(func=run)
@@ -114,7 +117,8 @@ def build_config(args: argparse.Namespace) -> NodeConfig:
                       lossless=args.lossless, lossless_timeout_s=args.lossless_timeout)
     config = override(config, "ops", metrics=args.metrics, allow_public=args.allow_public, foxglove=args.foxglove)
     config = override(config, "record", path=args.record)
-    config = override(config, "run", max_frames=args.max_frames, summary=False if args.quiet else None)
+    config = override(config, "run", max_frames=args.max_frames, summary=False if args.quiet else None,
+                      deterministic=args.deterministic)
     return override(config, "tracking", enabled=False if args.no_tracking else None)
 
 

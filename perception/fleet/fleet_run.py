@@ -8,9 +8,11 @@ from pathlib import Path
 from typing import Any
 
 from perception.core.errors import ConfigError
-from perception.fleet.backends import BACKENDS, Resources
+from perception.fleet.backends import ProcessWorkers, RayWorkers, Resources
 from perception.fleet.drives import Drive
+from perception.fleet.pool import Workers, run_pool
 from perception.fleet.replay import ReplaySettings, completed
+from perception.fleet.scoring import total
 from perception.ops.progress import Progress
 
 SUMMARY = "summary.json"
@@ -35,7 +37,10 @@ def run_fleet(drives: list[Drive], settings: ReplaySettings, resources: Resource
     progress = Progress("fleet", len(todo), unit="drive")
     failed = 0
     try:
-        for n, result in enumerate(BACKENDS[backend](todo, settings, resources), start=1):
+        workers: Workers[Any] | None = None
+        if todo:
+            workers = RayWorkers(settings, resources) if backend == "ray" else ProcessWorkers(settings)
+        for n, result in enumerate(run_pool(workers, todo, resources.workers, out) if workers else (), start=1):
             results[result["drive"]] = result
             failed += result["status"] != "done"
             progress.postfix(f"done {n - failed}, failed {failed}, remaining {len(todo) - n}")
@@ -52,12 +57,12 @@ def summarise(results: list[dict[str, Any]], wall_s: float) -> dict[str, Any]:
     return {"drives": results, "totals": {
         "drives": len(results), "done": len(done), "failed": len(results) - len(done),
         "frames": sum(r["frames"] for r in done), "objects": sum(r["objects"] for r in done),
-        "wall_s": round(wall_s, 3)}}
+        "score": total(r.get("score") for r in done), "wall_s": round(wall_s, 3)}}
 
 
 def format_summary(summary: dict[str, Any]) -> str:
-    rows = [f"{'drive':<28} {'status':<7} {'frames':>7} {'objects':>8} {'e2e p50':>8} {'e2e p99':>8}  "
-            "stage p50 ms / error"]
+    rows = [f"{'drive':<28} {'status':<7} {'frames':>7} {'objects':>8} {'PQ':>5} {'SQ':>5} {'RQ':>5} {'IDF1':>5} "
+            f"{'e2e p50':>8} {'e2e p99':>8}  stage p50 ms / error"]
     for r in summary["drives"]:
         latency = r.get("latency") or {}
         e2e = latency.get("end_to_end") or {}
@@ -65,11 +70,23 @@ def format_summary(summary: dict[str, Any]) -> str:
         p50 = f"{e2e['p50_ns'] / 1e6:.1f}" if e2e else "-"
         p99 = f"{e2e['p99_ns'] / 1e6:.1f}" if e2e else "-"
         rows.append(f"{r['drive'][:28]:<28} {r['status']:<7} {r.get('frames', 0):>7} {r.get('objects', 0):>8} "
-                    f"{p50:>8} {p99:>8}  {r.get('error', stages)}")
+                    f"{_quality(r.get('score'))} {p50:>8} {p99:>8}  {r.get('error', stages)}")
     t = summary["totals"]
+    rows.append(f"{'all drives':<28} {'':<7} {t['frames']:>7} {t['objects']:>8} {_quality(t.get('score'))}")
+    scored = t.get("score")
     rows.append(f"{t['drives']} drives: {t['done']} done, {t['failed']} failed; {t['frames']} frames, "
-                f"{t['objects']} objects in {t['wall_s']:.1f} s")
+                f"{t['objects']} objects in {t['wall_s']:.1f} s"
+                + (f"; PQ/SQ/RQ over the {scored['drives']} drive(s) with ground truth" if scored else ""))
     return "\n".join(rows)
+
+
+def _quality(score: dict[str, Any] | None) -> str:
+    """PQ SQ RQ IDF1 (percent) of a drive with ground truth; dashes for one without."""
+    if not score:
+        return f"{'-':>5} {'-':>5} {'-':>5} {'-':>5}"
+    idf1 = (score.get("tracking") or {}).get("idf1")
+    idf1_text = f"{100 * idf1:>5.1f}" if isinstance(idf1, float) else f"{'-':>5}"
+    return f"{score['pq']:>5.1f} {score['sq']:>5.1f} {score['rq']:>5.1f} {idf1_text}"
 
 
 def load_summary(out: Path) -> dict[str, Any]:

@@ -18,7 +18,7 @@ writer in the folder removes those of killed processes (perception.record.temp_f
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO
@@ -229,3 +229,14 @@ def read_drive(path: str | os.PathLike[str], *, recover: bool = False) -> Iterat
             raise EmptyRecordingError(f"drive {str(recording.path)!r} has no frames on {image_topic!r}",
                                       "write at least one frame")
         yield pending
+
+
+def read_ground_truth(path: str | os.PathLike[str]) -> Generator[tuple[int, GroundTruth], None, None]:
+    """(stamp_ns, ground truth) of every frame that has one, without decoding the images; none
+    for a file without a ground-truth topic (a recording, another tool's MCAP)."""
+    with McapRecording(path) as recording:
+        if GROUND_TRUTH_TOPIC not in recording.topics():
+            return
+        for _schema, channel, message in recording.messages([GROUND_TRUTH_TOPIC]):
+            yield decode_ground_truth(message.data, f"drive {str(recording.path)!r} topic {channel.topic!r} "
+                                                    f"at log time {message.log_time}")

@@ -24,6 +24,11 @@ clock, they are logged at the wall clock at once, so hours without a frame stay 
 the Foxglove timeline and `mcap:?start=&end=` windows show the drive's own time even for a
 recording made at --rate 0, where frames arrive a few ms apart. Publish time is the wall
 clock when the recorder got the message.
+
+A deterministic recorder (a lock-step replay's, `--deterministic`) writes the same bytes on every
+run of the same drive: publish time is the log time, published messages are kept in their
+lock-step form (perception.wire.lockstep: no process time, no heartbeats, stats or previews,
+a metadata message only when it changes), and chunks are closed by drive time, not wall time.
 """
 
 from __future__ import annotations
@@ -53,6 +58,7 @@ from perception.record.image_channel import (
     check_image_format,
     chunk_compression,
 )
+from perception.wire.lockstep import lockstep_form
 from perception.wire.schema import SCHEMA_VERSION
 
 RECORDING_FORMAT = "perception.recording"
@@ -107,6 +113,7 @@ def _is_mcap(path: Path) -> bool:
 
 MCAP_MAGIC = b"\x89MCAP0\r\n"
 FRAME_TOPIC_SUFFIX = b"/frame/"
+META_TOPIC_SUFFIX = b"/meta/"
 
 
 def _frame_stamp(header: bytes) -> int | None:
@@ -123,10 +130,15 @@ class Recorder:
 
     def __init__(self, path: str | os.PathLike[str], *, image_format: str = "jpeg",
                  metadata: dict[str, dict[str, str]] | None = None, flush_interval_s: float = 1.0,
-                 chunk_size: int = CHUNK_SIZE, cameras: Sequence[str] = (), live_clock: bool = False) -> None:
+                 chunk_size: int = CHUNK_SIZE, cameras: Sequence[str] = (), live_clock: bool = False,
+                 deterministic: bool = False) -> None:
         """cameras: the node's camera names when it has more than one (a channel pair per camera)."""
         self.path = Path(path)
         self.live_clock = live_clock  # frame stamps are wall clock (live sources)
+        if deterministic and live_clock:
+            raise RecordingError("a deterministic recording needs a replay: a live camera's stamps are the wall clock",
+                                 "record live cameras without --deterministic")
+        self.deterministic = deterministic
         check_image_format(image_format)
         if self.path.is_dir():
             raise RecordingError(f"cannot record to {str(self.path)!r}: it is a folder",
@@ -174,12 +186,13 @@ class Recorder:
             self._file = None
             raise
         self.flush_interval_ns = int(flush_interval_s * 1e9)
-        self._last_flush_ns = monotonic_ns()
+        self._last_flush_ns = 0 if deterministic else monotonic_ns()
+        self._last_metadata: dict[int, dict[str, object]] = {}  # deterministic: per channel, without seq
         self.frames = 0
         self.messages = 0
         self._results: dict[str | None, int] = {}
         self._clock_ns: int | None = None  # the latest frame stamp: log time of messages without one
-        self._waiting: list[tuple[int, int, bytes, int]] = []  # (channel, sequence, data, publish time)
+        self._waiting: list[tuple[int, int, bytes, int | None]] = []  # (channel, sequence, data, publish time)
 
     # -- what the node calls ---------------------------------------------------------------------
 
@@ -206,12 +219,19 @@ class Recorder:
     def record_message(self, topic: bytes, parts: list[bytes]) -> None:
         """One published multipart message; the Publisher's tap."""
         self._check_open()
+        if self.deterministic:
+            lockstep = lockstep_form(parts)
+            if lockstep is None:
+                return
+            parts = lockstep
         channel = self._wire_channels.get(topic)
         if channel is None:
             channel = self._writer.register_channel(
                 topic.decode("utf-8", errors="replace"), MESSAGE_ENCODING, 0,
                 {"wire_schema_version": str(SCHEMA_VERSION), "layout": "msgpack array of the multipart frames"})
             self._wire_channels[topic] = channel
+        if self.deterministic and topic.endswith(META_TOPIC_SUFFIX) and self._repeats_metadata(channel, parts):
+            return
         sequence = self._sequences.get(channel, 0)
         self._sequences[channel] = sequence + 1
         data = msgpack.packb([bytes(p) for p in parts], use_bin_type=True)
@@ -221,10 +241,10 @@ class Recorder:
             now = time.time_ns()  # the clock the camera's stamps will be in
             self._writer.add_message(channel, log_time=now, publish_time=now, sequence=sequence, data=data)
         elif self._clock_ns is None:
-            self._waiting.append((channel, sequence, data, time.time_ns()))
+            self._waiting.append((channel, sequence, data, None if self.deterministic else time.time_ns()))
         else:
-            self._writer.add_message(channel, log_time=self._clock_ns, publish_time=time.time_ns(),
-                                     sequence=sequence, data=data)
+            self._writer.add_message(channel, log_time=self._clock_ns,
+                                     publish_time=self._publish_time(self._clock_ns), sequence=sequence, data=data)
         self.messages += 1
         self._maybe_flush()
 
@@ -234,7 +254,8 @@ class Recorder:
         key, _, annotations = self._channel(result.camera)
         self._advance_clock(result.stamp_ns)
         sequence = self._results.get(key, 0)
-        self._writer.add_message(annotations, log_time=result.stamp_ns, publish_time=time.time_ns(),
+        self._writer.add_message(annotations, log_time=result.stamp_ns,
+                                 publish_time=self._publish_time(result.stamp_ns),
                                  sequence=sequence,
                                  data=image_annotations.encode(result.stamp_ns, result.segmentation, class_names))
         self._results[key] = sequence + 1
@@ -246,7 +267,7 @@ class Recorder:
             return
         try:
             if self._waiting:  # no frame ever came: the wall clock is the only clock there is
-                self._advance_clock(time.time_ns())
+                self._advance_clock(0 if self.deterministic else time.time_ns())
             self._writer.finish()
             os.fsync(self._file.fileno())
         finally:
@@ -264,13 +285,28 @@ class Recorder:
             return
         self._clock_ns = stamp_ns if self._clock_ns is None else max(self._clock_ns, stamp_ns)
         for channel, sequence, data, publish_ns in self._waiting:
-            self._writer.add_message(channel, log_time=self._clock_ns, publish_time=publish_ns,
+            self._writer.add_message(channel, log_time=self._clock_ns,
+                                     publish_time=self._clock_ns if publish_ns is None else publish_ns,
                                      sequence=sequence, data=data)
         self._waiting.clear()
 
+    def _publish_time(self, log_time_ns: int) -> int:
+        """The wall clock when the message came; a deterministic recording's is its log time."""
+        return log_time_ns if self.deterministic else time.time_ns()
+
+    def _repeats_metadata(self, channel: int, parts: list[bytes]) -> bool:
+        """A metadata message sent again unchanged (to a subscriber that just joined)."""
+        header = msgpack.unpackb(parts[1])
+        header.pop("seq", None)
+        if self._last_metadata.get(channel) == header:
+            return True
+        self._last_metadata[channel] = header
+        return False
+
     def _maybe_flush(self) -> None:
-        # a chunk is closed by size inside mcap's writer; this bounds it by time as well
-        now = monotonic_ns()
+        # a chunk is closed by size inside mcap's writer; this bounds it by time as well (the
+        # drive's time in a deterministic recording, so its chunks fall the same on every run)
+        now = (self._clock_ns or 0) if self.deterministic else monotonic_ns()
         if now - self._last_flush_ns >= self.flush_interval_ns:
             self._writer.flush()
             self._last_flush_ns = now

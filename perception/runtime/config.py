@@ -191,6 +191,9 @@ class RunConfig:
     heartbeat_interval_s: float = 1.0
     latency_window: int = 300
     summary: bool = True
+    # lock-step replay whose recording is the same bytes on every run (docs/recording.md "Lock-step
+    # determinism"): needs rate 0 and replay sources
+    deterministic: bool = False
 
     def __post_init__(self) -> None:
         _at_least(self.max_frames, 0, "[run] max_frames", "0 = until the source ends", 2**62)

@@ -101,7 +101,8 @@ class Node:
                 self.ops.start(self._sample)
                 self._status("starting")
                 pipeline = parts.open_pipeline()
-                stack.callback(pipeline.close)
+                if parts.close_pipeline:
+                    stack.callback(pipeline.close)
                 if parts.engine_lifecycle is not None:  # stops a background build before the engine closes
                     stack.callback(parts.engine_lifecycle.close)
                 batch = self._batch_size(pipeline)

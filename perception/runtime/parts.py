@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from perception import __version__
 from perception.capture.source import Source, open_source
 from perception.capture.thread import Backoff
+from perception.core.errors import ConfigError
 from perception.core.frame import monotonic_ns
 from perception.models.card import ModelCard, load_card
 from perception.ops.operations import Operations, operations_for
@@ -40,16 +41,23 @@ class NodeParts:
     clock: Callable[[], int] = monotonic_ns  # CLOCK_MONOTONIC ns: heartbeats, stats, stalls, waits
     backoff: Backoff = field(default_factory=Backoff)  # between reconnects of a lost camera
     engine_lifecycle: EngineLifecycle | None = None  # when open_pipeline serves a fallback while TensorRT builds
+    close_pipeline: bool = True  # False: the pipeline is lent (a fleet worker's) and outlives the run
 
 
-def build_parts(config: NodeConfig) -> NodeParts:
-    """Everything a node needs, from its launch configuration; bad input raises a PerceptionError."""
+def build_parts(config: NodeConfig, pipeline: Pipeline | None = None) -> NodeParts:
+    """Everything a node needs, from its launch configuration; bad input raises a PerceptionError.
+
+    pipeline: one already open (a fleet worker's, serving drive after drive), which the node
+    borrows and leaves open.
+    """
     from perception.wire.curve import load_server_keys
-    from perception.wire.publisher import Publisher
+    from perception.wire.publisher import Publisher, drive_epoch
 
     cameras = config.cameras
     sources = {c.name: open_source(c.uri) for c in cameras}
-    card = load_card(config.model.card)
+    if config.run.deterministic:
+        _check_deterministic(config, sources)
+    card = pipeline.card if pipeline is not None else load_card(config.model.card)
     o = config.ops
     ops = operations_for(cameras[0].name, o.metrics, allow_public=o.allow_public, notify=o.notify,
                          live_status=o.live_status and config.run.summary,
@@ -62,9 +70,15 @@ def build_parts(config: NodeConfig) -> NodeParts:
         publisher = Publisher(p.endpoint, [c.name for c in cameras], compression=p.compression, sndhwm=p.sndhwm,
                               allow_public=p.allow_public, tap=recorder.record_message if recorder else None,
                               curve=load_server_keys(p.curve_keys) if p.curve_keys is not None else None,
-                              lossless_timeout_s=p.lossless_timeout_s if p.lossless else None)
+                              lossless_timeout_s=p.lossless_timeout_s if p.lossless else None,
+                              epoch=drive_epoch(",".join(c.uri for c in cameras)) if config.run.deterministic
+                              else None)
         stack.pop_all()  # from here the node owns them
     m, lifecycle = config.model, None
+    if pipeline is not None:
+        source = sources if len(cameras) > 1 else sources[cameras[0].name]
+        return NodeParts(source=source, open_pipeline=lambda: pipeline, publisher=publisher, recorder=recorder,
+                         ops=ops, close_pipeline=False)
     options = m.engine_options(len(cameras))
     if m.fallback:
         lifecycle = EngineLifecycle(card, LifecycleSettings(m.engine, m.fallback, options, m.build_limits()))
@@ -76,16 +90,42 @@ def build_parts(config: NodeConfig) -> NodeParts:
                      engine_lifecycle=lifecycle)
 
 
+def open_pipeline(config: NodeConfig) -> Pipeline:
+    """The node's pipeline of this configuration, opened now (a fleet worker opens it once)."""
+    m = config.model
+    return Pipeline.from_card(load_card(m.card), m.engine, m.engine_options(len(config.cameras)))
+
+
+# where this run's outputs go and how it reports: not part of what a deterministic run computes,
+# so left out of its recording (a fleet run and `perception run` then write the same bytes)
+_RUN_LOCAL = ("publish.endpoint", "record.path", "run.summary", "ops.")
+
+
+def _check_deterministic(config: NodeConfig, sources: dict[str, Source]) -> None:
+    if any(c.rate != 0 for c in config.cameras):
+        raise ConfigError("a deterministic run replays lock-step, but the source rate is not 0",
+                          "pass --rate 0 (or [source] rate = 0)")
+    live = [name for name, source in sources.items() if source.live]
+    if live:
+        raise ConfigError(f"a deterministic run needs replays, and camera {live[0]} is live",
+                          "replay a recording (mcap:, rosbag:, synthetic:, a video file), or drop --deterministic")
+    if config.model.fallback:
+        raise ConfigError("a deterministic run cannot switch engines mid-run ([model] fallback)",
+                          "build the TensorRT plan first (perception build-engine), or drop the fallback")
+
+
 def _open_recorder(config: NodeConfig, card: ModelCard, live: bool) -> Recorder | None:
     rec = config.record
     if rec.path is None:
         return None
     from perception.record.recorder import Recorder
 
-    metadata = {"launch": _flatten(config.to_dict()), "versions": {"perception": __version__},
-                "model_card": _flatten(card.to_dict())}
+    launch = _flatten(config.to_dict())
+    if config.run.deterministic:
+        launch = {k: v for k, v in launch.items() if not k.startswith(_RUN_LOCAL)}
+    metadata = {"launch": launch, "versions": {"perception": __version__}, "model_card": _flatten(card.to_dict())}
     return Recorder(rec.path, image_format=rec.image_format, metadata=metadata,
-                    cameras=[c.name for c in config.cameras], live_clock=live)
+                    cameras=[c.name for c in config.cameras], live_clock=live, deterministic=config.run.deterministic)
 
 
 def _flatten(data: dict[str, Any], prefix: str = "") -> dict[str, str]:

@@ -47,6 +47,7 @@ class Pipeline:
         self.preprocessor = Preprocessor(card.input)
         self.decoder = decoder or make_decoder(card)
         self._copy_outputs = bool(getattr(engine, "reuses_outputs", True))
+        self._warm = False
         self._check()
 
     @classmethod
@@ -87,13 +88,15 @@ class Pipeline:
         self.decoder.check(self.engine.outputs)
 
     def warm_up(self, runs: int) -> None:
-        """First inferences allocate and tune; do them before the first real frame."""
+        """First inferences allocate and tune; do them before the first real frame. An engine
+        that already ran (a fleet worker's next drive) is only reset."""
         spec = self.card.input
         shape = (1, 3, spec.height, spec.width) if spec.layout == "NCHW" else (1, spec.height, spec.width, 3)
         blank = np.zeros(shape, np.dtype(spec.dtype))
-        for _ in range(runs):
+        for _ in range(0 if self._warm else runs):
             self.engine.infer({spec.name: blank})
-        self.reset()  # a stateful segmenter must not remember the blank frames
+        self._warm = True
+        self.reset()  # a stateful segmenter must not remember the blank frames, nor the last drive
 
     def reset(self) -> None:
         """Start a new scene: stateful segmenters (the motion method's background) forget the last one."""

@@ -6,6 +6,7 @@ topic gets the last metadata at once (class names, model) instead of waiting for
 
 from __future__ import annotations
 
+import hashlib
 import secrets
 from collections.abc import Callable, Mapping, Sequence
 from types import TracebackType
@@ -52,6 +53,13 @@ def new_epoch() -> int:
     return epoch
 
 
+def drive_epoch(drive: str) -> int:
+    """Nonzero uint64 from the drive's name (its source URIs): a deterministic replay of the same
+    drive carries the same epoch on every run, so its recording is the same bytes."""
+    epoch = int.from_bytes(hashlib.sha256(drive.encode()).digest()[:8], "big")
+    return epoch or 1
+
+
 class Publisher:
     """Publishes frames, metadata, status and stats of its cameras. Not thread-safe: one thread calls it.
 
@@ -86,6 +94,7 @@ class Publisher:
         fps: float = TYPICAL_FPS,
         message_bytes: int = TYPICAL_MESSAGE_BYTES,
         curve: ServerKeys | None = None,
+        epoch: int | None = None,
     ) -> None:
         """Bind now; a bad, public (without allow_public) or busy endpoint raises WireError.
 
@@ -95,6 +104,7 @@ class Publisher:
         also for messages the socket refused, so a recording holds everything published.
         curve: serve only the clients of a CURVE key folder (perception.wire.curve); a non-loopback
         bind is then allowed without allow_public.
+        epoch: a deterministic replay's (drive_epoch); None, as for every live node, draws a random one.
         """
         names = [camera] if isinstance(camera, str) else list(camera)
         self.cameras = tuple(check_camera(c) for c in names)
@@ -107,7 +117,9 @@ class Publisher:
         if lossless_timeout_s is not None and not lossless_timeout_s > 0:
             raise WireError(f"lossless_timeout_s={lossless_timeout_s} is not a timeout", "pass seconds > 0")
         self.compression = compression
-        self.epoch = new_epoch()
+        if epoch is not None and not 0 < epoch <= 2**64 - 1:
+            raise WireError(f"epoch {epoch} is not a nonzero uint64", "use drive_epoch(), or None for a random one")
+        self.epoch = new_epoch() if epoch is None else epoch
         self.dropped = 0  # messages the socket refused (nodrop mode); per-subscriber drops show as gaps
         self.sent = 0
         self.subscriptions: dict[Kind, int] = dict.fromkeys(KINDS, 0)  # subscribe messages ever seen
