@@ -236,7 +236,7 @@ class _ReplaySource:
         if wanted is not None:
             if wanted not in topics:
                 raise TopicError(f"topic {wanted!r} is not in {self.kind} {str(self.path)!r}; image topics: "
-                                 f"{topic_listing(images)}", "pass one of them as ?topic=NAME")
+                                 f"{topic_listing(images)}", "pass one of them as ?topic=NAME (or in ?topics=A,B)")
             if wanted not in images:
                 raise TopicError(f"topic {wanted!r} in {str(self.path)!r} has type {topics[wanted]!r}, not an "
                                  f"image; image topics: {topic_listing(images)}", "pass an image topic as ?topic=NAME")

@@ -32,6 +32,10 @@ class FrameError(PerceptionError):
 class SourceError(PerceptionError):
     """A source that cannot be opened: unknown scheme, missing file, absent camera, unreadable recording."""
 
+    # False where reopening cannot help (a topic a recording does not have): a camera of a
+    # multi-camera node that fails so at start stops the node instead of being retried
+    retry_helps = True
+
 
 class ModelMismatchError(PerceptionError):
     """A model whose inputs or outputs disagree with its card or with what a decoder needs."""

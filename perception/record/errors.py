@@ -30,6 +30,8 @@ class EmptyRecordingError(RecordingError):
 class TopicError(RecordingError):
     """A topic that is not in the recording, is not an image topic, or a choice that is ambiguous."""
 
+    retry_helps = False  # the recording will not grow that topic
+
 
 class UnknownEncodingError(RecordingError):
     """An image encoding (or compressed format) the replay cannot turn into BGR."""

@@ -168,7 +168,7 @@ class Node:
                 camera.source.open()
                 camera.opened = True
             except (SourceError, SourceLost) as exc:
-                if camera.camera.required:
+                if camera.camera.required or not getattr(exc, "retry_helps", True):
                     raise
                 log.warning("camera %s: %s; the others start, it is retried", camera.name, exc)
                 camera.lost_at_start(str(exc))
