@@ -38,10 +38,13 @@ Probe = Callable[[], NodeSample]
 
 
 class Operations:
-    def __init__(self, camera: str, *, metrics: ListenAddress | None = None, allow_public: bool = False,
+    """cameras: the node's, the first is the default camera (the live line, systemd, /healthz are node-wide)."""
+
+    def __init__(self, cameras: Sequence[str], *, metrics: ListenAddress | None = None, allow_public: bool = False,
                  notifier: SystemdNotifier | None = None, live: LiveStatus | None = None,
                  stall_s: float = 2.0, replay_progress: bool = False, foxglove: ListenAddress | None = None) -> None:
-        self.camera = camera
+        self.cameras = list(cameras)
+        self.camera = self.cameras[0]
         self.health = Health(stall_s)
         self.notifier = notifier
         self.live = live
@@ -63,21 +66,21 @@ class Operations:
         self._next_status = self._next_live = self._next_watchdog = 0.0
 
     @classmethod
-    def quiet(cls, camera: str) -> Operations:
+    def quiet(cls, cameras: Sequence[str]) -> Operations:
         """Reports to no one: tests and embedded use."""
-        return cls(camera)
+        return cls(cameras)
 
     def start(self, probe: Probe) -> None:
         """Serve /metrics and /healthz (a busy or public port without allow_public raises OpsError)."""
         self._probe = probe
         if self._metrics_address is not None:
-            self.metrics = NodeMetrics(self.camera, probe, lambda: self.health.current_state)
+            self.metrics = NodeMetrics(self.cameras, probe, lambda: self.health.current_state)
             self.server = OpsServer(self._metrics_address, self.metrics, self.health, allow_public=self._allow_public)
             log.info("metrics on http://%s/metrics, health on /healthz", self.server.address)
         if self._foxglove_address is not None:
             from perception.ops.foxglove_live import FoxgloveLive
 
-            self.foxglove = FoxgloveLive(self._foxglove_address, self.camera, allow_public=self._allow_public)
+            self.foxglove = FoxgloveLive(self._foxglove_address, self.cameras, allow_public=self._allow_public)
             log.info("Foxglove on ws://%s", self.foxglove.address)
 
     def replaying(self, length: int | None, max_frames: int = 0) -> None:
@@ -89,10 +92,10 @@ class Operations:
         self._replaying = True  # the bar starts with the first frames, after the start-up log lines
         self.live = None
 
-    def describe(self, info: Mapping[str, str]) -> None:
-        """Engine, model, version: the `perception_node_info` series."""
+    def describe(self, info: Mapping[str, str], camera: str | None = None) -> None:
+        """Engine, model, source, version of a camera (default: the first): its `perception_node_info` series."""
         if self.metrics is not None:
-            self.metrics.describe(info)
+            self.metrics.describe(info, camera)
 
     def state(self, state: str, detail: str = "") -> None:
         if state != self._logged_state:  # transitions only: the heartbeat repeats states every second
@@ -105,16 +108,19 @@ class Operations:
             log.log(level, "state %s%s", state, f" ({detail})" if detail else "",
                     extra={"camera": self.camera, "state": state})
         self.health.state(state, detail)
-        if self.foxglove is not None:
-            self.foxglove.status(state, detail)
         if self.notifier is not None and state == "ready" and not self._ready_sent:
             self._ready_sent = True  # READY=1 once: after warm-up, when frames start flowing
             self.notifier.ready(f"ready{': ' + detail if detail else ''}")
 
-    def frame(self, stamps: Mapping[str, int]) -> None:
+    def camera_state(self, camera: str, state: str, detail: str = "") -> None:
+        """A status one camera published: on its own Foxglove status channel."""
+        if self.foxglove is not None:
+            self.foxglove.status(camera, state, detail)
+
+    def frame(self, stamps: Mapping[str, int], camera: str | None = None) -> None:
         self.health.frame()
         if self.metrics is not None:
-            self.metrics.observe(stamps)
+            self.metrics.observe(stamps, camera)
 
     def result(self, image: np.ndarray, result: FrameResult, class_names: Sequence[str]) -> None:
         """A published frame with its picture: for the live Foxglove streams."""
@@ -133,7 +139,8 @@ class Operations:
         if self.foxglove is not None and now >= self._next_stats:
             self._next_stats = now + STATUS_INTERVAL_S
             sample = self._probe()
-            self.foxglove.stats({**sample.latency, "counters": dict(sample.counters)})
+            for camera, own in (dict(sample.cameras) or {self.camera: sample}).items():
+                self.foxglove.stats(camera, {**own.latency, "counters": dict(own.counters)})
         state = self.health.current_state
         notifier = self.notifier
         if notifier is not None and notifier.watchdog_interval_s and now >= self._next_watchdog:
@@ -180,13 +187,13 @@ class Operations:
             self.notifier.close()
 
 
-def operations_for(camera: str, metrics: str, *, allow_public: bool, notify: bool, live_status: bool,
+def operations_for(cameras: Sequence[str], metrics: str, *, allow_public: bool, notify: bool, live_status: bool,
                    stall_s: float, foxglove: str = "") -> Operations:
     """From launch settings: metrics 'HOST:PORT' or '' (off), systemd if asked and present, live line on a tty."""
     from perception.ops.listen import parse_listen
 
     return Operations(
-        camera,
+        cameras,
         metrics=parse_listen(metrics, "--metrics") if metrics else None,
         allow_public=allow_public,
         notifier=SystemdNotifier.from_environment() if notify else None,

@@ -14,6 +14,10 @@ class NodeSample:
     queues: Mapping[str, int] = field(default_factory=dict)  # queue name -> frames waiting
     subscriptions: Mapping[str, int] = field(default_factory=dict)  # topic kind -> open subscriptions
     reconnects: int = 0  # times the source was reopened after a loss
+    state: str = ""  # a camera's own state (ready, source_lost, ...); "" in the node-wide sample
+    # the node's cameras, each its own sample (counters, latency, its capture queue, reconnects, state);
+    # empty: the sample is the one camera's
+    cameras: Mapping[str, NodeSample] = field(default_factory=dict)
 
     @property
     def dropped(self) -> int:

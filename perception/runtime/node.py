@@ -58,7 +58,7 @@ class Node:
     def __init__(self, config: NodeConfig, parts: NodeParts) -> None:
         self.config = config
         self.parts = parts
-        self.ops = parts.ops or Operations.quiet(config.cameras[0].name)
+        self.ops = parts.ops or Operations.quiet([c.name for c in config.cameras])
         self.cameras = [CameraRun(camera, source, config) for camera, source in
                         zip(config.cameras, _sources_by_camera(config, parts), strict=True)]
         self.latency = LatencyBook(config.run.latency_window)  # all cameras: the operators' figure
@@ -322,7 +322,7 @@ class Node:
                         Stage.PUBLISH.value: published.publish_ns}
         camera.latency.add(stage_stamps)
         self.latency.add(stage_stamps)
-        self.ops.frame(stage_stamps)
+        self.ops.frame(stage_stamps, camera.name)
         self.ops.result(frame.image, result, pipeline.card.class_names)
         if recorder is not None:
             recorder.record_frame(frame, camera.name)
@@ -371,6 +371,7 @@ class Node:
 
     def _camera_status(self, camera: CameraRun, state: str, detail: str) -> None:
         self.parts.publisher.publish_status(state, camera.counters.snapshot(), detail, camera.name)
+        self.ops.camera_state(camera.name, state, detail)
 
     def _sample(self) -> NodeSample:
         """For the metrics scrape (another thread) and the status line: counts are locked, the rest is reads."""
@@ -378,14 +379,16 @@ class Node:
         queues = {"capture": sum(c.capture.slot.depth for c in self.cameras if c.capture),
                   "inference": inference.handoff.qsize() if inference else 0}
         subscriptions = {k.value: n for k, n in dict(publisher.open_subscriptions).items()}
+        cameras = {c.name: NodeSample(c.counters.snapshot(), c.latency.snapshot(),
+                                      {"capture": c.capture.slot.depth if c.capture else 0}, {},
+                                      c.capture.reconnects if c.capture else 0, c.state) for c in self.cameras}
         return NodeSample(combined_counters(self.cameras), self.latency.snapshot(), queues, subscriptions,
-                          sum(c.capture.reconnects for c in self.cameras if c.capture))
+                          sum(c.capture.reconnects for c in self.cameras if c.capture), cameras=cameras)
 
     def _metadata(self, pipeline: Pipeline, camera: CameraRun) -> dict[str, Any]:
         card = pipeline.card
-        if camera is self.cameras[0]:
-            self.ops.describe({"engine": pipeline.engine.name, "model": card.name, "source": camera.source.uri.raw,
-                               "precision": self.config.model.precision, "version": __version__})
+        self.ops.describe({"engine": pipeline.engine.name, "model": card.name, "source": camera.source.uri.raw,
+                           "precision": self.config.model.precision, "version": __version__}, camera.name)
         return {
             "camera": camera.name,
             "cameras": [c.name for c in self.cameras],

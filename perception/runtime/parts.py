@@ -59,7 +59,7 @@ def build_parts(config: NodeConfig, pipeline: Pipeline | None = None) -> NodePar
         _check_deterministic(config, sources)
     card = pipeline.card if pipeline is not None else load_card(config.model.card)
     o = config.ops
-    ops = operations_for(cameras[0].name, o.metrics, allow_public=o.allow_public, notify=o.notify,
+    ops = operations_for([c.name for c in cameras], o.metrics, allow_public=o.allow_public, notify=o.notify,
                          live_status=o.live_status and config.run.summary,
                          stall_s=max(c.stall_timeout_s for c in cameras), foxglove=o.foxglove)
     with ExitStack() as stack:
