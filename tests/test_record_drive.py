@@ -44,6 +44,11 @@ def test_lossless_formats_round_trip_pixels_stamps_and_truth(tmp_path: Path, ima
             assert frame.ground_truth.segments == _truth(i).segments
         else:
             assert frame.ground_truth is None
+    images_only = list(read_drive(path, ground_truth=False))  # a replay: the same frames, truth left undecoded
+    assert [f.stamp_ns for f in images_only] == stamps
+    assert all(f.ground_truth is None for f in images_only)
+    for i, frame in enumerate(images_only):
+        np.testing.assert_array_equal(frame.bgr, _frame(i))
 
 
 def test_jpeg_drive_is_close_and_opens_with_the_mcap_reader(tmp_path: Path) -> None:

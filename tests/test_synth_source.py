@@ -10,7 +10,8 @@ import pytest
 from perception.capture.errors import SourceError
 from perception.capture.source import open_source
 from perception.cli import main
-from perception.record.drive import read_drive
+from perception.record.drive import DRIVE_FORMAT, read_drive
+from perception.record.mcap_file import McapRecording
 from perception.synth import Drive
 from perception.synth.scene import START_NS
 
@@ -37,6 +38,8 @@ def test_source_renders_into_cache_and_replays_exact_frames(cache: Path) -> None
     frames = _read_all("synthetic:?seed=3&frames=6&fps=5")
     files = list(cache.glob("*.mcap"))
     assert len(files) == 1 and "seed3" in files[0].name
+    with McapRecording(files[0]) as recording:  # raw frames: the fastest lossless format to replay
+        assert recording.metadata()[DRIVE_FORMAT]["image_format"] == "raw"
     assert [stamp for _, stamp in frames] == [START_NS + i * 200_000_000 for i in range(6)]
     drive = Drive(3, 6, fps=5.0)
     for i, (bgr, _) in enumerate(frames):

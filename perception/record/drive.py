@@ -205,15 +205,19 @@ def _image_topic(recording: McapRecording) -> str:
                      "write drives with DriveWriter (or replay with mcap:PATH?topic=NAME)")
 
 
-def read_drive(path: str | os.PathLike[str], *, recover: bool = False) -> Iterator[DriveFrame]:
+def read_drive(path: str | os.PathLike[str], *, recover: bool = False,
+               ground_truth: bool = True) -> Iterator[DriveFrame]:
     """Frames of a drive in stamp order, each with its ground truth when the drive has one.
 
     recover=True reads a drive whose writer was killed up to its last complete chunk.
+    ground_truth=False leaves the ground truth undecoded (None): a replay into the node needs only
+    the images, and the 16-bit PNG id map costs more to decode than a raw frame.
     """
     with McapRecording(path, recover=recover) as recording:
         image_topic = _image_topic(recording)
         pending: DriveFrame | None = None
-        for schema, channel, message in recording.messages([image_topic, GROUND_TRUTH_TOPIC]):
+        topics = [image_topic, GROUND_TRUTH_TOPIC] if ground_truth else [image_topic]
+        for schema, channel, message in recording.messages(topics):
             what = f"drive {str(recording.path)!r} topic {channel.topic!r} at log time {message.log_time}"
             if channel.topic == GROUND_TRUTH_TOPIC:
                 stamp_ns, truth = decode_ground_truth(message.data, what)

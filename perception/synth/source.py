@@ -5,7 +5,9 @@ watching traffic pass (640x360 unless width/height say otherwise), for the motio
 
 Rendering costs tens of milliseconds a frame, so the source never renders beside the engine:
 open() renders the whole drive once into the drive cache ($XDG_CACHE_HOME/perception/drives,
-keyed by the parameters and the generator version) and replays that file. Stamps are
+keyed by the parameters and the generator version) and replays that file: raw pixels in zstd
+chunks (~0.3 ms a 320x192 frame to read, against ~1.5 ms for PNG images and their PNG ground
+truth), the ground truth left undecoded. Stamps are
 START_NS + i * 1e9 / fps, the same for every seed.
 """
 
@@ -56,7 +58,7 @@ class SyntheticSource:
     def open(self) -> None:
         self.close()
         self.path = cached_drive(self.seed, self.frames, self.fps, self.width, self.height, self.camera)
-        self._frames = read_drive(self.path)
+        self._frames = read_drive(self.path, ground_truth=False)
 
     def read(self) -> tuple[np.ndarray, int] | None:
         if self._frames is None:
