@@ -95,7 +95,7 @@ def test_top_k_is_deterministic_on_ties() -> None:
 
 @pytest.mark.parametrize(("src_h", "src_w", "resize"), [
     (720, 1280, "letterbox"), (720, 1280, "stretch"), (100, 90, "letterbox"), (1080, 607, "letterbox"),
-    (96, 128, "stretch"), (61, 77, "stretch"),
+    (96, 128, "stretch"), (61, 77, "stretch"), (360, 640, "stretch"), (97, 129, "stretch"), (200, 100, "stretch"),
 ])
 def test_to_source_counts_the_same_as_a_full_recount(src_h: int, src_w: int, resize: str) -> None:
     from perception.models.card import InputSpec
@@ -151,7 +151,8 @@ def test_a_minus_infinite_losing_logit_is_a_zero_probability() -> None:
 
 
 @pytest.mark.parametrize(("src_h", "src_w", "resize"),
-                         [(96, 128, "stretch"), (720, 1280, "letterbox"), (50, 64, "stretch")])
+                         [(96, 128, "stretch"), (720, 1280, "letterbox"), (50, 64, "stretch"), (360, 640, "stretch"),
+                          (97, 129, "stretch")])
 def test_grouped_pixels_track_areas_and_boxes_like_a_full_recount(src_h: int, src_w: int, resize: str) -> None:
     from perception.models.card import InputSpec
     from perception.models.preprocess import Preprocessor

@@ -162,6 +162,14 @@ class Canvas:
         sampled = crop[used_rows][:, used_cols]  # what the source map is made of (skipped pixels left out)
         weights = np.outer(row_repeats, col_repeats).ravel()
         areas = np.rint(np.bincount(sampled.ravel(), weights, minlength=n + 1)[: n + 1]).astype(np.int64)
+        if sampled.shape == self.id_map.shape and n:
+            # a stretch that copies every network pixel (an upscale): a source box is the tracked
+            # network box's first and last rows/columns mapped through the copies (row_of is sorted)
+            net = np.asarray(self._boxes, np.int64).reshape(-1, 4)
+            boxes = np.stack([np.searchsorted(col_of, net[:, 0], "left"), np.searchsorted(row_of, net[:, 1], "left"),
+                              np.searchsorted(col_of, net[:, 2] - 1, "right"),
+                              np.searchsorted(row_of, net[:, 3] - 1, "right")], axis=1).astype(np.int32)
+            return self._table(source_map, areas, boxes)
         in_row = np.zeros((n + 1, sampled.shape[0]), bool)
         in_col = np.zeros((n + 1, sampled.shape[1]), bool)
         in_row[sampled, np.arange(sampled.shape[0])[:, None]] = True
