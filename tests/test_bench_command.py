@@ -46,6 +46,11 @@ def test_quick_benchmark_reports_its_figures_and_machine(name: str) -> None:
         assert report["ratio"] > 0 and report["bare_fps"] > 0  # type: ignore[operator]
     if name == "wire":
         assert 0 < report["percent_of_raw"] < 100  # type: ignore[operator]
+    if name == "overhead":  # py-spy (dev extra) sampled the node: busy shares per stage add up to the whole
+        rows = [r for r in report["rows"] if "py-spy" in str(r.get("source"))]  # type: ignore[union-attr]
+        shares = [float(r["share of busy"].rstrip("%")) for r in rows if r.get("share of busy")]
+        assert any(r["stage"] == "decode" for r in rows), rows
+        assert sum(shares) == pytest.approx(100, abs=0.5)
 
 
 def test_every_benchmark_is_listed_with_a_test_or_the_peer_extra() -> None:
