@@ -49,5 +49,5 @@ def run(quick: bool) -> Outcome:
     return Outcome(figures, rows, {"frames_short": short, "frames_long": long, "repetitions": repetitions,
                                    "threads": 2, "model": "panoptic-tiny"},
                    ["CPU per frame = (CPU of the long run - CPU of the short run) / extra frames, this process only; "
-                    "stage columns are wall p50 of the last long run; py-spy rows: samples of the node's Python threads "
-                    "(wall time while not waiting), ONNX Runtime's own pool threads are not seen"])
+                    "stage columns are wall p50 of the last long run; py-spy rows: samples of the node's Python "
+                    "threads (wall time while not waiting), ONNX Runtime's own pool threads are not seen"])
