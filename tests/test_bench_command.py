@@ -47,7 +47,9 @@ def test_quick_benchmark_reports_its_figures_and_machine(name: str) -> None:
     if name == "wire":
         assert 0 < report["percent_of_raw"] < 100  # type: ignore[operator]
     if name == "overhead":  # py-spy (dev extra) sampled the node: busy shares per stage add up to the whole
-        rows = [r for r in report["rows"] if "py-spy" in str(r.get("source"))]  # type: ignore[union-attr]
+        table = report["rows"]
+        assert isinstance(table, list)
+        rows = [r for r in table if "py-spy" in str(r.get("source"))]
         shares = [float(r["share of busy"].rstrip("%")) for r in rows if r.get("share of busy")]
         assert any(r["stage"] == "decode" for r in rows), rows
         assert sum(shares) == pytest.approx(100, abs=0.5)
