@@ -17,7 +17,10 @@ from rosbags.typesys import Stores, get_typestore
 
 from perception.cli import main
 from perception.fleet.drives import drive_name
+from perception.record.drive import GROUND_TRUTH_TOPIC
+from perception.record.image_channel import ImageChannel
 from tests import fleet_support
+from tests.onnx_models import scene
 from tests.waiting import wait_until
 
 DRIVES = [f"synthetic:?seed={s}&frames=3" for s in (41, 42, 43)]
@@ -171,3 +174,25 @@ def test_without_ray_the_command_says_how_to_install_it(tmp_path, capsys, monkey
     # and a plain install does not bring Ray: it is only ever an extra
     ray = [r for r in importlib.metadata.requires("perception-node") or [] if r.startswith("ray")]
     assert ray and all("extra ==" in r for r in ray)
+
+
+def test_damaged_ground_truth_is_noted_and_the_drive_still_done(tmp_path, capsys):
+    drive = tmp_path / "damaged_truth.mcap"
+    with drive.open("wb") as stream:
+        writer = McapWriter(stream)
+        writer.start(profile="ros2", library="test")
+        images = ImageChannel(writer, "png")
+        truth = writer.register_channel(GROUND_TRUTH_TOPIC, "msgpack", 0)
+        for i in range(2):
+            stamp = 1_000_000_000 + i * 100_000_000
+            images.write(stamp, scene(), stamp)
+            writer.add_message(truth, stamp, b"\xc1 not ground truth", stamp)
+        writer.finish()
+    out = tmp_path / "out"
+    assert main(["fleet", "run", str(drive), "--out", str(out), *PROCESSES]) == 0
+    result = _by_drive(out)["damaged_truth"]
+    assert result["status"] == "done" and result["frames"] == 2
+    error = result["score"]["error"]
+    assert error.startswith("ground truth not scored:") and "/ground_truth" in error
+    assert _summary(out)["totals"]["score"] is None
+    assert "1 drives: 1 done, 0 failed" in capsys.readouterr().out

@@ -71,4 +71,6 @@ def test_deterministic_needs_lock_step_replay(tmp_path, capsys):
             "--record", str(tmp_path / "out.mcap")]
     assert main([*base, "--source", "synthetic:?seed=1&frames=2", "--rate", "1"]) == 2
     assert "--rate 0" in capsys.readouterr().err
+    assert main([*base, "--source", "fake:?total=2", "--rate", "0"]) == 2  # a camera (tests/fakes.py)
+    assert "camera cam0 is live" in capsys.readouterr().err
     assert not (tmp_path / "out.mcap").exists()

@@ -82,7 +82,7 @@ def format_summary(summary: dict[str, Any]) -> str:
 
 def _quality(score: dict[str, Any] | None) -> str:
     """PQ SQ RQ IDF1 (percent) of a drive with ground truth; dashes for one without."""
-    if not score:
+    if not score or "pq" not in score:
         return f"{'-':>5} {'-':>5} {'-':>5} {'-':>5}"
     idf1 = (score.get("tracking") or {}).get("idf1")
     idf1_text = f"{100 * idf1:>5.1f}" if isinstance(idf1, float) else f"{'-':>5}"

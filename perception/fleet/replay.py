@@ -106,12 +106,16 @@ class DriveWorker:
 
 
 def score(recording: Path, truth_file: Any, card: Any) -> dict[str, Any] | None:
-    """PQ against the drive's ground truth, for drives that carry one (synthetic drives, perception synth files)."""
+    """PQ against the drive's ground truth, for drives that carry one (synthetic drives, perception synth
+    files). Ground truth that cannot be scored (another size, unknown classes) is noted; the drive is done."""
     if not isinstance(truth_file, Path) or truth_file.suffix.lower() != ".mcap" or not truth_file.is_file():
         return None
     from perception.fleet.scoring import score_recording
 
-    return score_recording(recording, truth_file, card)
+    try:
+        return score_recording(recording, truth_file, card)
+    except PerceptionError as exc:
+        return {"error": f"ground truth not scored: {exc}"}
 
 
 def failed(drive: Drive, out: Path, error: str) -> dict[str, Any]:

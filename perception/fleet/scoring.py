@@ -83,7 +83,7 @@ def _things(truth: GroundTruth, mapping: Mapping[int, int | None] | None) -> Tru
 
 def total(scores: Iterable[Mapping[str, Any] | None]) -> dict[str, Any] | None:
     """PQ of all scored drives' frames together, and the summed tracking counts."""
-    scored = [s for s in scores if s]
+    scored = [s for s in scores if s and "classes" in s]
     if not scored:
         return None
     names = list(scored[0]["classes"])
