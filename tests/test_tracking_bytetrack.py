@@ -55,6 +55,27 @@ def test_two_moving_objects_keep_their_ids_and_get_velocities_in_px_per_s() -> N
     np.testing.assert_allclose(tracks.centroid[1], [105, 30 + 20 * 0.7], atol=0.6)
 
 
+def test_the_velocity_is_the_centroids_not_the_box_centres() -> None:
+    """A parked block with a thin arm growing right at 40 px/s: the box centre moves at 20 px/s,
+    the mask's centroid (what `centroid` reports) far slower; the velocity follows the centroid."""
+    tracker = ByteTracker()
+    centroids = []
+    for k in range(10):
+        t = k * 0.1
+        id_map = np.zeros((60, 160), np.uint16)
+        id_map[10:40, 10:40] = 1
+        id_map[24:26, 40:round(40 + 40 * t) + 1] = 1
+        out = tracker.update(Segmentation.from_id_map(id_map, np.array([5]), np.array([0.9]), np.ones(1, bool)),
+                             T0 + round(t * S))
+        tracks = out.segments.tracks
+        assert tracks is not None
+        centroids.append(float(tracks.centroid[0, 0]))
+    centroid_speed = (centroids[-1] - centroids[-3]) / 0.2
+    assert centroid_speed < 10  # the box centre moves at 20
+    assert tracks is not None
+    assert tracks.velocity[0, 0] == pytest.approx(centroid_speed, abs=1.5)
+
+
 def test_the_same_motion_reads_the_same_with_frames_dropped_or_at_half_rate() -> None:
     """dt comes from the stamps: a 30 px/s object is 30 px/s at 10 fps, 5 fps or with holes."""
     schedules = {"10 fps": [k * 0.1 for k in range(20)], "5 fps": [k * 0.2 for k in range(10)],

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -12,6 +13,7 @@ from perception.cli import main
 from perception.core.segmentation import Segmentation
 from perception.evaluation.hota import ALPHAS, HotaAccumulator
 from perception.evaluation.mot import TrackingAccumulator, TruthThings
+from perception.evaluation.pq import EvaluationError
 from perception.evaluation.tracking import DriveFrame, score, truth_as_detections, with_true_velocities
 
 
@@ -68,6 +70,43 @@ def test_small_true_things_are_ignored_with_the_tracks_on_them() -> None:
     assert report["num_false_positives"] == 0 and report["idf1"] == pytest.approx(1.0)
 
 
+def test_mostly_hidden_true_things_are_ignored_only_under_the_visibility_rule() -> None:
+    blobs = {1: (0, 0, 10, 10), 2: (20, 0, 30, 10)}
+    strict, lenient = TrackingAccumulator(), TrackingAccumulator(min_visibility=0.25)
+    for instance in ({1: 1, 2: 2}, {1: 1, 2: 9}):  # the second one's id changes
+        truth, pred = _frame(blobs, instance)
+        truth = replace(truth, visibility=np.array([1.0, 0.1]))  # it shows a tenth of itself
+        strict.add(truth, pred)
+        lenient.add(truth, pred)
+    assert strict.report()["num_switches"] == 1 and strict.report()["num_unique_objects"] == 2
+    report = lenient.report()
+    assert report["num_switches"] == 0 and report["num_unique_objects"] == 1
+    assert report["num_false_positives"] == 0 and report["min_visibility"] == 0.25
+
+
+def test_the_visibility_rule_needs_a_drive_that_knows_visibility() -> None:
+    with pytest.raises(EvaluationError, match="no visibility"):
+        TrackingAccumulator(min_visibility=0.25).add(*_frame({1: (0, 0, 10, 10)}, {1: 1}))
+
+
+def test_velocity_is_scored_against_the_whole_object_and_the_visible_centroid_apart() -> None:
+    """A track moving at 30 px/s: the visible centroid says 30 (error 0), the whole object 40."""
+    acc = TrackingAccumulator(min_track_s=0.0)
+    from perception.tracking.bytetrack import ByteTracker
+
+    tracker = ByteTracker()
+    for k in range(10):
+        truth, _ = _frame({1: (2 + 3 * k, 5, 8 + 3 * k, 9)}, {1: 1}, velocity=30.0)
+        truth = replace(truth, velocity=np.array([[30.0, 0.0]]), amodal_velocity=np.array([[40.0, 0.0]]))
+        acc.add(truth, tracker.update(truth_as_detections(truth), k * 100_000_000))
+    report = acc.report()
+    assert report["velocity"]["truth"] == "amodal centroid"
+    assert report["velocity_visible"]["truth"] == "visible centroid"
+    assert report["velocity"]["samples"] == report["velocity_visible"]["samples"] > 0
+    assert report["velocity_visible"]["median_relative_error"] < 0.05
+    assert report["velocity"]["median_relative_error"] == pytest.approx(0.25, abs=0.04)  # |30 - 40| / 40
+
+
 def test_true_velocities_are_central_differences_of_the_visible_centroid() -> None:
     frames = [_frame({1: (2 + 3 * k, 5, 8 + 3 * k, 9)}, {1: 1})[0] for k in range(3)]
     stamps = [0, 100_000_000, 200_000_000]
@@ -88,7 +127,8 @@ def test_bytetrack_scores_perfectly_on_a_clean_constant_motion_sequence() -> Non
     for variant in ("all frames", "30% dropped", "half rate"):
         report = score([drive], ByteTracker, variant, [1])
         assert report["idf1"] == pytest.approx(1.0) and report["num_switches"] == 0, variant
-        assert report["velocity"]["median_relative_error"] < 0.05, variant
+        assert report["velocity_visible"]["median_relative_error"] < 0.05, variant
+        assert report["velocity"]["samples"] == 0  # no amodal truth in a hand-made drive
 
 
 def test_eval_tracking_json_on_a_rendered_drive(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
@@ -103,6 +143,10 @@ def test_eval_tracking_json_on_a_rendered_drive(tmp_path: Path, monkeypatch: pyt
     for key in ("idf1", "hota", "mota", "num_switches", "num_fragmentations", "switches_per_100_tracks"):
         assert key in metrics
     assert 0.5 < metrics["idf1"] <= 1.0
+    assert metrics["velocity"]["truth"] == "amodal centroid" and metrics["velocity"]["samples"] > 0
+    lenient = out["ground_truth_visible"]["bytetrack"]["all frames"]
+    strict = out["ground_truth"]["bytetrack"]["all frames"]
+    assert out["min_visibility"] == 0.25 and lenient["num_unique_objects"] <= strict["num_unique_objects"]
     assert "model: idf1 bytetrack >= iou" in out["targets"]
     assert main(["eval", "--tracking", "--seed", "11", "--frames", "12", "--no-model"]) == 0
     table = capsys.readouterr().out

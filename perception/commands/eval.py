@@ -7,6 +7,7 @@ import json
 import sys
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -161,8 +162,9 @@ def _tracking(args: argparse.Namespace) -> int:
     from perception.inference.engine import EngineOptions
     from perception.record.drive import read_drive
     from perception.runtime.pipeline import Pipeline, PipelineSpec
+    from perception.synth.amodal import amodal_source
     from perception.synth.drivefile import cached_drive
-    from perception.synth.scene import TRAIN_SEED_BASE
+    from perception.synth.scene import TRAIN_SEED_BASE, Drive
 
     frames_each = TRACKING_FRAMES if args.frames is None else args.frames
     fps = TRACKING_FPS if args.fps is None else args.fps
@@ -173,6 +175,7 @@ def _tracking(args: argparse.Namespace) -> int:
             raise ConfigError(f"drive {args.drive} does not exist", "write one with perception synth --out FILE")
         paths, seeds = [args.drive], [0]
         what = str(args.drive)
+        amodal: list[Any] = [None]  # a file's world is not known: velocity against the visible centroid only
     else:
         seeds = list(args.seed or DEFAULT_SEEDS)
         for seed in seeds:
@@ -180,6 +183,7 @@ def _tracking(args: argparse.Namespace) -> int:
                 raise ConfigError(f"seed {seed} is a training seed (training uses {TRAIN_SEED_BASE} and up)",
                                   f"evaluate on seeds below {TRAIN_SEED_BASE}")
         paths = [cached_drive(seed, frames_each, fps) for seed in seeds]
+        amodal = [amodal_source(Drive(seed, frames_each, fps)) for seed in seeds]
         what = f"synthetic drives {seeds}, {frames_each} frames at {fps:g} fps"
 
     def frames(path: Path) -> Iterator[tuple[int, Any, Any]]:
@@ -190,12 +194,15 @@ def _tracking(args: argparse.Namespace) -> int:
             yield frame.stamp_ns, frame.bgr, frame.ground_truth
 
     started = time.monotonic()
-    truth = [load_drive(frames(p), None) for p in paths]
+    truth = [load_drive(frames(p), None, a) for p, a in zip(paths, amodal, strict=True)]
     model, model_name = None, None
     if not args.no_model:
         spec = PipelineSpec(card=args.card, engine=args.engine, options=EngineOptions(threads=args.threads))
         with Pipeline.open(spec) as pipeline:
-            model = [load_drive(frames(p), pipeline.process) for p in paths]
+            # the same truth (amodal part included), the model's segmentations as detections
+            model = [[replace(f, detections=pipeline.process(bgr))
+                      for f, (_, bgr, _) in zip(drive, frames(p), strict=True)]
+                     for drive, p in zip(truth, paths, strict=True)]
             model_name = pipeline.card.name
     report = evaluate_tracking(truth, seeds, args.min_gt_area, model)
     report.update(data=what, model_name=model_name, seconds=round(time.monotonic() - started, 1))

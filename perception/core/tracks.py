@@ -23,7 +23,7 @@ class TrackColumns:
     hits: np.ndarray  # (N,) uint32, frames the track was matched in, this one included
     first_seen_ns: np.ndarray  # (N,) int64, stamp_ns of the track's first frame (source clock)
     centroid: np.ndarray  # (N, 2) float32, x, y of the segment's pixels in id-map pixels
-    velocity: np.ndarray  # (N, 2) float32, px/s of the filtered box centre, source clock
+    velocity: np.ndarray  # (N, 2) float32, px/s of the filtered centroid, source clock
     velocity_valid: np.ndarray  # (N,) bool
 
     def __post_init__(self) -> None:

@@ -5,7 +5,9 @@ implementation of the CLEAR MOT and identity metrics), HOTA from hota.py. A trac
 matches a true thing of its class when their masks overlap with IoU >= 0.5. Velocity error
 is the relative error |v - v_true| / |v_true| of each valid published velocity of a track at
 least min_track_s old, against the true image-plane velocity of the matched object's centroid
-(given by the caller per frame), where the object moves at least min_speed px/s.
+(given by the caller per frame), where the object moves at least min_speed px/s: once against
+the whole (amodal) object's centroid, the object's own motion, and once against the visible
+centroid's, which jumps as the object goes behind something or out of the picture.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from scipy.optimize import linear_sum_assignment
 from perception.core.errors import require
 from perception.core.segmentation import Segmentation
 from perception.evaluation.hota import HotaAccumulator
+from perception.evaluation.pq import EvaluationError
 
 MOTMETRICS = ("idf1", "mota", "num_switches", "num_fragmentations", "num_unique_objects", "num_frames",
               "num_false_positives", "num_misses", "idp", "idr")
@@ -33,7 +36,17 @@ class TruthThings:
     segment_ids: np.ndarray  # (G,) values in id_map
     class_ids: np.ndarray  # (G,)
     instance_ids: np.ndarray  # (G,) stable across the drive
-    velocity: np.ndarray  # (G, 2) px/s true centroid motion, NaN where unknown
+    velocity: np.ndarray  # (G, 2) px/s motion of the visible centroid, NaN where unknown
+    # (G, 2) px/s motion of the whole (amodal) object's centroid, (G,) visible / amodal pixels;
+    # NaN where unknown, None where the drive cannot say (not rendered from a known world)
+    amodal_velocity: np.ndarray | None = None
+    visibility: np.ndarray | None = None
+
+    def subset(self, keep: np.ndarray) -> TruthThings:
+        """These things at keep (a boolean or index array), the id map unchanged."""
+        return TruthThings(self.id_map, self.segment_ids[keep], self.class_ids[keep], self.instance_ids[keep],
+                           self.velocity[keep], None if self.amodal_velocity is None else self.amodal_velocity[keep],
+                           None if self.visibility is None else self.visibility[keep])
 
 
 def _motmetrics() -> Any:
@@ -61,10 +74,14 @@ def mask_ious(truth: TruthThings, pred: Segmentation, pred_rows: np.ndarray) -> 
 @dataclass
 class TrackingAccumulator:
     min_area: int = 0  # true things smaller than this (pixels) are ignored, as are tracks on them
+    # true things showing less than this fraction of their whole (amodal) pixels are ignored the
+    # same way (KITTI's and MOTChallenge's rule for heavily occluded or truncated objects); 0: none
+    min_visibility: float = 0.0
     iou_threshold: float = 0.5
     min_track_s: float = 1.0
     min_speed: float = 5.0
-    velocity_errors: list[float] = field(default_factory=list)
+    velocity_errors: list[float] = field(default_factory=list)  # against the whole object's motion
+    visible_velocity_errors: list[float] = field(default_factory=list)  # against the visible centroid's
     _acc: Any = None
     _hota: HotaAccumulator = field(default_factory=HotaAccumulator)
     _sequence: int = 0
@@ -80,21 +97,32 @@ class TrackingAccumulator:
         seg = pred.segments
         rows = np.flatnonzero(seg.is_thing & (seg.instance_ids > 0))
         iou = mask_ious(truth, pred, rows)
-        if self.min_area > 0:
-            # like MOTChallenge's distractors: a small true thing is neither missed nor matched,
-            # and a track on it is no false positive
-            small = np.bincount(truth.id_map.ravel(), minlength=int(truth.segment_ids.max(initial=0)) + 1)[
-                truth.segment_ids] < self.min_area
-            on_small = (iou[small] >= self.iou_threshold).any(axis=0)
-            truth = TruthThings(truth.id_map, truth.segment_ids[~small], truth.class_ids[~small],
-                                truth.instance_ids[~small], truth.velocity[~small])
-            rows, iou = rows[~on_small], iou[~small][:, ~on_small]
+        ignored = self._ignored(truth)
+        if ignored.any():
+            # like MOTChallenge's distractors: an ignored true thing is neither missed nor
+            # matched, and a track on it is no false positive
+            on_ignored = (iou[ignored] >= self.iou_threshold).any(axis=0)
+            truth = truth.subset(~ignored)
+            rows, iou = rows[~on_ignored], iou[~ignored][:, ~on_ignored]
         offset = self._sequence << 32
         gt_ids = [offset + int(i) for i in truth.instance_ids.tolist()]
         hyp_ids = [offset + int(i) for i in seg.instance_ids[rows].tolist()]
         self._acc.update(gt_ids, hyp_ids, np.where(iou >= self.iou_threshold, 1.0 - iou, np.nan))
         self._hota.add(gt_ids, hyp_ids, iou)
         self._add_velocity(truth, seg, rows, iou)
+
+    def _ignored(self, truth: TruthThings) -> np.ndarray:
+        ignored = np.zeros(len(truth.segment_ids), bool)
+        if self.min_area > 0:
+            ignored |= np.bincount(truth.id_map.ravel(), minlength=int(truth.segment_ids.max(initial=0)) + 1)[
+                truth.segment_ids] < self.min_area
+        if self.min_visibility > 0:
+            if truth.visibility is None:
+                raise EvaluationError("this drive's truth has no visibility (it was not rendered from a known "
+                                      "synthetic world)", "evaluate on rendered drives (--seed)")
+            with np.errstate(invalid="ignore"):
+                ignored |= ~(truth.visibility >= self.min_visibility)  # unknown: ignored too
+        return ignored
 
     def _add_velocity(self, truth: TruthThings, seg: Any, rows: np.ndarray, iou: np.ndarray) -> None:
         tracks = seg.tracks
@@ -103,11 +131,15 @@ class TrackingAccumulator:
         g, p = linear_sum_assignment(-iou)
         for gi, pi in zip(g.tolist(), p.tolist(), strict=True):
             row = rows[pi]
-            true_v = truth.velocity[gi]
-            speed = float(np.hypot(*true_v)) if np.isfinite(true_v).all() else 0.0
-            if (iou[gi, pi] >= self.iou_threshold and tracks.velocity_valid[row]
-                    and tracks.age_s[row] >= self.min_track_s and speed >= self.min_speed):
-                self.velocity_errors.append(float(np.hypot(*(tracks.velocity[row] - true_v))) / speed)
+            if not (iou[gi, pi] >= self.iou_threshold and tracks.velocity_valid[row]
+                    and tracks.age_s[row] >= self.min_track_s):
+                continue
+            for true_v, errors in ((truth.velocity[gi], self.visible_velocity_errors),
+                                   (None if truth.amodal_velocity is None else truth.amodal_velocity[gi],
+                                    self.velocity_errors)):
+                speed = float(np.hypot(*true_v)) if true_v is not None and np.isfinite(true_v).all() else 0.0
+                if speed >= self.min_speed:
+                    errors.append(float(np.hypot(*(tracks.velocity[row] - true_v))) / speed)
 
     def report(self) -> dict[str, Any]:
         mm = _motmetrics()
@@ -118,12 +150,21 @@ class TrackingAccumulator:
         out.update(self._hota.compute())
         truths = max(out["num_unique_objects"], 1)
         out["switches_per_100_tracks"] = 100.0 * out["num_switches"] / truths
-        errors = np.array(self.velocity_errors)
-        out["velocity"] = {
-            "samples": len(errors),
-            "median_relative_error": float(np.median(errors)) if len(errors) else None,
-            "p90_relative_error": float(np.percentile(errors, 90)) if len(errors) else None,
-            "min_track_s": self.min_track_s,
-            "min_speed_px_s": self.min_speed,
-        }
+        out["velocity"] = _errors(self.velocity_errors, self.min_track_s, self.min_speed, "amodal centroid")
+        out["velocity_visible"] = _errors(self.visible_velocity_errors, self.min_track_s, self.min_speed,
+                                          "visible centroid")
+        out["min_visibility"] = self.min_visibility
         return out
+
+
+def _errors(values: list[float], min_track_s: float, min_speed: float, truth: str) -> dict[str, Any]:
+    errors = np.array(values)
+    return {
+        "truth": truth,
+        "samples": len(errors),
+        "median_relative_error": float(np.median(errors)) if len(errors) else None,
+        "p90_relative_error": float(np.percentile(errors, 90)) if len(errors) else None,
+        "min_track_s": min_track_s,
+        "min_speed_px_s": min_speed,
+    }
+

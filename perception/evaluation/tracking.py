@@ -9,8 +9,8 @@ truth, whatever frames the tracker saw.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, replace
 from typing import Any, Protocol
 
 import numpy as np
@@ -94,8 +94,35 @@ def with_true_velocities(stamps: Sequence[int], truths: Sequence[TruthThings]) -
             if hi > lo and a is not None and b is not None and not (a[2] or b[2] or here[2]):
                 dt = (stamps[hi] - stamps[lo]) / 1e9
                 velocity[k] = ((b[0] - a[0]) / dt, (b[1] - a[1]) / dt)
-        out.append(TruthThings(truth.id_map, truth.segment_ids, truth.class_ids, truth.instance_ids, velocity))
+        out.append(replace(truth, velocity=velocity))
     return out
+
+
+class AmodalLike(Protocol):
+    @property
+    def area(self) -> float: ...
+
+    @property
+    def velocity(self) -> tuple[float, float]: ...
+
+
+# frame index, instance ids -> the whole (amodal) objects the renderer can draw (synth.amodal)
+AmodalSource = Callable[[int, list[int]], Mapping[int, AmodalLike]]
+
+
+def with_amodal(truth: TruthThings, index: int, amodal: AmodalSource) -> TruthThings:
+    """The whole objects' velocities and visible fractions (visible / amodal pixels), NaN where
+    the renderer cannot draw an object whole (part of it behind the lens)."""
+    whole = amodal(index, truth.instance_ids.tolist())
+    visible = np.bincount(truth.id_map.ravel(), minlength=int(truth.segment_ids.max(initial=0)) + 1)[
+        truth.segment_ids]
+    velocity = np.full((len(truth.instance_ids), 2), np.nan)
+    visibility = np.full(len(truth.instance_ids), np.nan)
+    for k, inst in enumerate(truth.instance_ids.tolist()):
+        if (a := whole.get(inst)) is not None and a.area > 0:
+            velocity[k] = a.velocity
+            visibility[k] = min(1.0, visible[k] / a.area)
+    return replace(truth, amodal_velocity=velocity, visibility=visibility)
 
 
 def variant_frames(frames: Sequence[DriveFrame], variant: str, seed: int) -> list[DriveFrame]:
@@ -110,9 +137,9 @@ def variant_frames(frames: Sequence[DriveFrame], variant: str, seed: int) -> lis
 
 
 def score(drives: Iterable[Sequence[DriveFrame]], make_tracker: Callable[[], TrackerLike], variant: str,
-          seeds: Sequence[int], min_area: int = 0) -> dict[str, Any]:
+          seeds: Sequence[int], min_area: int = 0, min_visibility: float = 0.0) -> dict[str, Any]:
     """Metrics of one tracker over the drives, each replayed as `variant`."""
-    acc = TrackingAccumulator(min_area=min_area)
+    acc = TrackingAccumulator(min_area=min_area, min_visibility=min_visibility)
     for drive, seed in zip(drives, seeds, strict=True):
         acc.new_sequence()
         tracker = make_tracker()
@@ -122,11 +149,16 @@ def score(drives: Iterable[Sequence[DriveFrame]], make_tracker: Callable[[], Tra
 
 
 def load_drive(frames: Iterable[tuple[int, np.ndarray, TruthLike]],
-               detect: Callable[[np.ndarray], Segmentation] | None) -> list[DriveFrame]:
-    """(stamp_ns, bgr, truth) frames -> DriveFrames; detect None = the truth masks as detections."""
+               detect: Callable[[np.ndarray], Segmentation] | None,
+               amodal: AmodalSource | None = None) -> list[DriveFrame]:
+    """(stamp_ns, bgr, truth) frames -> DriveFrames; detect None = the truth masks as detections;
+    amodal: the whole objects of a rendered drive (without it, velocity is scored against the
+    visible centroid only and no visibility is known)."""
     stamps, truths, detections = [], [], []
-    for stamp_ns, bgr, truth in frames:
+    for index, (stamp_ns, bgr, truth) in enumerate(frames):
         things = truth_things(truth)
+        if amodal is not None:
+            things = with_amodal(things, index, amodal)
         stamps.append(stamp_ns)
         truths.append(things)
         detections.append(truth_as_detections(things) if detect is None else detect(bgr))

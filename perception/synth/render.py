@@ -32,16 +32,18 @@ Color = tuple[float, float, float]
 class Canvas:
     """A colour image and an id map drawn together; detail strokes may leave the id map alone."""
 
-    def __init__(self, camera: Camera) -> None:
+    def __init__(self, camera: Camera, with_image: bool = True) -> None:
+        """with_image False: the id map only (an object drawn alone for its amodal truth)."""
         self.camera = camera
-        self.image = np.zeros((camera.height, camera.width, 3), np.float32)
+        self.image = np.zeros((camera.height, camera.width, 3) if with_image else (0, 0, 3), np.float32)
         self.ids = np.zeros((camera.height, camera.width), np.int32)
 
     def fill(self, pixels: np.ndarray | None, color: Color, seg_id: int | None) -> None:
         if pixels is None or len(pixels) < 3 or not np.isfinite(pixels).all():
             return
         pts = [np.round(np.clip(pixels, -4e4, 4e4) * (1 << _SHIFT)).astype(np.int32)]
-        cv2.fillPoly(self.image, pts, color, cv2.LINE_8, _SHIFT)
+        if self.image.size:
+            cv2.fillPoly(self.image, pts, color, cv2.LINE_8, _SHIFT)
         if seg_id is not None:
             cv2.fillPoly(self.ids, pts, seg_id, cv2.LINE_8, _SHIFT)
 
@@ -51,7 +53,8 @@ class Canvas:
     def ellipse(self, center: np.ndarray, axes: tuple[float, float], color: Color, seg_id: int | None) -> None:
         c = (round(center[0] * 16), round(center[1] * 16))
         ax = (max(1, round(axes[0] * 16)), max(1, round(axes[1] * 16)))
-        cv2.ellipse(self.image, c, ax, 0, 0, 360, color, -1, cv2.LINE_8, _SHIFT)
+        if self.image.size:
+            cv2.ellipse(self.image, c, ax, 0, 0, 360, color, -1, cv2.LINE_8, _SHIFT)
         if seg_id is not None:
             cv2.ellipse(self.ids, c, ax, 0, 0, 360, seg_id, -1, cv2.LINE_8, _SHIFT)
 
@@ -85,13 +88,19 @@ def render(world: World, camera: Camera, t: float, rng: np.random.Generator) -> 
     for _, item in sorted(items, key=lambda p: -p[0]):
         if isinstance(item, Tree):
             _tree(canvas, item, rng)
-        elif item.class_id == CAR:
-            _car(canvas, item, t)
-        elif item.class_id == PERSON:
-            _person(canvas, item, t)
         else:
-            _sign(canvas, item)
+            draw_thing(canvas, item, t)
     return canvas.image, canvas.ids
+
+
+def draw_thing(canvas: Canvas, thing: Thing, t: float) -> None:
+    """One car, person or sign at time t, over whatever the canvas holds."""
+    if thing.class_id == CAR:
+        _car(canvas, thing, t)
+    elif thing.class_id == PERSON:
+        _person(canvas, thing, t)
+    else:
+        _sign(canvas, thing)
 
 
 def _sky(canvas: Canvas, world: World) -> None:

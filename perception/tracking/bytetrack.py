@@ -20,7 +20,7 @@ import numpy as np
 from perception.core.errors import ConfigError
 from perception.core.segmentation import Segmentation
 from perception.core.tracks import CONFIRMED, LOST, NONE, TENTATIVE, TrackColumns
-from perception.tracking.detections import Detections, centroids, clean, thing_detections
+from perception.tracking.detections import Detections, clean, thing_detections
 from perception.tracking.kalman import BoxKalman, NoiseModel, cxcywh_to_xyxy, xyxy_to_cxcywh
 from perception.tracking.matching import MaskCrop, assign, box_iou, mask_iou
 from perception.tracking.reports import TrackerReports
@@ -160,8 +160,7 @@ class ByteTracker:
         columns.age_s[rows] = np.where(tracked.instance_ids > 0, (stamp_ns - tracked.first_seen_ns) / 1e9, 0.0)
         columns.velocity[rows] = tracked.velocity
         columns.velocity_valid[rows] = tracked.velocity_valid
-        things = np.flatnonzero(seg.is_thing)
-        columns.centroid[things] = centroids(segmentation, things)
+        columns.centroid[rows] = detections.centroids
         return Segmentation(segmentation.id_map, seg.with_instance_ids(ids, columns))
 
     # -- the algorithm ---------------------------------------------------------------------------
@@ -250,7 +249,7 @@ class ByteTracker:
         tracks = self._tracks
         boxes = xyxy_to_cxcywh(detections.boxes[dets])
         self._filter.update(rows, boxes)
-        self._kinematics.update(rows, boxes)
+        self._kinematics.update(rows, _at_centroids(boxes, detections, dets))
         tracks.hits[rows] += 1
         tracks.last_seen_ns[rows] = stamp_ns
         tracks.state[rows] = np.where(tracks.hits[rows] >= self.settings.min_hits, CONFIRMED, TENTATIVE)
@@ -302,7 +301,7 @@ class ByteTracker:
         tracks.crops += [None] * n if crops is None else [crops[d] for d in dets.tolist()]
         tracks.crop_centres = np.concatenate([tracks.crop_centres, boxes[:, :2]])
         self._filter.add(boxes)
-        self._kinematics.add(boxes)
+        self._kinematics.add(_at_centroids(boxes, detections, dets))
         self.reports.created += n
         rows[:n] = start + np.arange(n)
         return rows
@@ -343,3 +342,12 @@ class ByteTracker:
         return {"instance_id": tracks.ids[lost], "class_id": tracks.class_ids[lost],
                 "bbox": cxcywh_to_xyxy(self._filter.boxes()[lost]), "velocity": self._kinematics.velocities()[lost],
                 "lost_s": (now - tracks.last_seen_ns[lost]) / 1e9}
+
+
+def _at_centroids(boxes: np.ndarray, detections: Detections, dets: np.ndarray) -> np.ndarray:
+    """cxcywh boxes moved to their masks' centroids: the published velocity is the centroid's
+    (what a planner reads beside `centroid`); a box centre moves differently when the shape
+    turns, grows unevenly or swings its limbs."""
+    out = boxes.copy()
+    out[:, :2] = detections.centres()[dets]
+    return out

@@ -21,13 +21,21 @@ class Detections:
     class_ids: np.ndarray  # (M,) int64
     rows: np.ndarray  # (M,) intp: row of the segments table each detection came from
     crops: list[MaskCrop] | None = None  # per detection, when masks are known
+    centroids: np.ndarray | None = None  # (M, 2) mean x, y of each mask's pixels, when masks are known
 
     def __len__(self) -> int:
         return len(self.boxes)
 
     def take(self, keep: np.ndarray) -> Detections:
         crops = None if self.crops is None else [self.crops[i] for i in np.flatnonzero(keep)]
-        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.rows[keep], crops)
+        centres = None if self.centroids is None else self.centroids[keep]
+        return Detections(self.boxes[keep], self.scores[keep], self.class_ids[keep], self.rows[keep], crops, centres)
+
+    def centres(self) -> np.ndarray:
+        """(M, 2) where each object is: its mask's centroid, else its box centre."""
+        if self.centroids is not None:
+            return self.centroids.astype(np.float64)
+        return (self.boxes[:, :2] + self.boxes[:, 2:]) / 2
 
     @classmethod
     def of(cls, boxes: np.ndarray, scores: np.ndarray, class_ids: np.ndarray) -> Detections:
@@ -72,7 +80,8 @@ def thing_detections(segmentation: Segmentation, with_masks: bool) -> Detections
         crops = []
         for row, (x0, y0, x1, y1) in zip(rows.tolist(), seg.bboxes[rows].tolist(), strict=True):
             crops.append(MaskCrop(x0, y0, segmentation.id_map[y0:y1, x0:x1] == seg.ids[row]))
-    return Detections(boxes, seg.scores[rows].astype(np.float64), seg.class_ids[rows].astype(np.int64), rows, crops)
+    return Detections(boxes, seg.scores[rows].astype(np.float64), seg.class_ids[rows].astype(np.int64), rows, crops,
+                      centroids(segmentation, rows))
 
 
 def centroids(segmentation: Segmentation, rows: np.ndarray) -> np.ndarray:

@@ -63,7 +63,7 @@ class SegmentObject(NamedTuple):
     track_hits: int = 0  # frames the track was matched in
     first_seen_ns: int = 0  # stamp_ns of the track's first frame (source clock)
     centroid: tuple[float, float] = (0.0, 0.0)  # x, y of the segment's pixels, id-map pixels
-    velocity: tuple[float, float] = (0.0, 0.0)  # px/s of the filtered box centre (source clock)
+    velocity: tuple[float, float] = (0.0, 0.0)  # px/s of the filtered centroid (source clock)
     velocity_valid: bool = False  # the tracker has seen the object often enough to trust velocity
 
     @property
