@@ -30,6 +30,7 @@ class Decoded:
     header: dict[str, Any]
     id_map: np.ndarray | None = None
     objects: list[dict[str, Any]] = field(default_factory=list)
+    predicted: list[dict[str, Any]] = field(default_factory=list)  # section 5.1.1, lost tracks
 
 
 def decode(parts: list[bytes], names: dict[int, str] | None = None) -> Decoded:
@@ -79,7 +80,25 @@ def decode(parts: list[bytes], names: dict[int, str] | None = None) -> Decoded:
                 **track_fields(seg, i),
             }
         )
+    out.predicted = predicted_tracks(header.get("predicted"), out.objects)
     return out
+
+
+PREDICTED_COLUMNS = ("instance_id", "class_id", "bbox", "centroid", "velocity", "first_seen_ns", "lost_s")
+
+
+def predicted_tracks(table: dict[str, Any] | None, objects: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Section 5.1.1, `predicted`: optional; `count` entries per column; never a seen object."""
+    if table is None:
+        return []
+    count = table["count"]
+    if any(len(table[column]) != count for column in PREDICTED_COLUMNS):
+        raise ProtocolViolation("predicted columns of different lengths")
+    rows = [{column: table[column][i] for column in PREDICTED_COLUMNS} for i in range(count)]
+    seen = {o["instance_id"] for o in objects if o["instance_id"]}
+    if any(r["instance_id"] in seen for r in rows):
+        raise ProtocolViolation("a predicted track is also a segment of the frame")
+    return rows
 
 
 TRACK_COLUMNS = ("track_state", "track_age_s", "track_hits", "first_seen_ns", "centroid", "velocity", "velocity_valid")

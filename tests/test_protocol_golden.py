@@ -72,6 +72,19 @@ def test_package_decoder_reads_golden_messages(name: str) -> None:
         assert isinstance(msg, MetadataMessage | StatusMessage | StatsMessage)
 
 
+def test_golden_predicted_track_reads_alike_in_both_readers() -> None:
+    """The hidden car: in `predicted` only, with its box partly outside the picture."""
+    want = expected("frame_predicted")["header"]["predicted"]
+    msg = decode_message(stored("frame_predicted"), receive_ns=0)
+    assert isinstance(msg, FrameMessage)
+    (car,) = msg.predicted
+    assert (car.instance_id, car.class_name, car.bbox, car.lost_s) == (9, "class2", (-4.5, 20.0, 7.5, 30.0), 0.25)
+    assert 9 not in [o.instance_id for o in msg.objects] and not (msg.id_map == 9).any()
+    doc = protocol_reader.decode(stored("frame_predicted"))
+    assert doc.predicted == [{k: want[k][0] for k in protocol_reader.PREDICTED_COLUMNS}]
+    assert protocol_reader.decode(stored("frame_tracked")).predicted == []  # no table: none predicted
+
+
 def test_golden_frame_objects_and_names() -> None:
     meta = decode_message(stored("meta"), receive_ns=0)
     assert isinstance(meta, MetadataMessage)

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from perception.core.segmentation import Segmentation
 from perception.tracking.bytetrack import ByteTracker
 from perception.wire.publisher import Publisher
 from perception.wire.schema import Kind
@@ -34,6 +35,11 @@ def test_live_frames_decode_to_what_was_published(tmp_path: Path) -> None:
     tracker = ByteTracker()
     published = [tracker.update(scene(shift=i), 1_700_000_000_000_000_000 + i * 33_333_333) for i in range(4)]
     published += [wide_scene()]
+    hidden = scene(shift=4)  # the second car goes out of sight: the tracker still predicts it
+    published += [tracker.update(Segmentation.from_id_map(np.where(hidden.id_map == 3, 0, hidden.id_map),
+                                                          np.array([0, 2, 2, 1]), np.array([1.0, 0.9, 0.75, 0.5]),
+                                                          np.array([False, True, True, True])),
+                                 1_700_000_000_000_000_000 + 4 * 33_333_333)]
     reader = protocol_reader.Reader(ipc_endpoint(tmp_path))
     try:
         with Publisher(ipc_endpoint(tmp_path), sndhwm=64) as pub:
@@ -61,6 +67,13 @@ def test_live_frames_decode_to_what_was_published(tmp_path: Path) -> None:
         for obj in got.objects:
             np.testing.assert_array_equal(protocol_reader.mask(got, obj["id"]), seg.id_map == obj["id"])
         assert got.header["stamps"]["capture"] == res.stamps["capture"]
+        predicted = seg.predicted
+        want_ids = [] if predicted is None else predicted.instance_ids.tolist()
+        assert [p["instance_id"] for p in got.predicted] == want_ids
+        if predicted is not None and len(predicted):
+            np.testing.assert_allclose([p["bbox"] for p in got.predicted], predicted.bboxes)
+            np.testing.assert_allclose([p["velocity"] for p in got.predicted], predicted.velocity)
+            np.testing.assert_allclose([p["lost_s"] for p in got.predicted], predicted.lost_s)
         tracks = seg.segments.tracks
         if tracks is None:
             assert {o["track_state"] for o in got.objects} == {"none"}
@@ -77,6 +90,9 @@ def test_live_frames_decode_to_what_was_published(tmp_path: Path) -> None:
     assert last_tracked is not None
     moving = [o for o in last_tracked.objects if o["velocity_valid"]]
     assert moving and all(o["velocity"][0] > 0 for o in moving)  # the things move right
+    last = decoded[-1]
+    assert last is not None and len(last.predicted) == 1  # the hidden car, predicted, not a segment
+    assert last.predicted[0]["instance_id"] not in [o["instance_id"] for o in last.objects]
     first_frame = decoded[0]
     assert first_frame is not None
     assert [o["class_name"] for o in first_frame.objects] == ["road", "car", "car", "person"]

@@ -76,6 +76,18 @@ def test_the_velocity_is_the_centroids_not_the_box_centres() -> None:
     assert tracks.velocity[0, 0] == pytest.approx(centroid_speed, abs=1.5)
 
 
+def test_a_lost_track_is_predicted_along_its_motion() -> None:
+    tracker = ByteTracker()
+    for k in range(6):  # 40 px/s right, then hidden for 0.3 s
+        tracker.update(scene([(10 + 4 * k, 30, 30 + 4 * k, 50)], [5]), T0 + k * S // 10)
+    hidden = tracker.update(scene([], []), T0 + 8 * S // 10)
+    predicted = hidden.predicted
+    assert predicted is not None and len(predicted) == 1
+    np.testing.assert_allclose(predicted.velocity[0], [40, 0], atol=2.0)
+    np.testing.assert_allclose(predicted.centroid[0], [20 + 4 * 8, 40], atol=1.5)  # where it is now
+    np.testing.assert_allclose(predicted.lost_s, [0.3])
+
+
 def test_the_same_motion_reads_the_same_with_frames_dropped_or_at_half_rate() -> None:
     """dt comes from the stamps: a 30 px/s object is 30 px/s at 10 fps, 5 fps or with holes."""
     schedules = {"10 fps": [k * 0.1 for k in range(20)], "5 fps": [k * 0.2 for k in range(10)],
@@ -101,10 +113,16 @@ def test_lifecycle_tentative_confirmed_lost_then_removed_and_ids_never_reused() 
     track_id = int(third.segments.instance_ids[0])
     # unseen for 0.4 s: lost but predicted, and the same id when it comes back
     for k in range(3, 7):
-        tracker.update(scene([], []), T0 + k * S // 10)
-    assert tracker.lost_tracks()["instance_id"].tolist() == [track_id]
+        unseen = tracker.update(scene([], []), T0 + k * S // 10)
+    predicted = unseen.predicted
+    assert predicted is not None and predicted.instance_ids.tolist() == [track_id]
+    assert not unseen.segments.instance_ids.size and not unseen.id_map.any()  # never drawn, never listed
+    np.testing.assert_allclose(predicted.lost_s, [0.4])
+    np.testing.assert_allclose(predicted.bboxes, [[40, 40, 60, 60]], atol=0.5)  # a parked car stays put
+    assert predicted.class_ids.tolist() == [5] and predicted.first_seen_ns.tolist() == [T0]
     back = tracker.update(scene(car, [5]), T0 + 7 * S // 10)
     assert back.segments.instance_ids.tolist() == [track_id] and states(back) == ["confirmed"]
+    assert back.predicted is not None and len(back.predicted) == 0
     # unseen for more than max_lost_s of source time: removed; a new object there gets a new id
     tracker.update(scene([], []), T0 + 13 * S // 10)
     assert tracker.live_tracks() == 0

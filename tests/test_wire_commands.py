@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from perception.cli import main
-from perception.commands.echo import Printer
+from perception.commands.echo import Printer, predicted_summary
 from perception.commands.stats import format_stats
 from perception.core.frame import monotonic_ns
 from perception.tracking.bytetrack import ByteTracker
 from perception.wire.codec import control_message, decode_message
-from perception.wire.messages import StatsMessage
+from perception.wire.messages import FrameMessage, MetadataMessage, StatsMessage
 from perception.wire.publisher import Publisher
 from perception.wire.schema import Kind
 from perception.wire.sequence import GapEvent, RestartEvent
@@ -91,6 +91,17 @@ def test_echo_prints_one_line_per_frame_with_objects_and_latency(node: str, caps
     assert "5 frames shown" in err
 
 
+def test_echo_names_the_tracks_that_are_only_predicted() -> None:
+    golden = Path(__file__).parent / "golden"
+    meta = decode_message([p.read_bytes() for p in sorted((golden / "meta").glob("part*.bin"))], receive_ns=0)
+    parts = [p.read_bytes() for p in sorted((golden / "frame_predicted").glob("part*.bin"))]
+    assert isinstance(meta, MetadataMessage)
+    msg = decode_message(parts, receive_ns=0, class_names=meta.class_names)
+    assert isinstance(msg, FrameMessage)
+    assert predicted_summary(msg.predicted) == "  predicted: car#9 lost 0.25s"
+    assert predicted_summary([]) == ""
+
+
 def test_echo_json_lines_parse_and_carry_objects(node: str, capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["echo", "--endpoint", node, "--count", "3", "--timeout", "10", "--json", "--latest"]) == 0
     records = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
@@ -103,6 +114,7 @@ def test_echo_json_lines_parse_and_carry_objects(node: str, capsys: pytest.Captu
     assert all(c["track_state"] == "confirmed" and c["velocity"] == [0.0, 0.0] and c["velocity_valid"] for c in cars)
     assert all(c["track_age_s"] > 0 and c["first_seen_ns"] > 0 and c["track_hits"] >= 3 for c in cars)
     assert last["capture_to_receive_ms"] > 0 and last["width"] == 64
+    assert last["predicted"] == []  # nothing hidden in this scene
 
 
 def test_stats_prints_percentile_tables(node: str, capsys: pytest.CaptureFixture[str]) -> None:

@@ -10,7 +10,14 @@ from typing import Any, TextIO
 
 from perception.wire.errors import WireError
 from perception.wire.limits import DEFAULT_MAX_AGE_MS
-from perception.wire.messages import FrameMessage, Message, MetadataMessage, SegmentObject, StatusMessage
+from perception.wire.messages import (
+    FrameMessage,
+    Message,
+    MetadataMessage,
+    PredictedObject,
+    SegmentObject,
+    StatusMessage,
+)
 from perception.wire.schema import DEFAULT_ENDPOINT, Kind
 from perception.wire.sequence import GapEvent, RestartEvent
 
@@ -104,6 +111,7 @@ class Printer:
             f"{len(msg.segments)} obj: {objects}  capture->recv "
             + ("?" if latency_ms is None else f"{latency_ms:.1f} ms")
             + track_summary(msg.tracks)
+            + predicted_summary(msg.predicted)
         )
         record = {
             "kind": "frame",
@@ -114,6 +122,7 @@ class Printer:
             "width": msg.width,
             "height": msg.height,
             "objects": [o._asdict() for o in msg.objects],
+            "predicted": [p._asdict() for p in msg.predicted],
             "capture_to_receive_ms": latency_ms,
             "publish_to_receive_ms": round(msg.publish_to_receive_ns / 1e6, 3),
         }
@@ -129,6 +138,14 @@ def track_summary(tracks: list[SegmentObject]) -> str:
         speed = f"{t.speed:.0f}px/s" if t.velocity_valid else "?"
         shown.append(f"{t.class_name}#{t.instance_id}{'*' if t.track_state == 'tentative' else ''} {speed}")
     return "  tracks: " + ", ".join(shown)
+
+
+def predicted_summary(predicted: list[PredictedObject]) -> str:
+    """'  predicted: car#9 lost 0.25s' (tracks not seen in this frame, still predicted)."""
+    if not predicted:
+        return ""
+    return "  predicted: " + ", ".join(f"{p.class_name}#{p.instance_id} lost {p.lost_s:.2f}s"
+                                        for p in sorted(predicted, key=lambda p: p.instance_id))
 
 
 def flat_counters(counters: Mapping[str, Any], prefix: str = "") -> str:

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from perception.core.tracks import TrackColumns
+from perception.core.tracks import PredictedTracks, TrackColumns
 
 VOID = 0
 
@@ -82,10 +82,12 @@ class Segments:
 
 @dataclass(frozen=True)
 class Segmentation:
-    """Panoptic id map (H, W) uint16/uint32, 0 = void, plus the table of its segments."""
+    """Panoptic id map (H, W) uint16/uint32, 0 = void, plus the table of its segments; a tracker
+    that predicts unseen objects adds them apart (never drawn into the id map)."""
 
     id_map: np.ndarray
     segments: Segments
+    predicted: PredictedTracks | None = None
 
     def __post_init__(self) -> None:
         if self.id_map.ndim != 2 or self.id_map.dtype not in (np.uint16, np.uint32):

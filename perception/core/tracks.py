@@ -47,3 +47,33 @@ class TrackColumns:
 
     def state_names(self) -> list[str]:
         return [TRACK_STATES[s] for s in self.state.tolist()]
+
+
+@dataclass(frozen=True)
+class PredictedTracks:
+    """Tracks not seen in this frame but still predicted (state lost): where the filter expects
+    each object now, never part of the id map or the segments table."""
+
+    instance_ids: np.ndarray  # (N,) uint32
+    class_ids: np.ndarray  # (N,) int64
+    bboxes: np.ndarray  # (N, 4) float64, predicted [x0, y0, x1, y1] in id-map pixels (may leave the image)
+    centroid: np.ndarray  # (N, 2) float64, predicted centroid, id-map pixels
+    velocity: np.ndarray  # (N, 2) float64, px/s, source clock
+    first_seen_ns: np.ndarray  # (N,) int64, source clock
+    lost_s: np.ndarray  # (N,) float64, seconds since the track was last seen (source clock)
+
+    def __post_init__(self) -> None:
+        n = len(self.instance_ids)
+        shapes = {"instance_ids": (n,), "class_ids": (n,), "bboxes": (n, 4), "centroid": (n, 2), "velocity": (n, 2),
+                  "first_seen_ns": (n,), "lost_s": (n,)}
+        for name, shape in shapes.items():
+            if getattr(self, name).shape != shape:
+                raise ValueError(f"predicted.{name} has shape {getattr(self, name).shape}, expected {shape}")
+
+    def __len__(self) -> int:
+        return len(self.instance_ids)
+
+    @classmethod
+    def none(cls) -> PredictedTracks:
+        return cls(np.zeros(0, np.uint32), np.zeros(0, np.int64), np.zeros((0, 4)), np.zeros((0, 2)),
+                   np.zeros((0, 2)), np.zeros(0, np.int64), np.zeros(0))

@@ -19,7 +19,7 @@ import numpy as np
 
 from perception.core.errors import ConfigError
 from perception.core.segmentation import Segmentation
-from perception.core.tracks import CONFIRMED, LOST, NONE, TENTATIVE, TrackColumns
+from perception.core.tracks import CONFIRMED, LOST, NONE, TENTATIVE, PredictedTracks, TrackColumns
 from perception.tracking.detections import Detections, clean, thing_detections
 from perception.tracking.kalman import BoxKalman, NoiseModel, cxcywh_to_xyxy, xyxy_to_cxcywh
 from perception.tracking.matching import MaskCrop, assign, box_iou, mask_iou
@@ -161,7 +161,7 @@ class ByteTracker:
         columns.velocity[rows] = tracked.velocity
         columns.velocity_valid[rows] = tracked.velocity_valid
         columns.centroid[rows] = detections.centroids
-        return Segmentation(segmentation.id_map, seg.with_instance_ids(ids, columns))
+        return Segmentation(segmentation.id_map, seg.with_instance_ids(ids, columns), self.predicted())
 
     # -- the algorithm ---------------------------------------------------------------------------
 
@@ -333,15 +333,17 @@ class ByteTracker:
     def live_tracks(self) -> int:
         return len(self._tracks)
 
-    def lost_tracks(self) -> dict[str, np.ndarray]:
-        """Tracks not seen in the last frame but still predicted: id, class, predicted xyxy box,
-        velocity (px/s), seconds since last seen. Never part of the id map."""
+    def predicted(self) -> PredictedTracks:
+        """Tracks not seen in the last frame but still predicted to its stamp: where the filters
+        expect them. Never part of the id map or the segments table."""
         tracks = self._tracks
         lost = np.flatnonzero(tracks.state == LOST)
         now = self._last_stamp_ns or 0
-        return {"instance_id": tracks.ids[lost], "class_id": tracks.class_ids[lost],
-                "bbox": cxcywh_to_xyxy(self._filter.boxes()[lost]), "velocity": self._kinematics.velocities()[lost],
-                "lost_s": (now - tracks.last_seen_ns[lost]) / 1e9}
+        return PredictedTracks(
+            instance_ids=tracks.ids[lost], class_ids=tracks.class_ids[lost],
+            bboxes=cxcywh_to_xyxy(self._filter.boxes()[lost]), centroid=self._kinematics.boxes()[lost, :2],
+            velocity=self._kinematics.velocities()[lost], first_seen_ns=tracks.first_seen_ns[lost],
+            lost_s=(now - tracks.last_seen_ns[lost]) / 1e9)
 
 
 def _at_centroids(boxes: np.ndarray, detections: Detections, dets: np.ndarray) -> np.ndarray:

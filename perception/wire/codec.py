@@ -29,6 +29,7 @@ from perception.wire.messages import (
     StatusMessage,
 )
 from perception.wire.payload import ID_MAP, Buffer, IdMapDecoder, IdMapEncoder, PayloadSpec
+from perception.wire.predicted import predicted_from_wire, predicted_to_wire
 from perception.wire.schema import SCHEMA_VERSION, STATES, Kind, check_camera, parse_topic, topic
 from perception.wire.track_columns import tracks_from_wire, tracks_to_wire
 
@@ -141,6 +142,8 @@ class FrameEncoder:
             segments=table,
             payload=[spec.to_wire()],
         )
+        if seg.predicted is not None:
+            header["predicted"] = predicted_to_wire(seg.predicted)
         return [topic(self.camera, Kind.FRAME), pack(header), payload], encode_ns, publish_ns
 
 
@@ -348,6 +351,7 @@ def _frame(
         height=height,
         stamps=stamps,
         segments=segments_from_wire(header.get("segments")),
+        predicted_tracks=predicted_from_wire(header.get("predicted")),
         id_map_spec=specs[index],
         payload=parts[2 + index],
         class_names=class_names,

@@ -18,11 +18,30 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from perception.core.segmentation import Segments
-from perception.core.tracks import TRACK_STATES, TrackColumns
+from perception.core.tracks import TRACK_STATES, PredictedTracks, TrackColumns
 from perception.wire.errors import WireError
 from perception.wire.limits import MAX_CLASS_ID_DIGITS
 from perception.wire.payload import Buffer, IdMapDecoder, PayloadSpec
 from perception.wire.schema import Kind
+
+
+class PredictedObject(NamedTuple):
+    """A track not seen in this frame but still predicted by the tracker (state lost): where it
+    is expected now. It has no segment and no pixels in the id map."""
+
+    instance_id: int
+    class_id: int
+    class_name: str
+    bbox: tuple[float, float, float, float]  # predicted x0, y0, x1, y1, id-map pixels (may leave the image)
+    centroid: tuple[float, float]  # predicted, id-map pixels
+    velocity: tuple[float, float]  # px/s, source clock
+    first_seen_ns: int  # stamp_ns of the track's first frame (source clock)
+    lost_s: float  # seconds since it was last seen (source clock)
+
+    @property
+    def speed(self) -> float:
+        """|velocity| in px/s."""
+        return math.hypot(*self.velocity)
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -84,6 +103,7 @@ class FrameMessage(WireMessage):
     segments: Segments
     id_map_spec: PayloadSpec
     payload: Buffer = field(repr=False)
+    predicted_tracks: PredictedTracks | None = None  # None: the node's tracker does not predict
     class_names: Mapping[int, str] = field(default_factory=dict, repr=False)
     decoder: IdMapDecoder = field(default_factory=IdMapDecoder, repr=False, compare=False)
 
@@ -128,6 +148,26 @@ class FrameMessage(WireMessage):
     def tracks(self) -> list[SegmentObject]:
         """The tracked things of this frame (instance_id != 0)."""
         return [o for o in self.objects if o.instance_id]
+
+    @property
+    def predicted(self) -> list[PredictedObject]:
+        """Tracks not seen in this frame but still predicted (empty when none, or no tracker)."""
+        p = self.predicted_tracks
+        if p is None:
+            return []
+        return [
+            PredictedObject(
+                instance_id=int(p.instance_ids[i]),
+                class_id=int(p.class_ids[i]),
+                class_name=self.class_name(int(p.class_ids[i])),
+                bbox=(float(p.bboxes[i, 0]), float(p.bboxes[i, 1]), float(p.bboxes[i, 2]), float(p.bboxes[i, 3])),
+                centroid=(float(p.centroid[i, 0]), float(p.centroid[i, 1])),
+                velocity=(float(p.velocity[i, 0]), float(p.velocity[i, 1])),
+                first_seen_ns=int(p.first_seen_ns[i]),
+                lost_s=float(p.lost_s[i]),
+            )
+            for i in range(len(p))
+        ]
 
     def summary(self) -> str:
         """Object count by class name, most frequent first: 'car×2 person'."""

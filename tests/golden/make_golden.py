@@ -20,7 +20,7 @@ import zstandard
 
 from perception.core.result import FrameResult
 from perception.core.segmentation import Segmentation, Segments
-from perception.core.tracks import CONFIRMED, NONE, TENTATIVE, TrackColumns
+from perception.core.tracks import CONFIRMED, NONE, TENTATIVE, PredictedTracks, TrackColumns
 from perception.wire.codec import FrameEncoder, control_message, status_body
 from perception.wire.schema import Kind
 
@@ -102,6 +102,22 @@ def tracked_street() -> Segmentation:
     return Segmentation(seg.id_map, seg.segments.with_instance_ids(seg.segments.instance_ids, tracks))
 
 
+def predicted_street() -> Segmentation:
+    """The tracked street and a car that is hidden in this frame but still predicted, half out of
+    the picture on the left: in the `predicted` table only, not in the id map or segments."""
+    seg = tracked_street()
+    predicted = PredictedTracks(
+        instance_ids=np.array([9], np.uint32),
+        class_ids=np.array([2], np.int64),
+        bboxes=np.array([[-4.5, 20.0, 7.5, 30.0]]),
+        centroid=np.array([[1.5, 25.0]]),
+        velocity=np.array([[-20.0, 0.5]]),
+        first_seen_ns=np.array([STAMP_NS - 4_000_000_000], np.int64),
+        lost_s=np.array([0.25]),
+    )
+    return Segmentation(seg.id_map, seg.segments, predicted)
+
+
 def wide(width: int = 40, height: int = 30) -> Segmentation:
     """A uint32 id map: one segment id above 65535."""
     id_map = np.zeros((height, width), np.uint32)
@@ -177,6 +193,8 @@ def build_messages() -> dict[str, tuple[bool, str, list[bytes]]]:
         "frame_empty": (True, "32x24, all void, no segments", frame(empty(), "zstd", 10, 6)),
         "frame_tracked": (True, "the street scene with track columns (state, age, hits, first seen, centroid, "
                                 "velocity)", frame(tracked_street(), "zstd", 11, 7)),
+        "frame_predicted": (True, "the tracked street plus a hidden car in the predicted table (bbox, centroid, "
+                                  "velocity, first seen, lost_s)", frame(predicted_street(), "zstd", 13, 8)),
         "meta": (True, "model card and class names", control(Kind.META, 0, {"metadata": METADATA})),
         "status_ready": (True, "heartbeat", control(Kind.STATUS, 12, status_body("ready", COUNTERS, ""))),
         "stats": (True, "latency percentiles", control(Kind.STATS, 5, {"stats": STATS})),
