@@ -7,6 +7,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -108,7 +109,7 @@ class ListenedRun:
 
 
 def run_listened(config: NodeConfig, topics: tuple[str, ...] = ("frame", "status", "stats"),
-                 backoff: Backoff | None = None) -> ListenedRun:
+                 backoff: Backoff | None = None, clock: Callable[[], int] | None = None) -> ListenedRun:
     """Run a node in this process with one subscriber that hears everything from "ready" to "stopped".
 
     The node holds its first frame until the subscriber joined (wait_subscribers), and the
@@ -122,6 +123,8 @@ def run_listened(config: NodeConfig, topics: tuple[str, ...] = ("frame", "status
     parts = build_parts(config)
     if backoff is not None:
         parts.backoff = backoff
+    if clock is not None:
+        parts.clock = clock
     report, error = None, None
     try:
         report = Node(config, parts).run()

@@ -18,13 +18,16 @@ CLASSES = [("road", False), ("sidewalk", False), ("vegetation", False), ("sky", 
 
 
 def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "tiny",
-                  nan_centers: bool = False, batch: int | str = 1) -> Path:
+                  nan_centers: bool = False, batch: int | str = 1, fails_at_run: bool = False) -> Path:
     """Write tiny.onnx + tiny.toml into folder; returns the card path.
 
     batch: the graph's first dimension, a number or a symbolic name (a dynamic batch axis).
 
     nan_centers: the center head computes log(-1), as a model broken by a bad precision
     conversion would, to test that NaN outputs are refused per frame.
+
+    fails_at_run: the offsets head gathers index 5 of a 1-element table, an index computed from
+    the image, so ONNX Runtime loads the model and fails on every run (a fatal engine error).
     """
     w = np.zeros((8, 3, 1, 1), np.float32)
     b = np.full(8, -20.0, np.float32)
@@ -43,8 +46,17 @@ def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "
         helper.make_node("Sigmoid", ["scaled"], ["sig"]),
         helper.make_node("Sub", ["sig", "two"] if nan_centers else ["sig", "zero"], ["shifted"]),
         helper.make_node("Log" if nan_centers else "Identity", ["shifted"], ["center_heatmap"]),
-        helper.make_node("Conv", ["image", "off_w", "off_b"], ["offsets"]),
+        helper.make_node("Conv", ["image", "off_w", "off_b"], ["offsets_raw" if fails_at_run else "offsets"]),
     ]
+    if fails_at_run:  # data-dependent, so nothing can fold or check it before a run
+        nodes += [
+            helper.make_node("ReduceMax", ["image"], ["peak"], keepdims=0),
+            helper.make_node("Mul", ["peak", "zero"], ["nothing"]),
+            helper.make_node("Add", ["nothing", "five"], ["five_again"]),
+            helper.make_node("Cast", ["five_again"], ["index"], to=TensorProto.INT64),
+            helper.make_node("Gather", ["table", "index"], ["picked"]),
+            helper.make_node("Add", ["offsets_raw", "picked"], ["offsets"]),
+        ]
     inits = [
         numpy_helper.from_array(w, "sem_w"),
         numpy_helper.from_array(b, "sem_b"),
@@ -57,6 +69,9 @@ def tiny_panoptic(folder: Path, width: int = 64, height: int = 48, name: str = "
         numpy_helper.from_array(np.zeros((2, 3, 1, 1), np.float32), "off_w"),
         numpy_helper.from_array(np.zeros(2, np.float32), "off_b"),
     ]
+    if fails_at_run:
+        inits += [numpy_helper.from_array(np.array(5.0, np.float32), "five"),
+                  numpy_helper.from_array(np.zeros(1, np.float32), "table")]
     graph = helper.make_graph(
         nodes, "tiny_panoptic",
         [helper.make_tensor_value_info("image", TensorProto.FLOAT, [batch, 3, height, width])],

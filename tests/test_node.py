@@ -201,9 +201,41 @@ def test_nan_outputs_drop_the_frame_report_error_and_keep_running(tmp_path: Path
     assert run.report.counters["read"] == 6
     assert run.report.counters["dropped"] == {"error": 6}
     errors = [m for m in run.statuses() if m.state == "error"]
-    assert len(errors) == 6
+    assert sum(m.errors for m in errors) == 6  # rate-limited statuses, each with its count
     assert "NaN" in errors[0].detail
     assert not run.frames()
+
+
+def test_frame_errors_are_one_status_per_second_with_the_count(tmp_path: Path) -> None:
+    """The node's clock stands still: the first error is published at once, the other 11 are
+    counted and published together when the run ends, before `stopped`."""
+    from tests.onnx_models import tiny_panoptic
+
+    frames = image_folder(tmp_path / "frames", 12)
+    config = load_launch(write_launch(tmp_path, f"images:{frames}", f"ipc://{tmp_path}/rate.sock"))
+    config = override(config, "model", card=tiny_panoptic(tmp_path / "broken", nan_centers=True))
+    run = run_listened(config, topics=("frame", "status"), clock=lambda: 10**12)
+    errors = [m for m in run.statuses() if m.state == "error"]
+    assert [m.errors for m in errors] == [1, 11]
+    assert errors[0].detail.startswith("frame 0: ") and "NaN" in errors[0].detail
+    assert errors[1].detail.startswith("frame 11: ") and errors[1].detail.endswith(
+        "(and 10 more since the last error status)")
+    assert run.states()[-2:] == ["error", "stopped"]
+    assert run.report is not None and run.report.counters["dropped"] == {"error": 12}
+
+
+def test_corrupt_images_in_a_folder_are_reported_as_frame_errors_with_their_count(tmp_path: Path) -> None:
+    frames = image_folder(tmp_path / "frames", 6)
+    for name in ("0002.png", "0004.png", "0005.png"):
+        (frames / name).write_bytes(b"\x89PNG\r\n\x1a\n not an image")
+    config = load_launch(write_launch(tmp_path, f"images:{frames}", f"ipc://{tmp_path}/bad.sock"))
+    run = run_listened(config, topics=("frame", "status"), clock=lambda: 10**12)
+    errors = [m for m in run.statuses() if m.state == "error"]
+    assert [(m.errors, m.detail) for m in errors] == [
+        (1, "image 0002.png cannot be decoded; skipped"),
+        (2, "image 0005.png cannot be decoded; skipped (and 1 more since the last error status)")]
+    assert len(run.frames()) == 3
+    assert run.report is not None and run.report.counters["read"] == run.report.counters["processed"] == 3
 
 
 def test_a_replay_that_starts_over_resets_the_tracks_and_says_so(tmp_path: Path,

@@ -46,17 +46,19 @@ def test_keys_run_and_echo_with_curve(tmp_path: Path) -> None:
     assert node.returncode == 0, node_err
 
 
-@pytest.mark.parametrize("damage", ["missing", "no clients"])
+@pytest.mark.parametrize("damage", ["missing", "no clients", "clients is a file"])
 def test_run_with_an_unusable_key_folder_stops_start_up(tmp_path: Path, damage: str) -> None:
     keys = tmp_path / "keys"
-    if damage == "no clients":
+    if damage != "missing":
         assert run_cli("keys", str(keys)).returncode == 0
-        (keys / "clients" / "client.key").unlink()
+        shutil.rmtree(keys / "clients")
+        (keys / "clients").mkdir() if damage == "no clients" else (keys / "clients").write_text("robot\n")
     launch = write_launch(tmp_path, f"images:{image_folder(tmp_path / 'frames', 1)}", free_tcp_endpoint())
     result = run_cli("run", str(launch), "--curve-keys", str(keys))
     assert result.returncode == 2
     lines = [line for line in result.stderr.splitlines() if "error" in line]
-    assert len(lines) == 1 and ("does not exist" in lines[0] or "nobody could subscribe" in lines[0])
+    expected = {"missing": "does not exist", "no clients": "nobody could subscribe", "clients is a file": "is a file"}
+    assert len(lines) == 1 and expected[damage] in lines[0]
     assert "Traceback" not in result.stderr
 
 

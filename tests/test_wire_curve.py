@@ -110,30 +110,42 @@ def test_key_layout_and_adding_a_second_client(tmp_path: Path) -> None:
     assert load_client_keys(folder, "robot2").server_public == load_server_keys(folder).public
 
 
-@pytest.mark.parametrize("damage", ["no folder", "empty clients", "no clients folder", "unreadable clients",
-                                    "corrupt client key", "no server secret"])
+@pytest.mark.parametrize("damage", ["no folder", "folder is a file", "empty clients", "no clients folder",
+                                    "clients is a file", "unreadable clients", "corrupt client key",
+                                    "empty client key", "no server secret", "server secret is a folder"])
 def test_a_key_folder_that_cannot_be_used_stops_start_up(tmp_path: Path, damage: str) -> None:
     folder = tmp_path / "keys"
     write_keys(folder)
     clients = folder / "clients"
     if damage == "no folder":
         folder = tmp_path / "missing"
+    elif damage == "folder is a file":
+        folder = tmp_path / "keys.txt"
+        folder.write_text("not a folder\n")
     elif damage == "empty clients":
         (clients / "client.key").unlink()
     elif damage == "no clients folder":
         shutil.rmtree(clients)
+    elif damage == "clients is a file":
+        shutil.rmtree(clients)
+        clients.write_text("robot\n")
     elif damage == "unreadable clients":
-        if os.geteuid() == 0:
+        if os.geteuid() == 0:  # the other damages here do not depend on permissions, so they run as root too
             pytest.skip("root reads any folder")
         clients.chmod(0)
     elif damage == "corrupt client key":
         (clients / "client.key").write_text("not a certificate\n")
+    elif damage == "empty client key":
+        (clients / "client.key").write_bytes(b"")
+    elif damage == "no server secret":
+        (folder / "server.key_secret").unlink()
     else:
         (folder / "server.key_secret").unlink()
+        (folder / "server.key_secret").mkdir()
     try:
         with pytest.raises(WireError) as info:
             load_server_keys(folder)
     finally:
-        if clients.exists():
+        if clients.is_dir():
             clients.chmod(0o700)
-    assert info.value.fix
+    assert info.value.fix and str(info.value.problem)

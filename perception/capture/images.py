@@ -5,6 +5,7 @@ from __future__ import annotations
 import glob
 import math
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import cv2
@@ -28,6 +29,8 @@ class ImageFolderSource:
         self._paths: list[Path] = []
         self._next = 0
         self.unreadable: list[Path] = []
+        # set by the capture thread: a skipped file becomes a rate-limited `error` status of the node
+        self.on_skip: Callable[[str], None] | None = None
 
     @property
     def length(self) -> int | None:
@@ -55,7 +58,10 @@ class ImageFolderSource:
             if image is None:
                 # one bad file must not end a replay of thousands; it is reported, not counted as read
                 self.unreadable.append(path)
-                print(f"perception: skipping unreadable image {path}", file=sys.stderr)
+                if self.on_skip is not None:
+                    self.on_skip(f"image {path.name} cannot be decoded; skipped")
+                else:
+                    print(f"perception: skipping unreadable image {path}", file=sys.stderr)
                 continue
             return image, round(index * 1e9 / self.fps)
         if self.unreadable and len(self.unreadable) == len(self._paths):

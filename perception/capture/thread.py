@@ -63,6 +63,7 @@ class CaptureThread(threading.Thread, Generic[P]):
         prepare: Callable[[np.ndarray], P] | None = None,
         opened: bool = True,
         name: str = "capture",
+        on_skip: Callable[[str], None] | None = None,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.source = source
@@ -74,6 +75,8 @@ class CaptureThread(threading.Thread, Generic[P]):
         self._on_state = on_state
         self._prepare = prepare  # e.g. Pipeline.prepare: the engine input is made here, off the engine's thread
         self._opened = opened  # False: the source failed to open at start, so the thread begins by reconnecting
+        if on_skip is not None and hasattr(source, "on_skip"):  # a replay that skips files it cannot decode
+            source.on_skip = on_skip
         self._stop_event = threading.Event()
         self.state = SourceState.CONNECTING if opened else SourceState.RECONNECTING
         self.state_detail = ""

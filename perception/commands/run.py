@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import logging
 import re
 import signal
 import sys
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from perception.core.errors import ConfigError
-from perception.core.interrupt import Terminated
+from perception.core.interrupt import raise_interrupt, unwind_on_signals
 from perception.inference.engine import PRECISIONS
 from perception.runtime.config import DEFAULT_LAUNCH, NodeConfig, load_launch, override, split_topics, with_cameras
 from perception.runtime.latency import format_table
@@ -84,7 +85,7 @@ def register(sub: argparse._SubParsersAction) -> None:
                         "the drive, no process time in it; docs/recording.md 'Lock-step determinism')")
     p.add_argument("--no-tracking", action="store_true", help="leave instance ids 0 (no tracker)")
     p.add_argument("--quiet", action="store_true", help="no summary table at exit")
-    p.set_defaults(func=run)
+    p.set_defaults(func=run, owns_start_up_signals=True)
 
 
 def build_config(args: argparse.Namespace) -> NodeConfig:
@@ -148,29 +149,46 @@ def check_record_path(config: NodeConfig, overwrite: bool) -> None:
     check_output(config.record.path, inputs=inputs, overwrite=overwrite)
 
 
+# Imported before the node makes anything, while a signal still exits at once (core.interrupt):
+# a KeyboardInterrupt raised inside a C extension's import would come out as an ImportError.
+HEAVY_MODULES = ("numpy", "cv2", "zmq", "msgpack", "mcap", "onnxruntime", "perception.runtime.node",
+                 "perception.wire.publisher", "perception.wire.curve", "perception.record.recorder",
+                 "perception.inference.onnxruntime", "perception.capture.opencv_sources")
+
+
 def run(args: argparse.Namespace) -> int:
+    # debug lines mark each phase of start-up (tests send signals at them)
+    log.debug("importing the node's libraries")
+    for name in HEAVY_MODULES:
+        with contextlib.suppress(ImportError):  # an optional one missing is reported where it is used
+            importlib.import_module(name)
     from perception.runtime.node import Node
 
+    log.debug("reading the launch file %s", args.launch or DEFAULT_LAUNCH)
     config = build_config(args)
     check_record_path(config, args.overwrite)
+    unwind_on_signals()  # from here a signal unwinds: the socket, the recording and temporary files get closed
     # Engine calls release the GIL; when one returns while the output loop holds the GIL it
     # waits a whole switch interval (5 ms by default) to get it back. 0.5 ms removes that stall.
     sys.setswitchinterval(SWITCH_INTERVAL_S)
-    node = Node.from_config(config)
+    log.debug("making the node's parts (sources, model card, socket, recording)")
 
     def on_signal(signum: int, frame: FrameType | None) -> None:
         node.stop()
         if node.state in ("starting", "warming_up"):
             # before the first frame (loading the model, rendering the synthetic drive) there is
             # nothing in hand to finish: unwind now, so a half-rendered cache file is removed
-            raise Terminated() if signum == signal.SIGTERM else KeyboardInterrupt()
+            raise_interrupt(signum)
 
-    previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+    node = Node.from_config(config)
+    previous: dict[int, Any] = {}
     try:  # the node says what runs once it is ready, so a start-up error is the only line printed
+        previous = {s: signal.signal(s, on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
         report = node.run()
     finally:
         for sig, handler in previous.items():
             signal.signal(sig, handler)
+        node.close()  # the parts, if a signal came before run() took them over
     if config.run.summary:
         print(format_table(report.latency), file=sys.stderr)
         lines = node.summary_lines()

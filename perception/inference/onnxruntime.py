@@ -9,9 +9,10 @@ from typing import Any
 
 import numpy as np
 
+from perception.core.native_logs import onnxruntime_severity
 from perception.core.tensors import TensorSpec
 from perception.inference.engine import EngineOptions, check_feeds
-from perception.inference.errors import EngineError
+from perception.inference.errors import EngineError, EngineFailed
 
 _ORT_TYPES = {
     "tensor(float)": "float32",
@@ -67,7 +68,7 @@ class OrtEngine:
         if options.threads > 0:
             so.intra_op_num_threads = options.threads
         so.add_session_config_entry("session.intra_op.allow_spinning", "1" if options.spin else "0")
-        so.log_severity_level = 3
+        so.log_severity_level = onnxruntime_severity()
         try:
             self._session = ort.InferenceSession(
                 str(model), sess_options=so, providers=list(providers or ["CPUExecutionProvider"]))
@@ -89,8 +90,14 @@ class OrtEngine:
         return self._outputs
 
     def infer(self, feeds: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
-        check_feeds(self._inputs, feeds)
-        results = self._session.run(self._output_names, dict(feeds))
+        check_feeds(self._inputs, feeds)  # a wrong input is the frame's fault (ModelMismatchError): not fatal
+        try:
+            results = self._session.run(self._output_names, dict(feeds))
+        except Exception as exc:  # ORT's untyped run errors, on an input that fits the model: every frame would fail
+            raise EngineFailed(f"ONNX Runtime failed to run {self.model.name} ({type(exc).__name__}: "
+                               f"{str(exc).splitlines()[0][:300]})",
+                               "the node exits 3 so its supervisor restarts it; check the model with "
+                               "`perception inspect MODEL`") from exc
         return dict(zip(self._output_names, results, strict=True))
 
     def close(self) -> None:

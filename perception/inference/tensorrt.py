@@ -24,7 +24,7 @@ from perception.core.errors import ModelMismatchError
 from perception.core.tensors import TensorSpec
 from perception.inference.cuda import CudaDevice, DeviceBuffer, Event, PinnedBuffer, Stream, cuda_errors
 from perception.inference.engine import PRECISIONS, EngineOptions, check_feeds
-from perception.inference.errors import EngineError
+from perception.inference.errors import EngineError, EngineFailed
 from perception.inference.plan_cache import CachedPlan, PlanCache, PlanKey
 from perception.inference.trt_build import (
     BuildOptions,
@@ -265,7 +265,7 @@ class TrtEngine:
             with cuda_errors("enqueue the TensorRT engine"):
                 ok = self._context.execute_async_v3(stream.handle)
             if not ok:
-                raise EngineError("TensorRT failed to enqueue the inference (see its log)",
+                raise EngineFailed("TensorRT failed to enqueue the inference (see its log)",
                                   "check `perception doctor`; rebuild the plan if TensorRT was upgraded")
             slot.computed.record(stream)
             for name, host in slot.outputs.items():

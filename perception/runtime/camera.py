@@ -15,8 +15,11 @@ from perception.capture.counters import DROP_SHUTDOWN, FrameCounters
 from perception.capture.slot import FrameSlot
 from perception.capture.source import Source
 from perception.capture.thread import Backoff, CaptureThread, SourceState
+from perception.core.frame import monotonic_ns
+from perception.core.queues import drain
 from perception.ops.preview import ImagePreview
 from perception.runtime.config import CameraConfig, NodeConfig
+from perception.runtime.error_rate import ErrorRate
 from perception.runtime.latency import LatencyBook
 from perception.runtime.pipeline import Pipeline, Prepared
 from perception.runtime.stages import Lane
@@ -24,7 +27,8 @@ from perception.tracking.base import Tracker, make_tracker
 
 
 class CameraRun:
-    def __init__(self, camera: CameraConfig, source: Source, config: NodeConfig) -> None:
+    def __init__(self, camera: CameraConfig, source: Source, config: NodeConfig,
+                 clock: Callable[[], int] = monotonic_ns) -> None:
         self.camera = camera
         self.name = camera.name
         self.source = source
@@ -36,10 +40,12 @@ class CameraRun:
         self.state = "starting"  # the state this camera's heartbeat repeats
         self.published = 0
         self.last_error = ""
+        self.errors = ErrorRate(clock)  # per-frame errors: at most one status a second, with a count
         self.opened = False
         self.capture: CaptureThread[Prepared] | None = None
         # the capture thread pushes its state changes here; the node's output loop drains them
         self._events: queue.SimpleQueue[tuple[SourceState, str]] = queue.SimpleQueue()
+        self.skipped: queue.SimpleQueue[str] = queue.SimpleQueue()  # frames a replay could not decode
         self.source_state, self.source_detail = SourceState.CONNECTING, ""
 
     def start_capture(self, pipeline: Pipeline, *, max_frames: int, backoff: Backoff,
@@ -49,7 +55,7 @@ class CameraRun:
         capture = CaptureThread(self.source, slot, self.counters, rate=self.camera.rate, max_frames=max_frames,
                                 backoff=backoff, prepare=pipeline.prepare, opened=self.opened,
                                 on_state=lambda state, detail: self._events.put((state, detail)),
-                                name=f"capture-{self.name}")
+                                name=f"capture-{self.name}", on_skip=self.skipped.put)
         self.capture = capture
         capture.start()
         return capture
@@ -79,6 +85,9 @@ class CameraRun:
     def close_source_unless_captured(self) -> None:
         if self.capture is None:  # once started, the capture thread closes its source
             self.source.close()
+
+    def take_skipped(self) -> list[str]:
+        return drain(self.skipped)
 
     def take_source_events(self) -> None:
         while True:

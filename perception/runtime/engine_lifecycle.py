@@ -26,6 +26,7 @@ from types import ModuleType
 import numpy as np
 
 from perception.core.errors import PerceptionError
+from perception.core.queues import drain
 from perception.inference.engine import Engine, EngineOptions, open_engine
 from perception.inference.errors import EngineError
 from perception.inference.plan_builder import BuilderProcess, BuildJob, BuildLimits, BuildOutcome
@@ -78,12 +79,7 @@ class EngineLifecycle:
         return self._detail
 
     def take_events(self) -> list[EngineEvent]:
-        out = []
-        while True:
-            try:
-                out.append(self._events.get_nowait())
-            except queue.Empty:
-                return out
+        return drain(self._events)
 
     def close(self) -> None:
         """Stop a build in progress and wait for the background thread (before the pipeline closes)."""

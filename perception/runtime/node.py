@@ -30,6 +30,7 @@ from perception.ops.operations import Operations
 from perception.ops.sample import NodeSample
 from perception.runtime.camera import CameraRun, combined_counters
 from perception.runtime.config import NodeConfig
+from perception.runtime.error_rate import ErrorReport
 from perception.runtime.latency import LatencyBook
 from perception.runtime.parts import NodeParts, build_parts
 from perception.runtime.pipeline import Pipeline, Prepared
@@ -59,7 +60,7 @@ class Node:
         self.config = config
         self.parts = parts
         self.ops = parts.ops or Operations.quiet([c.name for c in config.cameras])
-        self.cameras = [CameraRun(camera, source, config) for camera, source in
+        self.cameras = [CameraRun(camera, source, config, parts.clock) for camera, source in
                         zip(config.cameras, _sources_by_camera(config, parts), strict=True)]
         self.latency = LatencyBook(config.run.latency_window)  # all cameras: the operators' figure
         self.state = "starting"
@@ -68,11 +69,26 @@ class Node:
         self._inference: InferenceThread | None = None
         self._captured = False
         self._frame_subscribers = 0
+        self._parts_taken = False  # run() has taken the parts over and closes them
 
     @classmethod
     def from_config(cls, config: NodeConfig) -> Node:
         """The node the CLI runs: parts made from the launch configuration."""
-        return cls(config, build_parts(config))
+        parts = build_parts(config)
+        try:
+            return cls(config, parts)
+        except BaseException:  # a bad camera map, or a signal: the socket and recording are closed
+            _close_parts(parts)
+            raise
+
+    def close(self) -> None:
+        """Close the parts if run() never took them over (a signal before it began); else nothing."""
+        if not self._parts_taken:
+            self._parts_taken = True
+            for camera in self.cameras:
+                camera.close_source_unless_captured()
+            self.ops.close()
+            _close_parts(self.parts)
 
     def stop(self) -> None:
         """Ask the node to finish: stop capture, finish the frames in hand, close everything."""
@@ -97,9 +113,11 @@ class Node:
             stack.callback(self._announce_end)
             for camera in self.cameras:
                 stack.callback(camera.close_source_unless_captured)
+            self._parts_taken = True
             try:
                 self.ops.start(self._sample)
                 self._status("starting")
+                log.debug("opening the engine")
                 pipeline = parts.open_pipeline()
                 if parts.close_pipeline:
                     stack.callback(pipeline.close)
@@ -108,6 +126,7 @@ class Node:
                 batch = self._batch_size(pipeline)
                 self._status("warming_up")
                 pipeline.warm_up(self.config.model.warmup_runs)
+                log.debug("opening the source(s)")
                 self._open_sources()
                 self._show_replay_progress()
                 for camera in self.cameras:
@@ -118,8 +137,11 @@ class Node:
                     stack.callback(self._stop_capture)
                     self._status("ready", self._engine_detail(), details=self._ready(pipeline))
                     self._work(pipeline, batch)
-            except PerceptionError as exc:
+            except PerceptionError as exc:  # a fatal engine error (EngineFailed) too: the CLI exits with its code
                 self._status("error", str(exc))
+                raise
+            except Exception as exc:  # a bug: subscribers hear why the node ends; the traceback stays
+                self._status("error", f"internal error: {type(exc).__name__}: {exc}")
                 raise
         for camera in self.cameras:
             if camera.capture is not None and camera.capture.error is not None:
@@ -217,6 +239,9 @@ class Node:
     def _announce_end(self) -> None:
         """The last status of each camera (why the run ended) and the last stats, after capture has stopped."""
         for camera in self.cameras:
+            for detail in camera.take_skipped():
+                camera.errors.add(detail)
+            self._publish_errors(camera, camera.errors.flush())  # so the run's `errors` add up to its failed frames
             camera.take_source_events()
             capture = camera.capture
             if capture is not None and capture.error is not None:
@@ -263,6 +288,9 @@ class Node:
             beat = now >= next_beat
             lost = []
             for camera in self.cameras:
+                for detail in camera.take_skipped():  # an image a replay could not decode: a failed frame too
+                    self._publish_errors(camera, camera.errors.add(detail))
+                self._publish_errors(camera, camera.errors.due())  # errors counted since the last error status
                 state, detail = camera.operational_state(now)
                 detail = detail or (self._engine_detail() if state == "ready" else "")
                 if state != camera.state or beat:  # a change is published at once, then repeated by the heartbeat
@@ -329,13 +357,18 @@ class Node:
             recorder.record_result(result, pipeline.card.class_names)
 
     def _report_frame_error(self, camera: CameraRun, frame: Frame[Prepared], error: PerceptionError) -> None:
-        """One bad frame (e.g. NaN outputs) is reported and dropped; the stream goes on."""
+        """One bad frame (e.g. NaN outputs) is dropped and counted; the stream goes on. Statuses are
+        rate-limited (runtime.error_rate): at most one a second, carrying how many frames failed."""
         if str(error) != camera.last_error:
             log.warning("%sframe %d: %s", f"camera {camera.name}: " if len(self.cameras) > 1 else "",
                         frame.index, error, extra={"frame_index": frame.index})
             camera.last_error = str(error)
-        self.parts.publisher.publish_status("error", camera.counters.snapshot(), f"frame {frame.index}: {error}",
-                                            camera.name)
+        self._publish_errors(camera, camera.errors.add(f"frame {frame.index}: {error}"))
+
+    def _publish_errors(self, camera: CameraRun, report: ErrorReport | None) -> None:
+        if report is not None:
+            self.parts.publisher.publish_status("error", camera.counters.snapshot(), report.text(), camera.name,
+                                                errors=report.count)
 
     def _abandon_in_flight(self) -> None:
         """After a failure: let the inference stage finish, counting what it still held."""
@@ -398,6 +431,12 @@ class Node:
             "class_names": {c.id: c.name for c in card.classes},
             "versions": {"perception": __version__},
         }
+
+
+def _close_parts(parts: NodeParts) -> None:
+    parts.publisher.close()
+    if parts.recorder is not None:
+        parts.recorder.close()
 
 
 def _sources_by_camera(config: NodeConfig, parts: NodeParts) -> list[Any]:

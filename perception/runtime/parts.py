@@ -62,7 +62,7 @@ def build_parts(config: NodeConfig, pipeline: Pipeline | None = None) -> NodePar
     ops = operations_for([c.name for c in cameras], o.metrics, allow_public=o.allow_public, notify=o.notify,
                          live_status=o.live_status and config.run.summary,
                          stall_s=max(c.stall_timeout_s for c in cameras), foxglove=o.foxglove)
-    with ExitStack() as stack:
+    with ExitStack() as stack:  # closed again on any error, a signal included, until the node has them
         recorder = _open_recorder(config, card, live=all(s.live for s in sources.values()))
         if recorder is not None:
             stack.callback(recorder.close)
@@ -73,21 +73,23 @@ def build_parts(config: NodeConfig, pipeline: Pipeline | None = None) -> NodePar
                               lossless_timeout_s=p.lossless_timeout_s if p.lossless else None,
                               epoch=drive_epoch(",".join(c.uri for c in cameras)) if config.run.deterministic
                               else None)
-        stack.pop_all()  # from here the node owns them
-    m, lifecycle = config.model, None
-    if pipeline is not None:
+        stack.callback(publisher.close)
+        m, lifecycle = config.model, None
         source = sources if len(cameras) > 1 else sources[cameras[0].name]
-        return NodeParts(source=source, open_pipeline=lambda: pipeline, publisher=publisher, recorder=recorder,
-                         ops=ops, close_pipeline=False)
-    options = m.engine_options(len(cameras))
-    if m.fallback:
-        lifecycle = EngineLifecycle(card, LifecycleSettings(m.engine, m.fallback, options, m.build_limits()))
-        open_pipeline = lifecycle.open_pipeline
-    else:
-        open_pipeline = functools.partial(Pipeline.from_card, card, m.engine, options)
-    source = sources if len(cameras) > 1 else sources[cameras[0].name]
-    return NodeParts(source=source, open_pipeline=open_pipeline, publisher=publisher, recorder=recorder, ops=ops,
-                     engine_lifecycle=lifecycle)
+        if pipeline is not None:
+            parts = NodeParts(source=source, open_pipeline=lambda: pipeline, publisher=publisher, recorder=recorder,
+                              ops=ops, close_pipeline=False)
+        else:
+            options = m.engine_options(len(cameras))
+            if m.fallback:
+                lifecycle = EngineLifecycle(card, LifecycleSettings(m.engine, m.fallback, options, m.build_limits()))
+                open_pipeline = lifecycle.open_pipeline
+            else:
+                open_pipeline = functools.partial(Pipeline.from_card, card, m.engine, options)
+            parts = NodeParts(source=source, open_pipeline=open_pipeline, publisher=publisher, recorder=recorder,
+                              ops=ops, engine_lifecycle=lifecycle)
+        stack.pop_all()  # from here the node owns them
+    return parts
 
 
 def open_pipeline(config: NodeConfig) -> Pipeline:

@@ -34,6 +34,7 @@ from perception.capture.counters import DROP_ERROR, DROP_STALE, FrameCounters
 from perception.capture.slot import FrameSlot, SlotClosed
 from perception.core.errors import PerceptionError
 from perception.core.frame import Frame, Stage, StageStamps, monotonic_ns
+from perception.inference.errors import EngineFailed
 from perception.runtime.pipeline import Inferred, Pipeline, Prepared
 
 HANDOFF_DEPTH = 2
@@ -226,6 +227,8 @@ class InferenceThread(threading.Thread):
         try:
             self.batches += 1
             results = self.pipeline.run_batch(prepared, [s for _, _, s in picked])
+        except EngineFailed:  # the engine itself is broken: no frame-by-frame retry, the node ends
+            raise
         except PerceptionError as exc:
             if len(picked) > 1:  # find the frame the engine refused: the others still go out
                 for one in picked:

@@ -156,10 +156,14 @@ def control_message(
     return [topic(camera, kind), pack(header)]
 
 
-def status_body(state: str, counters: Mapping[str, Any], detail: str) -> dict[str, Any]:
+def status_body(state: str, counters: Mapping[str, Any], detail: str, errors: int = 0) -> dict[str, Any]:
+    """errors: per-frame errors this (rate-limited) `error` status stands for; the key is left out when 0."""
     if state not in STATES:
         raise WireError(f"unknown node state {state!r}", f"use one of {', '.join(STATES)}")
-    return {"state": state, "counters": plain(counters, "counters"), "detail": str(detail)}
+    body = {"state": state, "counters": plain(counters, "counters"), "detail": str(detail)}
+    if errors:
+        body["errors"] = int(errors)
+    return body
 
 
 # ---------------------------------------------------------------------------------------------
@@ -291,7 +295,8 @@ def decode_message(
         return MetadataMessage(metadata=_map(header, "metadata"), **common)
     if kind is Kind.STATUS:
         return StatusMessage(
-            state=_str(header, "state"), counters=_map(header, "counters"), detail=_str(header, "detail"), **common
+            state=_str(header, "state"), counters=_map(header, "counters"), detail=_str(header, "detail"),
+            errors=_int(header, "errors") if "errors" in header else 0, **common
         )
     return StatsMessage(stats=_map(header, "stats"), **common)
 

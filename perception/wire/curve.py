@@ -90,7 +90,8 @@ class ClientKeys:
 def _folder(folder: str | os.PathLike[str]) -> Path:
     path = Path(folder).expanduser()
     if not path.is_dir():
-        raise WireError(f"CURVE key folder {path} does not exist", _FIX_LAYOUT)
+        problem = "is a file, not a folder" if path.exists() else "does not exist"
+        raise WireError(f"CURVE key folder {path} {problem}", _FIX_LAYOUT)
     if not os.access(path, os.R_OK | os.X_OK):
         raise WireError(f"CURVE key folder {path} cannot be read", "fix its permissions")
     return path
@@ -106,6 +107,8 @@ def load_server_keys(folder: str | os.PathLike[str]) -> ServerKeys:
         names = sorted(p for p in clients.iterdir() if p.name.endswith(PUBLIC_SUFFIX))
     except FileNotFoundError:
         raise WireError(f"CURVE key folder {path} has no {CLIENTS}/ folder of allowed clients", _FIX_LAYOUT) from None
+    except NotADirectoryError:
+        raise WireError(f"{clients} is a file, not the folder of allowed clients' public keys", _FIX_LAYOUT) from None
     except PermissionError as exc:
         raise WireError(f"allowed-clients folder {clients} cannot be read ({exc.strerror})", "fix its permissions") \
             from exc

@@ -201,6 +201,7 @@ class StatusMessage(WireMessage):
     state: str
     counters: Mapping[str, Any]
     detail: str = ""
+    errors: int = 0  # an `error` status for failed frames: how many failed since the previous such status
 
     kind = Kind.STATUS
 

@@ -189,13 +189,14 @@ class Publisher:
         self._send_control(camera, Kind.META, {"metadata": self._metadata[camera]})
 
     def publish_status(self, state: str, counters: Mapping[str, Any], detail: str = "",
-                       camera: str | None = None) -> None:
+                       camera: str | None = None, errors: int = 0) -> None:
         """Heartbeat: the node calls this about once a second, also when nothing is detected.
 
-        `frames` (frames published so far this epoch) lets a subscriber count losses at the tail.
+        `frames` (frames published so far this epoch) lets a subscriber count losses at the tail;
+        `errors` (an `error` status for failed frames) how many frames it stands for.
         """
         name = self._camera(camera)
-        self._send_control(name, Kind.STATUS, {**status_body(state, counters, detail),
+        self._send_control(name, Kind.STATUS, {**status_body(state, counters, detail, errors),
                                                "frames": self._seq[name, Kind.FRAME]})
 
     def publish_stats(self, stats: Mapping[str, Any], camera: str | None = None) -> None:
