@@ -8,7 +8,7 @@ URI: blocking:?fps=100&block_after=N&hold_open=0&opened=PATH&total=0
 - opened=PATH: each open() appends a line to PATH, so a test in another process can wait for it;
 - total=N: the stream ends after N frames per instance (0 = endless).
 
-Registered as `blocking` through PERCEPTION_SOURCES, in this process and in child nodes.
+Registered as `blocking` by tests.fakes.install, in this process and (PERCEPTION_SOURCES) in child nodes.
 """
 
 from __future__ import annotations
@@ -21,8 +21,6 @@ from typing import ClassVar
 import numpy as np
 
 from perception.capture.source import SourceUri
-
-PLUGIN = "blocking=tests.blocking_source:BlockingCamera"
 
 
 class BlockingCamera:
@@ -49,6 +47,7 @@ class BlockingCamera:
             camera.unblock.set()
 
     def open(self) -> None:
+        self.closed = False
         if self.opened_file:
             with Path(self.opened_file).open("a") as marker:
                 marker.write(f"open {len(BlockingCamera.instances)}\n")

@@ -22,10 +22,12 @@ class FakeCamera:
     """URI: fake:?fps=50&lose_after=20&fail_opens=2&width=64&height=48&total=0.
 
     pause_after=N&pause_s=S: after N frames the camera goes silent for S seconds (read blocks, as
-    a stalled USB camera does) and then delivers again. live=0 makes it a replay whose
-    lose_after failure cannot be reconnected.
+    a stalled USB camera does) and then delivers again; only the first instance of a URI in this
+    process pauses, so the camera the node reopens after abandoning the stuck read does not.
+    live=0 makes it a replay whose lose_after failure cannot be reconnected.
     """
     instances: ClassVar[list[FakeCamera]] = []
+    paused: ClassVar[set[str]] = set()  # URIs whose pause has happened
 
     def __init__(self, uri: SourceUri) -> None:
         self.uri = uri
@@ -68,8 +70,9 @@ class FakeCamera:
             self._lost_once = True
             self._is_open = False
             raise SourceLost("camera unplugged")
-        if self.pause_after and self.delivered == self.pause_after:
+        if self.pause_after and self.delivered == self.pause_after and self.uri.raw not in FakeCamera.paused:
             self.pause_after = 0
+            FakeCamera.paused.add(self.uri.raw)
             time.sleep(self.pause_s)
             self._next_due = time.monotonic()
         delay = self._next_due - time.monotonic()
@@ -88,4 +91,5 @@ class FakeCamera:
 def install() -> None:
     """In this process, and in child nodes started by the tests (through PERCEPTION_SOURCES)."""
     SOURCES.register("fake", "tests.fakes:FakeCamera")
-    os.environ[PLUGIN_VARIABLE] = "fake=tests.fakes:FakeCamera"
+    SOURCES.register("blocking", "tests.blocking_source:BlockingCamera")
+    os.environ[PLUGIN_VARIABLE] = "fake=tests.fakes:FakeCamera,blocking=tests.blocking_source:BlockingCamera"

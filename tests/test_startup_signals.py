@@ -18,7 +18,6 @@ from pathlib import Path
 import pytest
 from mcap.reader import make_reader
 
-from tests.blocking_source import PLUGIN
 from tests.node_helpers import REPO, write_launch
 
 SIGTERM_BIT = 1 << (signal.SIGTERM - 1)  # in /proc/PID/status SigCgt: the child catches SIGTERM
@@ -34,7 +33,7 @@ class StartingNode:
         self.recording = tmp / "out" / "run.mcap"
         self.recording.parent.mkdir(parents=True, exist_ok=True)
         launch = write_launch(tmp, f"blocking:?hold_open=1&opened={self.marker}", f"ipc://{tmp}/node.sock")
-        env = {**os.environ, "PERCEPTION_SOURCES": PLUGIN, "PYTHONUNBUFFERED": "1"}
+        env = {**os.environ, "PYTHONUNBUFFERED": "1"}  # PERCEPTION_SOURCES names the blocking camera (conftest)
         self.started = time.monotonic()
         self.child = subprocess.Popen(
             [sys.executable, "-m", "perception", "--log-level", "debug", "run", str(launch), "--record",
@@ -98,16 +97,13 @@ def _linux_proc() -> bool:
 
 pytestmark = pytest.mark.skipif(not _linux_proc(), reason="reads the child's signal mask from /proc")
 
-POINTS = [  # (where, signal): every point with one signal, both signals at both ends
+POINTS = [  # (where, signal): each phase once, both signals in both modes (exit at once, unwind)
     ("imports", "SIGINT"),
-    ("imports", "SIGTERM"),
-    ("importing the node's libraries", "SIGINT"),
-    ("reading the launch file", "SIGTERM"),
-    ("making the node's parts", "SIGINT"),
-    ("opening the engine", "SIGTERM"),
-    ("state warming_up", "SIGINT"),
+    ("importing the node's libraries", "SIGTERM"),
+    ("reading the launch file", "SIGINT"),
+    ("making the node's parts", "SIGTERM"),
+    ("opening the engine", "SIGINT"),
     ("opening the camera", "SIGTERM"),
-    ("opening the camera", "SIGINT"),
 ]
 
 
@@ -137,9 +133,9 @@ def _sweep(tmp_path: Path, delays: list[float]) -> list[tuple[float, int]]:
 
 
 def test_signals_at_fixed_delays_across_start_up_exit_cleanly(tmp_path: Path) -> None:
-    delays = [0.0, 0.01, 0.05, 0.2, 0.6]
+    delays = [0.0, 0.05, 0.3]
     seen = _sweep(tmp_path, delays)
-    assert [code for _, code in seen] == [130, 143, 130, 143, 130]
+    assert [code for _, code in seen] == [130, 143, 130]
 
 
 @pytest.mark.long

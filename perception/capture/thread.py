@@ -3,7 +3,9 @@
 Live sources (and replays at --rate > 0) feed a latest-wins slot; replays at --rate 0 feed
 a bounded lossless queue. A live source that stops delivering goes through
 connecting -> streaming -> reconnecting (backoff) -> streaming, reporting each change;
-it never injects placeholder frames.
+it never injects placeholder frames. A live source's reads are watched (capture.watched_read):
+one that has not returned within the stall timeout is abandoned, and the camera is reopened as
+a new source object (the stuck one cannot be trusted with another call).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from perception.capture.counters import DROP_OVERWRITTEN, DROP_SHUTDOWN, FrameCo
 from perception.capture.errors import SourceError, SourceLost
 from perception.capture.slot import FrameSlot
 from perception.capture.source import Source
+from perception.capture.watched_read import ReadStalled, Stopped, WatchedReader
 from perception.core.errors import FrameError
 from perception.core.frame import Frame, P, monotonic_ns
 
@@ -64,6 +67,8 @@ class CaptureThread(threading.Thread, Generic[P]):
         opened: bool = True,
         name: str = "capture",
         on_skip: Callable[[str], None] | None = None,
+        stall_timeout_s: float = 0.0,
+        reopen: Callable[[Source], Source] | None = None,
     ) -> None:
         super().__init__(name=name, daemon=True)
         self.source = source
@@ -77,6 +82,11 @@ class CaptureThread(threading.Thread, Generic[P]):
         self._opened = opened  # False: the source failed to open at start, so the thread begins by reconnecting
         if on_skip is not None and hasattr(source, "on_skip"):  # a replay that skips files it cannot decode
             source.on_skip = on_skip
+        # live sources only: a replay's read always ends, and reading it directly keeps lock-step cheap
+        self.stall_timeout_s = stall_timeout_s if source.live else 0.0
+        self._reopen = reopen or (lambda stuck: type(stuck)(stuck.uri))  # type: ignore[call-arg]
+        self._reader = self._watch(source)
+        self.abandoned_reads = 0
         self._stop_event = threading.Event()
         self.state = SourceState.CONNECTING if opened else SourceState.RECONNECTING
         self.state_detail = ""
@@ -87,6 +97,20 @@ class CaptureThread(threading.Thread, Generic[P]):
     def stop(self) -> None:
         self._stop_event.set()
         self.slot.close()
+
+    def _watch(self, source: Source) -> WatchedReader | None:
+        return WatchedReader(source, f"{self.name}-read") if self.stall_timeout_s > 0 else None
+
+    def _read(self) -> tuple[np.ndarray, int] | None:
+        if self._reader is None:
+            return self.source.read()
+        return self._reader.read(self.stall_timeout_s, self._stop_event)
+
+    def _abandon_source(self) -> None:
+        """The stuck source is left to its reader thread; reconnecting opens a new one."""
+        self.abandoned_reads += 1
+        self.source = self._reopen(self.source)
+        self._reader = self._watch(self.source)
 
     @property
     def stopping(self) -> bool:
@@ -107,7 +131,10 @@ class CaptureThread(threading.Thread, Generic[P]):
             self.error = exc
             self._set_state(SourceState.FAILED, f"{type(exc).__name__}: {exc}")
         finally:
-            self.source.close()
+            if self._reader is not None:
+                self._reader.retire()  # closes the source now, or when a read still in flight returns
+            else:
+                self.source.close()
             self.slot.close()
 
     def _loop(self) -> None:
@@ -125,8 +152,12 @@ class CaptureThread(threading.Thread, Generic[P]):
                 self._set_state(SourceState.ENDED, f"read max_frames={self.max_frames}")
                 return
             try:
-                item = self.source.read()
+                item = self._read()
+            except Stopped:
+                return
             except SourceLost as exc:
+                if isinstance(exc, ReadStalled):
+                    self._abandon_source()
                 if not self.source.live:
                     raise SourceError(f"source {self.source.uri.raw} failed mid-stream ({exc})",
                                       "check the file; frames before the failure were processed") from exc

@@ -55,7 +55,8 @@ class CameraRun:
         capture = CaptureThread(self.source, slot, self.counters, rate=self.camera.rate, max_frames=max_frames,
                                 backoff=backoff, prepare=pipeline.prepare, opened=self.opened,
                                 on_state=lambda state, detail: self._events.put((state, detail)),
-                                name=f"capture-{self.name}", on_skip=self.skipped.put)
+                                name=f"capture-{self.name}", on_skip=self.skipped.put,
+                                stall_timeout_s=self.camera.stall_timeout_s)
         self.capture = capture
         capture.start()
         return capture
@@ -89,19 +90,22 @@ class CameraRun:
     def take_skipped(self) -> list[str]:
         return drain(self.skipped)
 
-    def take_source_events(self) -> None:
-        while True:
-            try:
-                self.source_state, self.source_detail = self._events.get_nowait()
-            except queue.Empty:
-                return
+    def take_source_events(self) -> str | None:
+        """Drain the capture thread's state changes; the reason of a loss among them, if any (a camera
+        lost and reconnected between two looks of the node is still reported lost, once)."""
+        lost = None
+        for state, detail in drain(self._events):
+            self.source_state, self.source_detail = state, detail
+            if state is SourceState.RECONNECTING:
+                lost = detail
+        return lost
 
     def operational_state(self, now: int) -> tuple[str, str]:
         """ready, or source_lost while the capture thread reconnects or a live source is silent."""
-        self.take_source_events()
+        lost = self.take_source_events()
         capture = self.capture
-        if self.source_state is SourceState.RECONNECTING:
-            return "source_lost", self.source_detail
+        if self.source_state is SourceState.RECONNECTING or lost is not None:
+            return "source_lost", self.source_detail if lost is None else lost
         stall_ns = int(self.camera.stall_timeout_s * 1e9)
         if capture is not None and capture.source.live and capture.last_frame_ns and \
                 now - capture.last_frame_ns > stall_ns:

@@ -47,7 +47,9 @@ class SourceConfig:
     uri: str = "synthetic:?seed=7&frames=300&fps=10"
     rate: float = 1.0  # replays: 1 = recorded timing, N = N x, 0 = lossless as fast as the node goes
     max_age_ms: float = 0.0  # drop frames older than this before inference (0 = no limit)
-    stall_timeout_s: float = 2.0  # a live source silent this long is reported source_lost
+    # a live source silent this long is reported source_lost; a read blocked this long is abandoned and
+    # the camera reopened
+    stall_timeout_s: float = 2.0
 
     def __post_init__(self) -> None:
         _at_least(self.rate, 0.0, "[source] rate", "0 = lossless, 1 = recorded timing, N = N times faster", 1000)
