@@ -9,12 +9,15 @@ divided by the frames published in it; memory is RSS and PSS (shared pages split
 the processes that map them, so N processes are not charged N times for one library).
 
     python bench/multicam_bench.py [--cameras 4] [--seconds 20] [--rounds 2] [--scaling 1,2,4,8]
+    python bench/multicam_bench.py --profile 20     # where the node's time goes (py-spy, the [dev] extra)
 """
 
 from __future__ import annotations
 
 import argparse
+import collections
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -156,30 +159,83 @@ def _node(sources: list[tuple[str, str]], endpoint: str, threads: int, batch: in
 def multi_node(cameras: int, seconds: float, threads: int, folder: str, batch: int = 0) -> Result:
     endpoint = f"ipc://{folder}/multi.sock"
     sources = [(f"cam{i}", _drive()) for i in range(cameras)]
-    name = f"1 node, {cameras} cameras" + (f", batch {batch}" if batch else "")
+    name = f"1 node, {cameras} cameras, {threads} thread(s)" + (f", batch {batch}" if batch else "")
     return measure(name, [_node(sources, endpoint, threads, batch)], [endpoint], cameras, seconds)
 
 
 def separate_processes(cameras: int, seconds: float, threads: int, folder: str) -> Result:
     endpoints = [f"ipc://{folder}/single{i}.sock" for i in range(cameras)]
     commands = [_node([(f"cam{i}", _drive())], endpoints[i], threads) for i in range(cameras)]
-    return measure(f"{cameras} processes, 1 camera each", commands, endpoints, cameras, seconds)
+    return measure(f"{cameras} processes, {threads} thread(s)", commands, endpoints, cameras, seconds)
 
 
-def bare_engine(batch: int, threads: int, seconds: float) -> float:
+def bare_engine(batch: int, threads: int, seconds: float) -> tuple[float, float]:
+    """Frames per second and CPU ms per frame (process CPU: every ONNX Runtime thread) of session.run in a loop.
+
+    CPU per frame does not depend on how much of a shared host the process got, so it is the
+    figure that says whether a batch is cheaper per frame than single frames."""
     card = load_card(DEFAULT_CARD)
     engine = open_engine("onnxruntime", card.model_file, EngineOptions(threads=threads))
     spec = card.input
     x = np.random.default_rng(0).random((batch, 3, spec.height, spec.width), dtype=np.float32)
     for _ in range(3):
         engine.infer({spec.name: x})
-    n, start = 0, time.perf_counter()
+    n, start, cpu = 0, time.perf_counter(), time.process_time()
     while time.perf_counter() - start < seconds:
         engine.infer({spec.name: x})
         n += batch
-    elapsed = time.perf_counter() - start
+    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu
     engine.close()
-    return n / elapsed
+    return n / elapsed, 1000 * cpu / n
+
+
+# what a sampled thread is doing when its innermost frame is one of these: waiting, not working
+_WAITING = ("wait", "poll", "sleep", "select", "get (queue.py")
+# the first of these on a stack names what the thread works on
+_WORK = ("Session.run", "Pipeline.decode", "ByteTracker.update", "Publisher.publish_frame", "Publisher.service",
+         "Pipeline.prepare", "compressed_to_bgr", "ImagePreview.encode", "Publisher.publish_stats")
+
+
+def profile(cameras: int, seconds: float, threads: int, folder: str, extra: tuple[str, ...] = (),
+            batch: int = 0) -> None:
+    """py-spy samples every Python thread of a multi-camera node at 100 Hz; per thread: the share of
+    the wall time it worked (not waited) and on what. ONNX Runtime's own threads are native: their
+    work shows as the inference thread's Session.run."""
+    spy = shutil.which("py-spy") or str(Path(sys.executable).with_name("py-spy"))
+    if not Path(spy).exists():
+        raise SystemExit("py-spy is not installed: pip install -e '.[dev]'")
+    out = Path(folder) / "profile.txt"
+    endpoint = f"ipc://{folder}/profiled.sock"
+    listener = Listener([endpoint])
+    node = subprocess.Popen(_node([(f"cam{i}", _drive()) for i in range(cameras)], endpoint, threads, batch),
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        while len(listener.seen) < cameras and node.poll() is None:  # sampled once every camera publishes
+            time.sleep(0.1)
+        time.sleep(WARMUP_S)
+        subprocess.run([spy, "record", "-r", "100", "--threads", *extra, "-f", "raw", "-o", str(out), "-d",
+                        str(int(seconds)), "--pid", str(node.pid)], check=True, stdout=subprocess.DEVNULL,
+                       stderr=subprocess.DEVNULL)
+    finally:
+        node.send_signal(signal.SIGINT)
+        node.wait(30)
+        listener.close()
+    work: dict[str, collections.Counter[str]] = collections.defaultdict(collections.Counter)
+    for line in out.read_text().splitlines():
+        stack, count = line.rsplit(" ", 1)
+        frames = stack.split(";")
+        thread = frames[0].rsplit(": ", 1)[-1] if ": " in frames[0] else "other"
+        names = [f.split(" (")[0] for f in frames[1:]]
+        waiting = any(w in frames[-1].lower() for w in _WAITING)
+        work[thread]["(waiting)" if waiting else next((n for n in names if n in _WORK), "other")] += int(count)
+    wall = 100 * seconds
+    what = "held the GIL" if "--gil" in extra else "worked (held or waited for the GIL, or ran native code)"
+    print(f"profile of one node, {cameras} cameras, {threads} ONNX Runtime thread(s), batch {batch}, {seconds:g} s "
+          f"(load average {os.getloadavg()[0]:.1f}); % of wall time each thread {what}, and on what:")
+    for thread in sorted(work, key=lambda t: -sum(work[t].values())):
+        busy = {k: v for k, v in work[thread].items() if k != "(waiting)"}
+        top = ", ".join(f"{k} {100 * v / wall:.0f}%" for k, v in sorted(busy.items(), key=lambda kv: -kv[1])[:5])
+        print(f"  {thread:<14} {100 * sum(busy.values()) / wall:5.1f}%  {top}")
 
 
 def main() -> None:
@@ -189,24 +245,35 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime threads of every node process")
     parser.add_argument("--scaling", default="1,2,4,8", help="camera counts of the multi-camera node ('' = skip)")
+    parser.add_argument("--profile", type=float, default=0.0, metavar="SECONDS",
+                        help="only profile the multi-camera node for this long (py-spy)")
+    parser.add_argument("--batch", type=int, default=0, help="--profile: the node's --batch (0 = its default)")
     args = parser.parse_args()
     folder = tempfile.mkdtemp()
     _drive()  # rendered once, before any timing
+    if args.profile:
+        profile(args.cameras, args.profile, args.threads, folder, batch=args.batch)
+        profile(args.cameras, args.profile, args.threads, folder, ("--gil",), args.batch)  # who holds the GIL
+        return
     offered = args.cameras * 10.0
     print(f"{args.cameras} cameras x 10 fps = {offered:.0f} fps offered; {args.seconds:g} s windows; "
           f"ORT threads {args.threads}; {os.cpu_count()} CPUs")
     for round_ in range(args.rounds):
+        print(f"round {round_ + 1} (load average {os.getloadavg()[0]:.1f})")
         multi = multi_node(args.cameras, args.seconds, args.threads, folder)
+        print("  " + multi.row(), flush=True)
         procs = separate_processes(args.cameras, args.seconds, args.threads, folder)
+        print("  " + procs.row(), flush=True)
         batched = multi_node(args.cameras, args.seconds, args.threads, folder, batch=args.cameras)
-        bare = bare_engine(args.cameras, args.threads, min(args.seconds, 10.0))
-        bare_one = bare_engine(1, args.threads, min(args.seconds, 10.0))
-        print(f"round {round_ + 1}")
-        print("  " + multi.row())
-        print("  " + procs.row())
-        print("  " + batched.row())
-        print(f"  {'bare engine, batches of ' + str(args.cameras):<28} {bare:7.1f} fps")
-        print(f"  {'bare engine, batches of 1':<28} {bare_one:7.1f} fps")
+        print("  " + batched.row(), flush=True)
+        if args.threads != 1:  # one ONNX Runtime thread: no intra-op synchronisation, per-frame CPU is lowest
+            print("  " + multi_node(args.cameras, args.seconds, 1, folder).row(), flush=True)
+            print("  " + separate_processes(args.cameras, args.seconds, 1, folder).row(), flush=True)
+        for threads in sorted({args.threads, 1}, reverse=True):
+            for batch in (args.cameras, 1):
+                fps, cpu = bare_engine(batch, threads, min(args.seconds, 8.0))
+                print(f"  {f'bare engine, {threads} thread(s), batches of {batch}':<40} {fps:7.1f} fps  "
+                      f"CPU {cpu:6.1f} ms/frame", flush=True)
         for camera in sorted(multi.p99_ms):
             print(f"    {camera}: node p50 {multi.p50_ms[camera]:6.1f} p99 {multi.p99_ms[camera]:6.1f} ms | "
                   f"process p50 {procs.p50_ms.get(camera, 0):6.1f} p99 {procs.p99_ms.get(camera, 0):6.1f} ms")
@@ -218,7 +285,7 @@ def main() -> None:
         print("scaling of one node")
         for n in (int(c) for c in args.scaling.split(",")):
             result = multi_node(n, args.seconds / 2, args.threads, folder)
-            print(f"  {n} cameras ({n * 10} fps offered): {result.row()}")
+            print(f"  {n} cameras ({n * 10} fps offered, load {os.getloadavg()[0]:.1f}): {result.row()}", flush=True)
 
 
 if __name__ == "__main__":
