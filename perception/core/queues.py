@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import queue
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
-T = TypeVar("T")
+T_co = TypeVar("T_co", covariant=True)
 
 
-def drain(q: queue.SimpleQueue[T] | queue.Queue[T]) -> list[T]:
-    out: list[T] = []
+class _Nonblocking(Protocol[T_co]):
+    """queue.Queue, queue.SimpleQueue and multiprocessing's queues alike: all raise queue.Empty."""
+
+    def get_nowait(self) -> T_co: ...
+
+
+def drain(q: _Nonblocking[T_co]) -> list[T_co]:
+    out: list[T_co] = []
     while True:
         try:
             out.append(q.get_nowait())

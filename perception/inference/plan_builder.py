@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from perception.core.errors import PerceptionError
+from perception.core.queues import drain
 
 POLL_S = 0.1
 
@@ -131,13 +132,10 @@ class BuilderProcess:
 
     def _drain(self) -> dict[str, Any] | None:
         final = None
-        while True:
-            try:
-                event = self._events.get_nowait()
-            except queue.Empty:
-                return final
+        for event in drain(self._events):
             if event is not None:
                 final = self._handle(event) or final
+        return final
 
     def _handle(self, event: dict[str, Any]) -> dict[str, Any] | None:
         if event.get("event") == "progress":

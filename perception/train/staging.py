@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import multiprocessing
 import os
-import queue
 import shutil
 import tempfile
 import threading
@@ -22,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from perception.core.queues import drain
 from perception.synth.scene import single_threaded, training_sample
 
 # a scene waiting in staging costs H*W*5 bytes (RGB, class, instance): 1024 slots at 320x192 ~ 300 MB
@@ -124,12 +124,7 @@ class RenderPool:
         if dead:
             self.error = RuntimeError(f"scene worker {dead[0].pid} exited with code {dead[0].exitcode} "
                                       "(its traceback is above)")
-        finished: list[int] = []
-        while True:
-            try:
-                finished.append(self._done.get_nowait())
-            except queue.Empty:
-                break
+        finished = drain(self._done)
         if not finished:
             return None
         scenes = Scenes(*(a[finished] for a in self._staging))  # copies: the slots can be reused now
